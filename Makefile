@@ -1,0 +1,33 @@
+# Every target creates / updates the virtual environment first, so each one works on a
+# fresh machine with nothing but Python 3.10+ and make.  CI (.ci/run) calls them unchanged.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install test lint format demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check zuotang_cli tests
+	$(BIN)/ruff format --check zuotang_cli tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format zuotang_cli tests
+	$(BIN)/ruff check --fix zuotang_cli tests
+
+demo: install
+	@bash samples/demo.sh
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,83 @@
+"""Command-line entry point: parses, dispatches, and maps errors to exit codes.
+
+The commands live one per module in :mod:`zuotang_cli.commands`; this module only wires
+them together and is the single boundary where exceptions become exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+
+from zuotang_cli import __version__
+from zuotang_cli.commands import emulator as emulator_cmd
+from zuotang_cli.errors import ZuotangError
+from zuotang_cli.status import EXIT_CODES_HELP, ExitStatus
+
+app = typer.Typer(
+    name="zuotang",
+    help=(
+        "Batch client for the Zuotang (佐糖) photo clarity / upscale API "
+        "on the Alibaba Cloud marketplace.\n\n" + EXIT_CODES_HELP
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"zuotang {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Batch client for the Zuotang photo clarity / upscale API."""
+
+
+app.command("emulator", help=emulator_cmd.HELP, epilog=emulator_cmd.EPILOG)(emulator_cmd.emulator)
+
+# Set by commands that take --verbose, so the boundary below knows to show tracebacks.
+show_tracebacks = False
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"zuotang: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI and exit with an :class:`ExitStatus`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = app(args=args, prog_name="zuotang", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        sys.exit(ExitStatus.USAGE)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(ExitStatus.USAGE)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.stderr.write("zuotang: interrupted\n")
+        sys.exit(ExitStatus.INTERRUPTED)
+    except ZuotangError as exc:
+        if show_tracebacks:
+            raise
+        _error(str(exc))
+        sys.exit(exc.exit_status)
+    except OSError as exc:
+        if show_tracebacks:
+            raise
+        _error(f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc))
+        sys.exit(ExitStatus.SOME_FAILED)
+    sys.exit(int(result) if isinstance(result, int) else ExitStatus.SUCCESS)
