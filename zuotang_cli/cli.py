@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
 
 from zuotang_cli import __version__
@@ -57,19 +56,14 @@ def _error(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI and exit with an :class:`ExitStatus`."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Run the CLI and exit with an :class:`ExitStatus`.
+
+    Typer (standalone mode) already turns usage errors into exit 2 and Ctrl-C into 130;
+    our own exception family is mapped here, the one place errors become exit codes.
+    Commands end with ``raise typer.Exit(status)``.
+    """
     try:
-        result = app(args=args, prog_name="zuotang", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        exc.show()
-        sys.exit(ExitStatus.USAGE)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(ExitStatus.USAGE)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        sys.stderr.write("zuotang: interrupted\n")
-        sys.exit(ExitStatus.INTERRUPTED)
+        app(args=argv, prog_name="zuotang")
     except ZuotangError as exc:
         if show_tracebacks:
             raise
@@ -78,6 +72,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     except OSError as exc:
         if show_tracebacks:
             raise
-        _error(f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc))
+        _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
         sys.exit(ExitStatus.SOME_FAILED)
-    sys.exit(int(result) if isinstance(result, int) else ExitStatus.SUCCESS)

@@ -35,7 +35,7 @@ def emulator(
     cheap: bool = typer.Option(
         False, help="Skip fetching and resizing; answer a small fixed image (benchmarks only)."
     ),
-) -> int:
+) -> None:
     from zuotang_cli.emulator.server import EmulatorConfig, serve_forever
 
     config = EmulatorConfig.from_options(
@@ -51,4 +51,4 @@ def emulator(
         return_type=return_type,
         cheap=cheap,
     )
-    return serve_forever(config, host=host, port=port)
+    raise typer.Exit(serve_forever(config, host=host, port=port))
