@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from zuotang_cli.errors import UsageError
+
 HELP = (
     "Run a faithful local stand-in for the Zuotang scale API: same path, auth, form and "
     "multipart bodies, JSON replies, state codes, gateway errors, strict QPS, quota, "
@@ -23,7 +25,9 @@ def emulator(
     qps: float = typer.Option(2.0, help="Accepted calls per AppCode in any 1 s window."),
     latency: str = typer.Option("1-2", help="Per-call processing time range MIN-MAX, seconds."),
     link_ttl: float = typer.Option(3600.0, help="Seconds a result link stays valid."),
-    quota: int | None = typer.Option(None, help="Successful calls allowed before 403 Quota Exhausted."),
+    quota: int | None = typer.Option(
+        None, help="Successful calls allowed before 403 Quota Exhausted."
+    ),
     appcode: list[str] = typer.Option(
         [], help="Accepted AppCode (repeatable). Default: any non-empty code is accepted."
     ),
@@ -35,20 +39,31 @@ def emulator(
     cheap: bool = typer.Option(
         False, help="Skip fetching and resizing; answer a small fixed image (benchmarks only)."
     ),
+    slow_seconds: float = typer.Option(
+        120.0, help="How long a 'slow' fault holds a call before its gateway 504."
+    ),
 ) -> None:
-    from zuotang_cli.emulator.server import EmulatorConfig, serve_forever
-
-    config = EmulatorConfig.from_options(
-        qps=qps,
-        latency=latency,
-        link_ttl=link_ttl,
-        quota=quota,
-        appcodes=appcode,
-        serve_dir=serve,
-        faults=faults,
-        seed=seed,
-        throttle_style=throttle_style,
-        return_type=return_type,
-        cheap=cheap,
-    )
+    try:
+        from zuotang_cli.emulator import EmulatorConfig, serve_forever
+    except ImportError as exc:
+        raise UsageError(
+            f"the emulator needs the 'emulator' extra (pip install 'zuotang[emulator]'): {exc}"
+        ) from None
+    try:
+        config = EmulatorConfig.from_options(
+            qps=qps,
+            latency=latency,
+            link_ttl=link_ttl,
+            quota=quota,
+            appcodes=appcode,
+            serve_dir=serve,
+            faults=faults,
+            seed=seed,
+            throttle_style=throttle_style,
+            return_type=return_type,
+            cheap=cheap,
+            slow_seconds=slow_seconds,
+        )
+    except ValueError as exc:
+        raise UsageError(f"emulator: {exc}") from None
     raise typer.Exit(serve_forever(config, host=host, port=port))

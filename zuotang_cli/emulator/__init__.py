@@ -1,0 +1,11 @@
+"""A faithful local stand-in for the Zuotang scale API (design.md §4).
+
+Needs the ``emulator`` extra (starlette, uvicorn, python-multipart).
+"""
+
+from __future__ import annotations
+
+from zuotang_cli.emulator.config import EmulatorConfig
+from zuotang_cli.emulator.server import RunningEmulator, running_emulator, serve_forever
+
+__all__ = ["EmulatorConfig", "RunningEmulator", "running_emulator", "serve_forever"]

@@ -1,0 +1,121 @@
+"""The emulator's settings: one frozen dataclass, built directly or from CLI strings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zuotang_cli import rules
+from zuotang_cli.emulator.faults import parse_faults, validate_faults
+
+THROTTLE_STYLES = ("429", "403")
+RETURN_TYPES = (1, 2)
+
+
+def parse_latency(text: str) -> tuple[float, float]:
+    """``"1-2"`` → (1.0, 2.0); ``"0"`` or ``"1.5"`` → a fixed time. Raises ValueError."""
+    low, sep, high = text.strip().partition("-")
+    try:
+        bounds = (float(low), float(high) if sep else float(low))
+    except ValueError:
+        raise ValueError(f"latency {text!r} is not SECONDS or MIN-MAX") from None
+    return bounds
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """How the emulator behaves; every field is checked on construction (ValueError)."""
+
+    qps: float = rules.DEFAULT_QPS
+    """Accepted calls per AppCode in any sliding one-second window."""
+    latency: tuple[float, float] = (1.0, 2.0)
+    """Processing time of a call, drawn uniformly from (min, max) seconds."""
+    link_ttl: float = rules.LINK_TTL
+    """Seconds a result link stays valid after the result is made."""
+    quota: int | None = None
+    """Successful (billed) calls allowed before 403 Quota Exhausted; None = unlimited."""
+    appcodes: frozenset[str] = frozenset()
+    """Accepted AppCodes; empty = any non-empty code."""
+    serve_dir: Path | None = None
+    """Folder served under ``/files/`` (the emulator plays the image host)."""
+    faults: Mapping[str, float] = field(default_factory=dict)
+    """Fault kind → probability per call (see :mod:`zuotang_cli.emulator.faults`)."""
+    seed: int | None = None
+    """Seed of the one RNG that draws latencies and faults."""
+    throttle_style: str = "429"
+    """``"429"`` (newer gateways, with X-Ca-Error-Code and Retry-After) or ``"403"``."""
+    return_type: int = 1
+    """1: ``data.image`` is a URL on the emulator; 2: base64 of the result bytes."""
+    cheap: bool = False
+    """Skip fetching and resizing; answer a small fixed PNG (benchmarks)."""
+    slow_seconds: float = 120.0
+    """How long a ``slow`` fault holds the call before its gateway 504."""
+    service_timeout: float = rules.SERVICE_TIMEOUT
+    """Processing longer than this is answered with state -8 at this time."""
+    fetch_timeout: float = 10.0
+    """Total time allowed to download ``image_url``."""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "latency", (float(self.latency[0]), float(self.latency[1])))
+        set_(self, "appcodes", frozenset(self.appcodes))
+        set_(self, "faults", validate_faults(self.faults))
+        if self.serve_dir is not None:
+            set_(self, "serve_dir", Path(self.serve_dir))
+        self._check()
+
+    def _check(self) -> None:
+        low, high = self.latency
+        if not (0.0 <= low <= high and math.isfinite(high)):
+            raise ValueError(f"latency {low:g}-{high:g} must be 0 <= MIN <= MAX")
+        if not (self.qps > 0 and math.isfinite(self.qps)):
+            raise ValueError(f"qps must be a positive number, not {self.qps:g}")
+        for name in ("link_ttl", "slow_seconds", "service_timeout", "fetch_timeout"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name.replace('_', '-')} must be >= 0, not {value:g}")
+        if self.quota is not None and self.quota < 0:
+            raise ValueError(f"quota must be >= 0, not {self.quota}")
+        if any(not code or any(ch.isspace() for ch in code) for code in self.appcodes):
+            raise ValueError("an AppCode must be non-empty and without spaces")
+        if self.serve_dir is not None and not self.serve_dir.is_dir():
+            raise ValueError(f"serve directory {str(self.serve_dir)!r} is not a folder")
+        if self.throttle_style not in THROTTLE_STYLES:
+            raise ValueError(f"throttle style must be 429 or 403, not {self.throttle_style!r}")
+        if self.return_type not in RETURN_TYPES:
+            raise ValueError(f"return type must be 1 or 2, not {self.return_type!r}")
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        qps: float = rules.DEFAULT_QPS,
+        latency: str = "1-2",
+        link_ttl: float = rules.LINK_TTL,
+        quota: int | None = None,
+        appcodes: Iterable[str] = (),
+        serve_dir: str | Path | None = None,
+        faults: str = "",
+        seed: int | None = None,
+        throttle_style: str = "429",
+        return_type: int = 1,
+        cheap: bool = False,
+        slow_seconds: float = 120.0,
+    ) -> EmulatorConfig:
+        """Build from command-line strings. Raises ValueError with a one-line message."""
+        return cls(
+            qps=qps,
+            latency=parse_latency(latency),
+            link_ttl=link_ttl,
+            quota=quota,
+            appcodes=frozenset(appcodes),
+            serve_dir=Path(serve_dir) if serve_dir is not None else None,
+            faults=parse_faults(faults),
+            seed=seed,
+            throttle_style=throttle_style,
+            return_type=return_type,
+            cheap=cheap,
+            slow_seconds=slow_seconds,
+        )

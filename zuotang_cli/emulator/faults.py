@@ -1,0 +1,66 @@
+"""Injectable faults: the kinds, the ``--faults`` spec parser and the per-call draw."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+
+from zuotang_cli import rules
+
+GATEWAY_FAULTS = ("429", "500", "503", "504", "reset", "slow")
+"""Faults the gateway answers itself: nothing is processed and nothing is billed."""
+LINK_FAULTS = ("truncate", "expire")
+"""Faults of a successful (billed) call that spoil the download of its result."""
+STATE_FAULTS: dict[str, int] = {
+    f"state{state}": state for state in rules.STATE_MEANINGS if state != rules.STATE_DONE
+}
+"""``state-8`` and friends: a 200 reply carrying that failing or unfinished state."""
+FAULT_KINDS = (*GATEWAY_FAULTS, *LINK_FAULTS, *STATE_FAULTS)
+
+
+def validate_faults(faults: Mapping[str, float]) -> dict[str, float]:
+    """Check kinds and probabilities; return a plain copy. Raises ValueError."""
+    unknown = [kind for kind in faults if kind not in FAULT_KINDS]
+    if unknown:
+        raise ValueError(f"unknown fault kind {unknown[0]!r} (known: {', '.join(FAULT_KINDS)})")
+    for kind, probability in faults.items():
+        if not (isinstance(probability, (int, float)) and 0.0 <= probability <= 1.0):
+            raise ValueError(f"fault {kind!r}: probability {probability!r} is not in [0, 1]")
+    total = math.fsum(faults.values())
+    if total > 1.0 + 1e-9:
+        raise ValueError(f"fault probabilities sum to {total:g}, over 1")
+    return {kind: float(probability) for kind, probability in faults.items()}
+
+
+def parse_faults(spec: str) -> dict[str, float]:
+    """Parse ``429=0.05,reset=0.02,state-8=0.03`` (empty means no faults)."""
+    faults: dict[str, float] = {}
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        kind, sep, value = item.partition("=")
+        kind = kind.strip()
+        if not sep or not kind:
+            raise ValueError(f"fault {item!r} is not KIND=PROBABILITY")
+        if kind in faults:
+            raise ValueError(f"fault {kind!r} is given twice")
+        try:
+            faults[kind] = float(value)
+        except ValueError:
+            raise ValueError(f"fault {kind!r}: {value.strip()!r} is not a number") from None
+        if not math.isfinite(faults[kind]):
+            raise ValueError(f"fault {kind!r}: {value.strip()!r} is not a probability")
+    return validate_faults(faults)
+
+
+def draw_fault(faults: Mapping[str, float], rng: random.Random) -> str | None:
+    """At most one fault per call: one uniform draw against cumulative probabilities."""
+    point = rng.random()
+    cumulative = 0.0
+    for kind, probability in faults.items():
+        cumulative += probability
+        if point < cumulative:
+            return kind
+    return None

@@ -1,0 +1,59 @@
+"""Counters the emulator exposes at ``/__emulator__/stats`` so tests can prove behaviour."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stats:
+    calls: int = 0
+    """POSTs to the scale path received."""
+    by_status: Counter[int] = field(default_factory=Counter)
+    by_state: Counter[int] = field(default_factory=Counter)
+    throttled: int = 0
+    """Calls refused by flow control (injected ``429`` faults are counted in ``faults``)."""
+    faults: Counter[str] = field(default_factory=Counter)
+    billed: int = 0
+    billed_by_input: Counter[str] = field(default_factory=Counter)
+    downloads: int = 0
+    """Result GETs served in full."""
+    download_attempts: int = 0
+    arrivals: list[float] = field(default_factory=list)
+    """Monotonic arrival times of the scale calls that passed auth."""
+    accepted_arrivals: list[float] = field(default_factory=list)
+    """Monotonic arrival times of the scale calls that passed flow control."""
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def call_started(self) -> None:
+        self.calls += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def call_finished(self) -> None:
+        self.in_flight -= 1
+
+    def bill(self, key: str) -> None:
+        self.billed += 1
+        self.billed_by_input[key] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready copy (counter keys become strings)."""
+        return {
+            "calls": self.calls,
+            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "by_state": {str(k): v for k, v in sorted(self.by_state.items())},
+            "throttled": self.throttled,
+            "faults": dict(self.faults),
+            "billed": self.billed,
+            "billed_by_input": dict(self.billed_by_input),
+            "downloads": self.downloads,
+            "download_attempts": self.download_attempts,
+            "arrivals": list(self.arrivals),
+            "accepted_arrivals": list(self.accepted_arrivals),
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+        }
