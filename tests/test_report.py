@@ -1,0 +1,231 @@
+"""Unit tests of zuotang_cli.report: the formats, crash safety, report sets and the summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zuotang_cli.errors import UsageError
+from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
+from zuotang_cli.report import (
+    JsonLinesReportWriter,
+    ReportSet,
+    Summary,
+    open_report,
+    read_report,
+    report_format,
+    summarize,
+)
+
+RECORDS = [
+    Record(
+        input="http://example.com/a.jpg",
+        outcome=Outcome.DONE,
+        output="out/a-1234abcd.jpg",
+        http_status=200,
+        status=200,
+        state=1,
+        state_meaning="done",
+        message="success",
+        task_id="t-1",
+        request_id="r-1",
+        attempts=1,
+        elapsed=1.23456,
+        created_at=1700000000,
+        completed_at=1700000002,
+        result_bytes=12345,
+        width=800,
+        height=600,
+    ),
+    Record(
+        input='照片, "quoted"\nnext line\u2028sep.jpg',
+        outcome=Outcome.FAILED,
+        message="state -7: invalid image, 'bad'",
+        attempts=3,
+        error_class="invalid-image",
+    ),
+    Record(input="ftp://x", outcome=Outcome.INVALID, message="not an http(s) URL"),
+]
+
+
+def as_csv_cells(record: Record) -> dict[str, str]:
+    return {key: "" if value is None else str(value) for key, value in record.as_dict().items()}
+
+
+def write_all(path: Path, records: list[Record] = RECORDS) -> None:
+    with open_report(path) as writer:
+        for record in records:
+            writer.write(record)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_json_formats_round_trip_with_types(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"report{suffix}"
+    write_all(path)
+    rows = read_report(path)
+    assert rows == [record.as_dict() for record in RECORDS]
+    assert list(rows[0]) == list(REPORT_FIELDS)
+    assert rows[0]["elapsed"] == 1.235 and rows[2]["output"] is None
+
+
+def test_csv_round_trip_header_and_empty_cells(tmp_path: Path) -> None:
+    path = tmp_path / "report.csv"
+    write_all(path)
+    with path.open(encoding="utf-8", newline="") as stream:
+        header = next(csv.reader(stream))
+    assert tuple(header) == REPORT_FIELDS
+    rows = read_report(path)
+    assert rows == [as_csv_cells(record) for record in RECORDS]
+    assert rows[2]["http_status"] == ""
+    assert path.read_bytes().count(b"\r") == 0
+
+
+def test_json_report_layout(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_all(path, RECORDS[:2])
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("[\n{") and text.endswith("}\n]\n")
+    assert text.count(",\n{") == 1
+    assert "照片" in text  # UTF-8, not \u escapes
+    assert json.loads(text)[0]["input"] == RECORDS[0].input
+
+
+def test_jsonl_one_object_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    write_all(path)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == "" and len(lines) == len(RECORDS) + 1
+    assert json.loads(lines[1])["outcome"] == "failed"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
+def test_empty_report_is_valid(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"r{suffix}"
+    open_report(path).close()
+    assert read_report(path) == []
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
+def test_rows_are_on_disk_before_close(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"r{suffix}"
+    writer = open_report(path)
+    assert read_report(path) == []
+    writer.write(RECORDS[0])
+    writer.write(RECORDS[1])
+    rows = read_report(path)  # what a crash right now would leave
+    assert [row["input"] for row in rows] == [RECORDS[0].input, RECORDS[1].input]
+    writer.close()
+    writer.close()  # idempotent
+
+
+def test_crashed_json_is_an_unterminated_array_still_readable(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    writer = open_report(path)
+    writer.write(RECORDS[0])
+    writer.abandon()  # closed without the terminator, as a crash would
+    text = path.read_text(encoding="utf-8")
+    assert not text.rstrip().endswith("]")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    assert read_report(path) == [RECORDS[0].as_dict()]
+
+
+@pytest.mark.parametrize("name", ["report.xml", "report", "report.txt", "report.csv.gz"])
+def test_unknown_suffix_is_a_usage_error(tmp_path: Path, name: str) -> None:
+    suffix = Path(name).suffix or "(none)"
+    message = f"unsupported report format '{suffix}': use .csv, .json or .jsonl"
+    with pytest.raises(UsageError) as info:
+        open_report(tmp_path / name)
+    assert str(info.value) == message
+    assert not (tmp_path / name).exists()
+
+
+def test_suffix_is_case_insensitive(tmp_path: Path) -> None:
+    assert report_format(Path("R.JSONL")) == ".jsonl"
+    write_all(tmp_path / "R.CSV")
+    assert len(read_report(tmp_path / "R.CSV")) == len(RECORDS)
+
+
+def test_parent_folders_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "r.jsonl"
+    write_all(path)
+    assert path.is_file()
+
+
+def test_unwritable_path_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="cannot write report"):
+        open_report(tmp_path / "file" / "r.csv")
+
+
+def test_existing_report_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    write_all(path)
+    write_all(path, RECORDS[:1])
+    assert len(read_report(path)) == 1
+
+
+def test_writer_on_a_stream() -> None:
+    stream = io.StringIO()
+    writer = JsonLinesReportWriter(stream)
+    writer.write(RECORDS[2])
+    assert json.loads(stream.getvalue()) == RECORDS[2].as_dict()
+
+
+# --------------------------------------------------------------------------- ReportSet
+
+
+def test_report_set_writes_every_report(tmp_path: Path) -> None:
+    paths = [tmp_path / "out" / "report.csv", tmp_path / "extra.jsonl"]
+    with ReportSet([open_report(path) for path in paths]) as reports:
+        for record in RECORDS:
+            reports.write(record)
+    assert [len(read_report(path)) for path in paths] == [3, 3]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_report_set_writes_one_file_once(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"r{suffix}"
+    link = tmp_path / f"link{suffix}"
+    writers = [open_report(path), open_report(tmp_path / "." / path.name)]
+    link.symlink_to(path)
+    writers.append(open_report(link))
+    with ReportSet(writers) as reports:
+        assert len(reports.writers) == 1
+        for record in RECORDS:
+            reports.write(record)
+    rows: list[dict[str, Any]] = read_report(path)
+    assert [row["input"] for row in rows] == [record.input for record in RECORDS]
+
+
+def test_report_set_open_checks_every_suffix_first(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        ReportSet.open([tmp_path / "ok.csv", tmp_path / "bad.xml"])
+    assert not (tmp_path / "ok.csv").exists()
+    with ReportSet.open([tmp_path / "ok.csv", tmp_path / "ok.csv"]) as reports:
+        reports.write(RECORDS[0])
+    assert len(read_report(tmp_path / "ok.csv")) == 1
+
+
+# --------------------------------------------------------------------------- Summary
+
+
+def test_summary_line_leaves_out_zero_counts_but_done() -> None:
+    assert summarize([]).line() == "0 done"
+    outcomes = [Outcome.DONE] * 12 + [Outcome.SKIPPED, Outcome.FAILED, Outcome.FAILED]
+    outcomes += [Outcome.INVALID, Outcome.NOT_ATTEMPTED]
+    summary = summarize(Record(input=str(n), outcome=o) for n, o in enumerate(outcomes))
+    assert summary.line() == "12 done, 1 skipped, 2 failed, 1 invalid, 1 not attempted"
+    assert summary.total == 17
+    assert summary.counts[Outcome.FAILED] == 2
+
+
+def test_summary_add() -> None:
+    summary = Summary()
+    summary.add(Record(input="a", outcome=Outcome.FAILED))
+    assert summary.line() == "0 done, 1 failed"

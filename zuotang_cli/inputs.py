@@ -1,0 +1,405 @@
+"""The batch's inputs, streamed in order: URLs, list files, stdin, local images and folders.
+
+Nothing here reads a whole list into memory: list files and stdin are read line by line,
+in binary, with a bounded line length, so a list of millions of URLs costs little. Every
+problem with one entry becomes an :class:`InputItem` with ``error`` set; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import os
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+from urllib.parse import quote, urlsplit
+
+from zuotang_cli.models import InputItem, InputKind
+from zuotang_cli.rules import MAX_URL_LENGTH
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+"""Extensions picked up when walking a folder (case-insensitive)."""
+MAX_LINE_BYTES = 64 * 1024
+"""Longest list line read; longer lines are reported and skipped without being buffered."""
+BAD_INPUT = "bad-input"
+DUPLICATE = "duplicate"
+
+NOT_FOUND = "no such file or directory; expected an http(s) URL, a list file, an image or a folder"
+NOT_AN_IMAGE = "not an image"
+GIF_REFUSED = "GIF is not supported (jpg, png, bmp, webp, tiff only)"
+
+_IMAGE_LIKE = IMAGE_SUFFIXES | {".gif"}
+_HEAD_BYTES = 16
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+)
+
+
+class InvalidURL(ValueError):
+    """Raised by :func:`normalize_url`; the text says why, and is safe to show."""
+
+
+# ---------------------------------------------------------------------------------------
+# URLs
+
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_HOST = re.compile(r"[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*\.?")
+_SAFE_PATH = "/:@!$&'()*+,;=%"
+_SAFE_QUERY = _SAFE_PATH + "?"
+_SAFE_USERINFO = ":!$&'()*+,;=%"
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def looks_like_url(text: str) -> bool:
+    """True when ``text`` starts with ``http://`` or ``https://`` (any case)."""
+    return text[:8].lower().startswith(("http://", "https://"))
+
+
+def normalize_url(text: str) -> str:
+    """The canonical, correctly encoded form of an http(s) URL, or :class:`InvalidURL`.
+
+    Lowercases scheme and host, converts unicode host names with IDNA, drops a default
+    port and the fragment (never sent to a server), percent-encodes spaces and non-ASCII
+    in path and query without double-encoding existing ``%XX`` escapes. Idempotent.
+    """
+    text = text.strip()
+    if _BAD_CHARS.search(text):
+        raise InvalidURL("URL contains control characters")
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise InvalidURL(f"malformed URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidURL("not an http(s) URL")
+    netloc = _normalize_netloc(parts.netloc, parts.scheme)
+    path = _encode(parts.path, _SAFE_PATH) or "/"
+    query = _encode(parts.query, _SAFE_QUERY)
+    url = f"{parts.scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidURL(f"URL longer than {MAX_URL_LENGTH} characters ({len(url)})")
+    return url
+
+
+def _encode(text: str, safe: str) -> str:
+    text = _LONE_PERCENT.sub("%25", text)
+    text = _ESCAPE.sub(lambda m: m.group(0).upper(), text)
+    return quote(text, safe=safe)
+
+
+def _normalize_netloc(netloc: str, scheme: str) -> str:
+    userinfo, at, hostport = netloc.rpartition("@")
+    if hostport.startswith("["):
+        address, bracket, port = hostport[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            raise InvalidURL("malformed URL")
+        host = _ipv6_host(address)
+        port = port[1:]
+    else:
+        raw_host, _, port = hostport.partition(":")
+        host = _normalize_host(raw_host)
+    port = _normalize_port(port, scheme)
+    user = _encode(userinfo, _SAFE_USERINFO) + "@" if at else ""
+    return f"{user}{host}" + (f":{port}" if port else "")
+
+
+def _normalize_host(host: str) -> str:
+    if not host:
+        raise InvalidURL("URL has no host")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidURL(f"invalid host name {host!r}") from None
+    host = host.lower()
+    if len(host) > 253 or not _HOST.fullmatch(host):
+        raise InvalidURL(f"invalid host name {host!r}")
+    return host
+
+
+def _ipv6_host(text: str) -> str:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        raise InvalidURL(f"invalid IPv6 address {text!r}") from None
+    return f"[{text.lower()}]"
+
+
+def _normalize_port(port: str, scheme: str) -> str:
+    if not port:
+        return ""
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise InvalidURL(f"invalid port {port!r}")
+    number = str(int(port))
+    return "" if number == _DEFAULT_PORTS[scheme] else number
+
+
+# ---------------------------------------------------------------------------------------
+# Images
+
+
+def sniff_image(head: bytes) -> str | None:
+    """Pillow's name of the image format the first bytes show (GIF included), else None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def _image_error(head: bytes) -> str | None:
+    kind = sniff_image(head)
+    if kind is None:
+        return NOT_AN_IMAGE
+    return GIF_REFUSED if kind == "GIF" else None
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(_HEAD_BYTES)
+
+
+# ---------------------------------------------------------------------------------------
+# The stream of items
+
+
+def iter_inputs(
+    sources: Sequence[str], *, stdin: BinaryIO, recursive: bool = False
+) -> Iterator[InputItem]:
+    """Every entry of the batch, lazily, in order, with ``index`` 0, 1, 2, ...
+
+    ``sources`` are the positional arguments: http(s) URLs, ``-`` (a list on ``stdin``),
+    list files, images and folders. Refused entries and duplicates come back with
+    ``error`` set, in place, so the report keeps one row per entry.
+    """
+    seen = _Seen()
+    index = 0
+    for source in sources:
+        for item in _expand(source, stdin, recursive):
+            yield seen.check(dataclasses.replace(item, index=index))
+            index += 1
+
+
+class _Seen:
+    """Which keys were already yielded: 8-byte digests, so millions of entries stay cheap.
+
+    (A false "duplicate" needs a 64-bit collision: about 3e-8 for a million entries.)
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[bytes, int] = {}
+
+    def check(self, item: InputItem) -> InputItem:
+        if item.error is not None:
+            return item
+        key = f"{item.kind.value}:{item.key}".encode("utf-8", "surrogateescape")
+        digest = hashlib.blake2b(key, digest_size=8).digest()
+        first = self._first.setdefault(digest, item.index)
+        if first == item.index:
+            return item
+        return dataclasses.replace(
+            item, error=f"duplicate of input #{first + 1}", error_class=DUPLICATE
+        )
+
+
+def _bad(
+    source: str,
+    error: str,
+    kind: InputKind = InputKind.FILE,
+    path: Path | None = None,
+    relpath: PurePosixPath | None = None,
+) -> InputItem:
+    return InputItem(
+        index=0,
+        source=source,
+        kind=kind,
+        path=path,
+        relpath=relpath,
+        error=error,
+        error_class=BAD_INPUT,
+    )
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _expand(source: str, stdin: BinaryIO, recursive: bool) -> Iterator[InputItem]:
+    if source == "-":
+        yield from _list_lines(stdin, "stdin")
+    elif not source:
+        yield _bad(source, "empty input")
+    elif looks_like_url(source):
+        yield _url_item(source)
+    else:
+        yield from _expand_path(source, recursive)
+
+
+def _expand_path(source: str, recursive: bool) -> Iterator[InputItem]:
+    try:
+        mode = Path(source).stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        yield _bad(source, NOT_FOUND)
+        return
+    except OSError as exc:
+        yield _bad(source, f"cannot read: {_reason(exc)}")
+        return
+    if stat.S_ISDIR(mode):
+        yield from _walk_dir(Path(source), recursive)
+    elif stat.S_ISREG(mode):
+        yield from _expand_file(source)
+    else:  # a pipe such as <(command), or a device: only a list makes sense
+        yield from _open_list(source)
+
+
+def _url_item(text: str) -> InputItem:
+    try:
+        url = normalize_url(text)
+    except InvalidURL as exc:
+        return _bad(text, str(exc), kind=InputKind.URL)
+    return InputItem(index=0, source=text, kind=InputKind.URL, url=url)
+
+
+def _expand_file(source: str) -> Iterator[InputItem]:
+    """A regular file given directly: an image (by its bytes) or else a list of URLs."""
+    path = Path(source).resolve()
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(_HEAD_BYTES)
+            if sniff_image(head) is not None or path.suffix.lower() in _IMAGE_LIKE:
+                yield _image_item(source, path, None, head)
+            elif head.startswith(_UTF16_BOMS):
+                yield _bad(source, "list file is UTF-16; save it as UTF-8", path=path)
+            else:
+                stream.seek(0)
+                yield from _list_lines(stream, source)
+    except OSError as exc:
+        yield _bad(source, f"cannot read: {_reason(exc)}", path=path)
+
+
+def _open_list(source: str) -> Iterator[InputItem]:
+    try:
+        with Path(source).open("rb") as stream:
+            yield from _list_lines(stream, source)
+    except OSError as exc:
+        yield _bad(source, f"cannot read: {_reason(exc)}", kind=InputKind.URL)
+
+
+def _image_item(source: str, path: Path, relpath: PurePosixPath | None, head: bytes) -> InputItem:
+    error = _image_error(head)
+    if error is not None:
+        return _bad(source, error, path=path, relpath=relpath)
+    return InputItem(index=0, source=source, kind=InputKind.FILE, path=path, relpath=relpath)
+
+
+# ---------------------------------------------------------------------------------------
+# List files and stdin
+
+
+def _list_lines(stream: BinaryIO, label: str) -> Iterator[InputItem]:
+    """One item per URL line of ``stream``; blank lines and ``#`` comments are skipped."""
+    try:
+        for number, raw in _numbered_lines(stream):
+            item = _line_item(number, raw, label)
+            if item is not None:
+                yield item
+    except OSError as exc:
+        yield _bad(label, f"cannot read {label}: {_reason(exc)}", kind=InputKind.URL)
+
+
+def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, raw line), or None for a line over MAX_LINE_BYTES (then skipped)."""
+    number = 0
+    while chunk := stream.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
+            _skip_rest_of_line(stream)
+            yield number, None
+        else:
+            yield number, chunk
+
+
+def _skip_rest_of_line(stream: BinaryIO) -> None:
+    while True:
+        chunk = stream.readline(MAX_LINE_BYTES)
+        if not chunk or chunk.endswith(b"\n"):
+            return
+
+
+def _line_item(number: int, raw: bytes | None, label: str) -> InputItem | None:
+    if raw is None:
+        error = f"line {number} of {label} is too long (over {MAX_LINE_BYTES} bytes)"
+        return _bad(f"{label}:{number}", error, kind=InputKind.URL)
+    if number == 1:
+        raw = raw.removeprefix(_UTF8_BOM)
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        shown = raw.decode("utf-8", "backslashreplace").strip()
+        error = f"line {number} of {label} is not valid UTF-8"
+        return _bad(shown, error, kind=InputKind.URL)
+    if not text or text.startswith("#"):
+        return None
+    return _url_item(text)
+
+
+# ---------------------------------------------------------------------------------------
+# Folders
+
+
+def _walk_dir(root: Path, recursive: bool) -> Iterator[InputItem]:
+    """Image files under ``root`` sorted by relative path, depth first, without recursion.
+
+    Hidden entries (``.name``) are skipped; symlinked folders are not followed.
+    """
+    pending: list[tuple[tuple[str, ...], bool]] = [((), True)]
+    while pending:
+        parts, is_dir = pending.pop()
+        here = root.joinpath(*parts)
+        if not is_dir:
+            yield _found_file(here, parts)
+            continue
+        try:
+            children = _listing(here)
+        except OSError as exc:
+            yield _bad(str(here), f"cannot read: {_reason(exc)}")
+            continue
+        wanted = [((*parts, name), d) for name, d in children if recursive or not d]
+        pending.extend(reversed(wanted))
+
+
+def _listing(folder: Path) -> list[tuple[str, bool]]:
+    """Sorted (name, is a folder) of the visible sub-folders and image files of ``folder``."""
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                found.append((entry.name, True))
+            elif PurePosixPath(entry.name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
+                found.append((entry.name, False))
+    return sorted(found)
+
+
+def _found_file(found: Path, parts: tuple[str, ...]) -> InputItem:
+    source, path, relpath = str(found), found.resolve(), PurePosixPath(*parts)
+    try:
+        head = _read_head(found)
+    except OSError as exc:
+        return _bad(source, f"cannot read: {_reason(exc)}", path=path, relpath=relpath)
+    return _image_item(source, path, relpath, head)

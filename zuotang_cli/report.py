@@ -1,0 +1,250 @@
+"""The per-image report: CSV, JSON or JSON Lines, written row by row as the batch goes.
+
+Every row is flushed to the OS as soon as it is written, so a crash keeps every finished
+row. A ``.json`` report is an array: ``[`` at open, rows joined by ``,\\n``, ``]`` at close;
+after a crash it is an unterminated array, which :func:`read_report` still reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+from zuotang_cli.errors import UsageError
+from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
+
+FORMATS = (".csv", ".json", ".jsonl")
+
+
+def report_format(path: Path) -> str:
+    """The report format of ``path`` from its suffix (``.csv``...), or :class:`UsageError`."""
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        shown = suffix or "(none)"
+        raise UsageError(f"unsupported report format '{shown}': use .csv, .json or .jsonl")
+    return suffix
+
+
+class ReportWriter:
+    """Writes report rows to a text stream, one flushed row at a time. Subclasses format."""
+
+    def __init__(self, stream: TextIO, path: Path | None = None) -> None:
+        self.stream = stream
+        self.path = path
+        self.closed = False
+        self._start()
+        self.stream.flush()
+
+    def write(self, record: Record) -> None:
+        self._row(record.as_dict())
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Finish the report (``]`` of a JSON array) and close the stream."""
+        if not self.closed:
+            self._end()
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Close the stream without finishing the report (a duplicate of another writer)."""
+        if not self.closed:
+            self.closed = True
+            self.stream.close()
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        """Written at open (a header)."""
+
+    def _row(self, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _end(self) -> None:
+        """Written at close (a terminator)."""
+
+
+class CsvReportWriter(ReportWriter):
+    """A header line, then one line per row; None is an empty cell."""
+
+    def _start(self) -> None:
+        self._csv = csv.writer(self.stream, lineterminator="\n")
+        self._csv.writerow(REPORT_FIELDS)
+
+    def _row(self, row: dict[str, Any]) -> None:
+        self._csv.writerow("" if value is None else value for value in row.values())
+
+
+class JsonLinesReportWriter(ReportWriter):
+    """One JSON object per line; types kept (None is null)."""
+
+    def _row(self, row: dict[str, Any]) -> None:
+        self.stream.write(_dumps(row) + "\n")
+
+
+class JsonReportWriter(ReportWriter):
+    """A JSON array, one object per line; unterminated until :meth:`close`."""
+
+    def _start(self) -> None:
+        self.stream.write("[")
+        self._separator = "\n"
+
+    def _row(self, row: dict[str, Any]) -> None:
+        self.stream.write(self._separator + _dumps(row))
+        self._separator = ",\n"
+
+    def _end(self) -> None:
+        self.stream.write("\n]\n")
+
+
+_WRITERS: dict[str, type[ReportWriter]] = {
+    ".csv": CsvReportWriter,
+    ".json": JsonReportWriter,
+    ".jsonl": JsonLinesReportWriter,
+}
+
+
+def _dumps(row: dict[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False)
+
+
+def open_report(path: Path) -> ReportWriter:
+    """A writer for ``path`` (created with its folders, truncated), its format by suffix.
+
+    Raises :class:`UsageError` for an unknown suffix or a path that cannot be written.
+    """
+    writer_class = _WRITERS[report_format(path)]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stream = path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"cannot write report {path}: {exc.strerror or exc}") from exc
+    return writer_class(stream, path)
+
+
+class ReportSet:
+    """The same rows to several writers; writers on one same file write once (the first)."""
+
+    def __init__(self, writers: Sequence[ReportWriter]) -> None:
+        self.writers: list[ReportWriter] = []
+        seen: set[tuple[int, int]] = set()
+        for writer in writers:
+            identity = _file_identity(writer)
+            if identity is not None and identity in seen:
+                writer.abandon()
+                continue
+            if identity is not None:
+                seen.add(identity)
+            self.writers.append(writer)
+
+    @classmethod
+    def open(cls, paths: Iterable[Path]) -> ReportSet:
+        """Open every path once (all checked first, so a bad suffix opens nothing)."""
+        paths = list(dict.fromkeys(path.resolve() for path in paths))
+        for path in paths:
+            report_format(path)
+        writers: list[ReportWriter] = []
+        try:
+            for path in paths:
+                writers.append(open_report(path))
+        except BaseException:
+            for writer in writers:
+                writer.close()
+            raise
+        return cls(writers)
+
+    def write(self, record: Record) -> None:
+        for writer in self.writers:
+            writer.write(record)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+    def __enter__(self) -> ReportSet:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _file_identity(writer: ReportWriter) -> tuple[int, int] | None:
+    """(device, inode) of the writer's open file, so links and spellings of it compare equal."""
+    try:
+        info = os.fstat(writer.stream.fileno())
+    except (OSError, ValueError):  # not a real file (e.g. io.StringIO)
+        return None
+    return info.st_dev, info.st_ino
+
+
+def read_report(path: Path) -> list[dict[str, Any]]:
+    """The rows of a report (CSV cells as strings, '' for none), for tests and tools.
+
+    An unterminated JSON array (a crashed run) is read as if closed.
+    """
+    suffix = report_format(path)
+    if suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as stream:
+            return list(csv.DictReader(stream))
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".jsonl":  # split on \n only: rows may hold U+2028 unescaped
+        return [json.loads(line) for line in text.split("\n") if line.strip()]
+    return _read_json_array(text)
+
+
+def _read_json_array(text: str) -> list[dict[str, Any]]:
+    try:
+        rows: list[dict[str, Any]] = json.loads(text)
+    except json.JSONDecodeError:
+        rows = json.loads(text.rstrip().removesuffix(",") + "\n]")
+    return rows
+
+
+@dataclass
+class Summary:
+    """Counts of outcomes, for the run's last line."""
+
+    counts: Counter[Outcome] = field(default_factory=Counter)
+
+    def add(self, record: Record) -> None:
+        self.counts[record.outcome] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def line(self) -> str:
+        """E.g. ``12 done, 1 skipped, 2 failed``: zero counts left out, except done."""
+        parts = [
+            f"{self.counts[outcome]} {outcome.value.replace('-', ' ')}"
+            for outcome in Outcome
+            if outcome is Outcome.DONE or self.counts[outcome]
+        ]
+        return ", ".join(parts)
+
+
+def summarize(records: Iterable[Record]) -> Summary:
+    summary = Summary()
+    for record in records:
+        summary.add(record)
+    return summary
