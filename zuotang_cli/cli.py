@@ -13,6 +13,7 @@ import typer
 
 from zuotang_cli import __version__
 from zuotang_cli.commands import emulator as emulator_cmd
+from zuotang_cli.commands import enhance as enhance_cmd
 from zuotang_cli.errors import ZuotangError
 from zuotang_cli.status import EXIT_CODES_HELP, ExitStatus
 
@@ -45,6 +46,7 @@ def _root(
     """Batch client for the Zuotang photo clarity / upscale API."""
 
 
+app.command("enhance", help=enhance_cmd.HELP, epilog=enhance_cmd.EPILOG)(enhance_cmd.enhance)
 app.command("emulator", help=emulator_cmd.HELP, epilog=emulator_cmd.EPILOG)(emulator_cmd.emulator)
 
 # Set by commands that take --verbose, so the boundary below knows to show tracebacks.

@@ -48,7 +48,11 @@ def state_meaning(state: int | None) -> str:
 
 
 # Auto scale: long side in (lo, hi] gets the factor.
-AUTO_SCALE_RANGES: tuple[tuple[int, int, int], ...] = ((10, 500, 4), (500, 1000, 2), (1000, 4096, 1))
+AUTO_SCALE_RANGES: tuple[tuple[int, int, int], ...] = (
+    (10, 500, 4),
+    (500, 1000, 2),
+    (1000, 4096, 1),
+)
 # A requested factor applies only when the long side is in [lo, hi].
 REQUESTED_SCALE_RANGES: dict[int, tuple[int, int]] = {1: (10, 4096), 2: (10, 1000), 4: (10, 500)}
 

@@ -1,0 +1,311 @@
+"""`zuotang enhance` end to end against the emulator over loopback."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from zuotang_cli.status import ExitStatus
+
+APPCODE = "e2e-SECRET-appcode-4242"
+
+
+def zuotang(
+    *args: str, endpoint: str, appcode: str | None = APPCODE, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZUOTANG_")}
+    env["ZUOTANG_ENDPOINT"] = endpoint
+    if appcode is not None:
+        env["ZUOTANG_APPCODE"] = appcode
+    return subprocess.run(
+        [sys.executable, "-m", "zuotang_cli", "enhance", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def report_rows(out: Path) -> list[dict[str, str]]:
+    with (out / "report.csv").open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_list(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def images(tmp_path: Path, make_image: Callable[..., Path]) -> Path:
+    folder = tmp_path / "host"
+    folder.mkdir()
+    for name, size in {
+        "w300.png": (300, 20),
+        "w800.jpg": (800, 40),
+        "w1100.png": (1100, 30),
+        "h500.png": (20, 500),
+    }.items():
+        make_image(folder / name, size, "JPEG" if name.endswith(".jpg") else "PNG")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("scale", "expected"),
+    [
+        ("auto", {"w300": 4, "w800": 2, "w1100": 1, "h500": 4}),
+        ("1", {"w300": 1, "w800": 1, "w1100": 1, "h500": 1}),
+        ("2", {"w300": 2, "w800": 2, "w1100": 1, "h500": 2}),
+        ("4", {"w300": 4, "w800": 1, "w1100": 1, "h500": 4}),
+    ],
+)
+def test_outputs_have_the_size_of_every_scale_rule(
+    tmp_path: Path, emulator: Any, images: Path, scale: str, expected: dict[str, int]
+) -> None:
+    emu = emulator(serve_dir=images, qps=50)
+    names = sorted(p.name for p in images.iterdir())
+    url_list = write_list(tmp_path / "urls.txt", [emu.file_url(n) for n in names])
+    out = tmp_path / "out"
+    proc = zuotang(str(url_list), "-s", scale, "-o", str(out), "--qps", "50", endpoint=emu.endpoint)
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    saved = proc.stdout.split()
+    assert len(saved) == 4
+    for row in report_rows(out):
+        stem = row["input"].rsplit("/", 1)[-1].split(".")[0]
+        with Image.open(images / row["input"].rsplit("/", 1)[-1]) as src:
+            want = (src.width * expected[stem], src.height * expected[stem])
+        with Image.open(row["output"]) as result:
+            assert result.size == want, row
+        assert (int(row["width"]), int(row["height"])) == want
+        assert row["output"] in saved
+    assert emu.stats()["billed"] == 4
+
+
+def test_bad_inputs_get_rows_and_are_never_sent(
+    tmp_path: Path, emulator: Any, images: Path
+) -> None:
+    emu = emulator(serve_dir=images, qps=50)
+    good = emu.file_url("w300.png")
+    not_image = tmp_path / "notes.jpg"
+    not_image.write_text("hello")
+    url_list = write_list(
+        tmp_path / "urls.txt",
+        [
+            "# a comment",
+            "",
+            good,
+            "ftp://example.com/a.jpg",
+            "javascript:alert(1)",
+            "https://example.com/" + "a" * 600,
+            good,
+            emu.file_url("missing.png"),
+        ],
+    )
+    out = tmp_path / "out"
+    proc = zuotang(
+        str(url_list),
+        str(not_image),
+        str(tmp_path / "nope.png"),
+        "-o",
+        str(out),
+        "--qps",
+        "50",
+        endpoint=emu.endpoint,
+    )
+    assert proc.returncode == ExitStatus.SOME_FAILED
+    rows = {(r["input"], r["outcome"]): r for r in report_rows(out)}
+    assert len(rows) == 8
+    outcomes = sorted(r["outcome"] for r in rows.values())
+    assert outcomes.count("invalid") == 6  # ftp, javascript, too long, duplicate, text, missing
+    assert outcomes.count("done") == 1
+    failed = [r for r in rows.values() if r["outcome"] == "failed"]
+    assert len(failed) == 1 and failed[0]["state"] == "-3"
+    for row in rows.values():
+        if row["outcome"] == "invalid":
+            assert row["message"], row
+    stats = emu.stats()
+    assert stats["calls"] == 2  # the good URL once, the missing one once (-3 is final)
+    assert stats["billed_by_input"] == {good: 1}
+
+
+def test_burst_at_qps_2_is_never_throttled_and_starts_are_spaced(
+    tmp_path: Path, emulator: Any
+) -> None:
+    emu = emulator(qps=2, latency=(1.0, 3.0), cheap=True)
+    url_list = write_list(tmp_path / "urls.txt", [emu.file_url(f"img{i}.jpg") for i in range(40)])
+    out = tmp_path / "out"
+    started = time.monotonic()
+    proc = zuotang(str(url_list), "-o", str(out), endpoint=emu.endpoint)
+    took = time.monotonic() - started
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    stats = emu.stats()
+    assert stats["throttled"] == 0
+    assert stats["billed"] == 40
+    arrivals = sorted(stats["arrivals"])
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps) > 0.45  # evenly spaced at 1/qps, no burst
+    # 39 gaps of ~0.505 s: the cap, not a sequential loop (which would take 40 x 2 s)
+    assert arrivals[-1] - arrivals[0] < 39 * 0.55
+    assert took < 60
+
+
+def test_transient_faults_are_retried_and_final_ones_are_not(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100, faults={"state-8": 0.2, "500": 0.2}, seed=3)
+    url_list = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(20)])
+    out = tmp_path / "out"
+    proc = zuotang(
+        str(url_list), "-o", str(out), "--qps", "50", "--retries", "8", endpoint=emu.endpoint
+    )
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    stats = emu.stats()
+    assert stats["faults"].get("state-8", 0) + stats["faults"].get("500", 0) > 0
+    assert stats["calls"] == 20 + stats["faults"].get("state-8", 0) + stats["faults"].get("500", 0)
+    assert all(n == 1 for n in stats["billed_by_input"].values())
+    attempts = sum(int(r["attempts"]) for r in report_rows(out))
+    assert attempts == stats["calls"]
+
+
+def test_invalid_appcode_halts_with_exit_3(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100, appcodes=frozenset({"the-right-one"}))
+    url_list = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(30)])
+    out = tmp_path / "out"
+    proc = zuotang(
+        str(url_list), "-o", str(out), "--qps", "50", "--concurrency", "3", endpoint=emu.endpoint
+    )
+    assert proc.returncode == ExitStatus.HALTED
+    assert "AppCode" in proc.stderr and "Traceback" not in proc.stderr
+    assert emu.stats()["calls"] <= 3
+    rows = report_rows(out)
+    assert len(rows) == 30
+    assert sum(r["outcome"] == "not-attempted" for r in rows) >= 27
+
+
+def test_quota_exhaustion_halts_after_the_calls_in_flight(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100, quota=5, latency=(0.2, 0.2))
+    url_list = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(30)])
+    out = tmp_path / "out"
+    proc = zuotang(
+        str(url_list), "-o", str(out), "--qps", "20", "--concurrency", "4", endpoint=emu.endpoint
+    )
+    assert proc.returncode == ExitStatus.HALTED
+    assert "quota" in proc.stderr.lower()
+    stats = emu.stats()
+    assert stats["billed"] == 5
+    assert stats["calls"] <= 5 + 4
+    rows = report_rows(out)
+    assert sum(r["outcome"] == "done" for r in rows) == 5
+    assert len(rows) == 30
+
+
+def test_json_output_parses_and_stdout_holds_no_logs(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=50)
+    lines = [emu.file_url("harbour-320x240.jpg"), "ftp://bad"]
+    out = tmp_path / "out"
+    proc = zuotang(
+        "-", "-o", str(out), "--json", "--qps", "50", endpoint=emu.endpoint, stdin="\n".join(lines)
+    )
+    assert proc.returncode == ExitStatus.SOME_FAILED
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {r["outcome"] for r in records} == {"done", "invalid"}
+    assert all(r["schema"] == 1 for r in records)
+    assert "ftp://bad" in proc.stderr  # the failure is logged on stderr, not stdout
+
+
+def test_local_files_and_folders_are_uploaded_and_mirrored(
+    tmp_path: Path, emulator: Any, make_image: Callable[..., Path]
+) -> None:
+    emu = emulator(qps=50)
+    photos = tmp_path / "photos"
+    make_image(photos / "a.jpg", (100, 50), "JPEG")
+    make_image(photos / "trip" / "b.png", (60, 40), "PNG")
+    out = tmp_path / "out"
+    proc = zuotang(str(photos), "--recursive", "-o", str(out), "--qps", "50", endpoint=emu.endpoint)
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    assert (out / "a.jpg").is_file()
+    assert (out / "trip" / "b.png").is_file()
+    with Image.open(out / "trip" / "b.png") as img:
+        assert img.size == (240, 160)
+    assert all(key.startswith("sha256:") for key in emu.stats()["billed_by_input"])
+
+
+def test_missing_appcode_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    proc = zuotang(
+        "https://example.com/a.jpg",
+        "-o",
+        str(tmp_path / "o"),
+        appcode=None,
+        endpoint="http://127.0.0.1:9/tasks/visual/scale",
+    )
+    assert proc.returncode == ExitStatus.USAGE
+    assert proc.stderr.count("\n") == 1 and "ZUOTANG_APPCODE" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_the_appcode_never_leaks(tmp_path: Path, emulator: Any, images: Path) -> None:
+    emu = emulator(serve_dir=images, qps=50, faults={"500": 0.3}, seed=5)
+    url_list = write_list(tmp_path / "u.txt", [emu.file_url("w300.png"), emu.file_url("x.png")])
+    out = tmp_path / "out"
+    streams = ""
+    for extra in ([], ["-v"], ["--json"]):
+        proc = zuotang(
+            str(url_list),
+            "-o",
+            str(out),
+            "--report",
+            str(tmp_path / "r.jsonl"),
+            *extra,
+            endpoint=emu.endpoint,
+        )
+        streams += proc.stdout + proc.stderr
+    assert APPCODE not in streams
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert APPCODE.encode() not in path.read_bytes(), path
+
+
+def test_ctrl_c_writes_the_report_and_exits_130(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=50, latency=(1.5, 1.5))
+    url_list = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(200)])
+    out = tmp_path / "out"
+    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zuotang_cli",
+            "enhance",
+            str(url_list),
+            "-o",
+            str(out),
+            "--qps",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == ExitStatus.INTERRUPTED, stderr
+    assert "Traceback" not in stderr
+    rows = report_rows(out)
+    done = [r for r in rows if r["outcome"] == "done"]
+    assert done  # the calls in flight at Ctrl-C were finished and saved, not thrown away
+    stats = emu.stats()
+    assert stats["billed"] == len(done)  # nothing paid for is lost
+    assert len(stdout.split()) == len(done)

@@ -1,0 +1,122 @@
+"""The run-wide gate: even spacing, no burst, pause, close."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from zuotang_cli.ratelimit import RateGate
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """Most starts found in any half-open window (t - window, t]."""
+    best = 0
+    for i, t in enumerate(times):
+        best = max(best, sum(1 for u in times[: i + 1] if u > t - window))
+    return best
+
+
+async def starts(gate: RateGate, n: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one() -> None:
+        ticket = await gate.wait()
+        assert ticket is not None
+        ticket.sent()
+        times.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return sorted(times)
+
+
+@pytest.mark.parametrize("qps", [2.0, 20.0, 100.0])
+def test_starts_never_exceed_qps_in_any_second(qps: float) -> None:
+    n = int(qps * 1.5) + 1
+    times = asyncio.run(starts(RateGate(qps), n))
+    assert max_in_window(times) <= qps
+    gate = RateGate(qps)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # evenly spaced: no burst at the start; a late start is made up by at most `slack`
+    assert gaps[0] >= gate.period
+    assert min(gaps) >= gate.period - gate.slack
+    assert times[-1] - times[0] == pytest.approx((n - 1) * 1.01 / qps, rel=0.05)
+
+
+def test_pause_holds_every_start() -> None:
+    async def go() -> float:
+        gate = RateGate(50.0)
+        loop = asyncio.get_running_loop()
+        first = await gate.wait()
+        assert first is not None
+        first.sent()
+        gate.pause(0.3)
+        t0 = loop.time()
+        assert await gate.wait() is not None
+        return loop.time() - t0
+
+    assert asyncio.run(go()) >= 0.29
+
+
+def test_close_releases_all_waiters_at_once() -> None:
+    async def go() -> tuple[list[object], float]:
+        gate = RateGate(1.0)
+        loop = asyncio.get_running_loop()
+        assert await gate.wait() is not None
+        waiters = [asyncio.ensure_future(gate.wait()) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        t0 = loop.time()
+        gate.close()
+        results = await asyncio.gather(*waiters)
+        return results, loop.time() - t0
+
+    results, took = asyncio.run(go())
+    assert results == [None] * 5
+    assert took < 0.5
+
+
+def test_sleep_returns_early_when_closed() -> None:
+    async def go() -> float:
+        gate = RateGate(1.0)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        loop.call_later(0.05, gate.close)
+        await gate.sleep(10)
+        return loop.time() - t0
+
+    assert asyncio.run(go()) < 1.0
+
+
+def test_a_request_held_back_on_the_wire_holds_back_the_window() -> None:
+    """The first request leaves 50 ms late (a cold connection): the (qps+1)-th start waits
+    until a full window after it actually went out, not after it was granted."""
+
+    async def go() -> tuple[float, float]:
+        gate = RateGate(2.0)
+        loop = asyncio.get_running_loop()
+        first = await gate.wait()
+        assert first is not None
+        loop.call_later(0.05, first.sent)
+        second = await gate.wait()
+        assert second is not None
+        second.sent()
+        third = await gate.wait()
+        assert third is not None and first.sent_at is not None
+        return first.sent_at, loop.time()
+
+    first_sent, third_start = asyncio.run(go())
+    assert third_start - first_sent >= 1.0
+
+
+def test_a_request_that_never_goes_out_does_not_stall_the_gate() -> None:
+    async def go() -> float:
+        gate = RateGate(1.0)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert await gate.wait() is not None  # never marked as sent
+        assert await gate.wait() is not None
+        return loop.time() - t0
+
+    assert asyncio.run(go()) < 2.5

@@ -1,0 +1,173 @@
+"""Fetching a paid result and saving it safely (design.md §3, "Files").
+
+A result is streamed to a temporary ``.part`` file inside the output directory, checked to
+be a real image with Pillow, flushed to disk, and only then renamed to its final name, so a
+final name never holds half a file.  The link is valid for an hour: transient failures are
+retried with backoff while it lives; 403 means it has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import os
+import random
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import httpx
+
+from zuotang_cli import naming
+from zuotang_cli.models import InputItem
+
+MAX_RESULT_BYTES = 100 * 1024 * 1024
+"""A result larger than this is refused (4096 x 4096 PNG is well under it)."""
+TMP_DIRNAME = ".zuotang/tmp"
+_DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Saved:
+    path: Path
+    relpath: PurePosixPath
+    size: int
+    width: int
+    height: int
+    format: str
+
+
+class DownloadFailed(Exception):
+    """Internal: why a result could not be saved (becomes the record's error)."""
+
+    def __init__(self, error_class: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.retryable = retryable
+
+
+@dataclass
+class Downloader:
+    client: httpx.AsyncClient
+    output_dir: Path
+    attempts: int = 5
+    backoff: float = 0.5
+
+    def tmp_path(self) -> Path:
+        tmp_dir = self.output_dir / TMP_DIRNAME
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        return tmp_dir / f"{uuid.uuid4().hex}.part"
+
+    async def save(self, item: InputItem, image: str, deadline: float) -> Saved:
+        """Save the result ``image`` (URL or base64) of ``item``; raise DownloadFailed."""
+        if image.startswith(("http://", "https://")):
+            return await self._save_url(item, image, deadline)
+        return await self._save_base64(item, image)
+
+    async def _save_url(self, item: InputItem, url: str, deadline: float) -> Saved:
+        loop = asyncio.get_running_loop()
+        for attempt in range(1, self.attempts + 1):
+            tmp = self.tmp_path()
+            try:
+                await self._fetch(url, tmp)
+                return await asyncio.to_thread(_finish, tmp, item, self.output_dir)
+            except DownloadFailed as exc:
+                _unlink(tmp)
+                delay = random.uniform(0, self.backoff * 2**attempt)
+                if not exc.retryable or attempt == self.attempts:
+                    raise
+                if loop.time() + delay >= deadline:
+                    raise DownloadFailed(
+                        "link-expired",
+                        f"result link expired while retrying: {exc}",
+                        retryable=False,
+                    ) from exc
+                await asyncio.sleep(delay)
+            except BaseException:
+                _unlink(tmp)
+                raise
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, url: str, tmp: Path) -> None:
+        try:
+            async with self.client.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise _http_failure(response.status_code)
+                declared = int(response.headers.get("Content-Length") or 0)
+                if declared > MAX_RESULT_BYTES:
+                    raise _too_large()
+                size = 0
+                with tmp.open("wb") as fh:
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > MAX_RESULT_BYTES:
+                            raise _too_large()
+                        fh.write(chunk)
+        except httpx.UnsupportedProtocol as exc:
+            raise DownloadFailed(
+                "bad-result-url", f"result URL refused: {exc}", retryable=False
+            ) from exc
+        except httpx.HTTPError as exc:
+            kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "network"
+            raise DownloadFailed(
+                f"download-{kind}", f"download failed: {type(exc).__name__}: {exc}", retryable=True
+            ) from exc
+
+    async def _save_base64(self, item: InputItem, image: str) -> Saved:
+        data = _DATA_URL.sub("", image.strip(), count=1)
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise DownloadFailed(
+                "bad-reply", "image is neither an http(s) URL nor base64 data", retryable=False
+            ) from exc
+        if len(raw) > MAX_RESULT_BYTES:
+            raise _too_large()
+        tmp = self.tmp_path()
+        try:
+            await asyncio.to_thread(tmp.write_bytes, raw)
+            return await asyncio.to_thread(_finish, tmp, item, self.output_dir)
+        finally:
+            _unlink(tmp)
+
+
+def _http_failure(status: int) -> DownloadFailed:
+    if status in (401, 403, 404, 410):
+        message = f"result link refused with HTTP {status} (expired?)"
+        return DownloadFailed("link-expired", message, retryable=False)
+    return DownloadFailed(f"download-http-{status}", f"download got HTTP {status}", retryable=True)
+
+
+def _too_large() -> DownloadFailed:
+    limit = MAX_RESULT_BYTES // (1024 * 1024)
+    return DownloadFailed("result-too-large", f"result larger than {limit} MiB", retryable=False)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _finish(tmp: Path, item: InputItem, output_dir: Path) -> Saved:
+    """Verify ``tmp`` is a whole image, fsync it and rename it to its final name."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(tmp) as img:
+            img.load()
+            fmt, (width, height) = str(img.format), img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DownloadFailed(
+            "not-an-image", f"result is not a complete image: {exc}", retryable=True
+        ) from exc
+    relpath = naming.output_relpath(item, naming.extension_for_format(fmt))
+    dest = naming.safe_join(output_dir, relpath)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    size = tmp.stat().st_size
+    tmp.replace(dest)
+    return Saved(dest, relpath, size, width, height, fmt)

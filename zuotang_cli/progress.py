@@ -1,0 +1,154 @@
+"""What a run shows on stderr: a live bar on a terminal, plain lines otherwise, or nothing.
+
+Three interchangeable displays (the plain and null ones are what tests and cron see):
+``RichDisplay`` for a terminal, ``PlainDisplay`` for pipes and logs, ``NullDisplay`` for
+``--quiet``.  stdout is never touched here: it carries results only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, TextIO
+
+from zuotang_cli.models import InputItem, Outcome, Record
+from zuotang_cli.report import Summary
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+
+class Counter:
+    """What the display counts: finished inputs by outcome, calls started, time."""
+
+    def __init__(self) -> None:
+        self.summary = Summary()
+        self.calls = 0
+        self.started_at = time.monotonic()
+
+    def add(self, record: Record) -> None:
+        self.summary.add(record)
+
+    def line(self) -> str:
+        return self.summary.line()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started_at
+
+    @property
+    def rate(self) -> float:
+        """Images saved per second so far."""
+        elapsed = self.elapsed
+        return self.summary.counts[Outcome.DONE] / elapsed if elapsed > 0 else 0.0
+
+
+def describe_failure(record: Record) -> str:
+    reason = record.message or record.state_meaning or record.error_class or ""
+    label = record.error_class or record.outcome.value
+    return f"{record.outcome.value}: {record.input}: {label}: {reason}"
+
+
+class NullDisplay:
+    """``--quiet``: only errors that end the run are shown."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.counter = Counter()
+
+    def __enter__(self) -> NullDisplay:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def started(self, item: InputItem) -> None:
+        self.counter.calls += 1
+
+    def record(self, record: Record) -> None:
+        self.counter.add(record)
+
+    def log(self, message: str) -> None:
+        return None
+
+    def error(self, message: str) -> None:
+        self.stream.write(f"zuotang: {message}\n")
+        self.stream.flush()
+
+
+class PlainDisplay(NullDisplay):
+    """Not a terminal: one plain line per problem (and per image with ``--verbose``)."""
+
+    def __init__(self, stream: TextIO | None = None, *, verbose: bool = False) -> None:
+        super().__init__(stream)
+        self.verbose = verbose
+
+    def record(self, record: Record) -> None:
+        super().record(record)
+        if not record.ok:
+            self.log(describe_failure(record))
+        elif self.verbose:
+            self.log(f"{record.outcome.value}: {record.input} -> {record.output}")
+
+    def log(self, message: str) -> None:
+        self.stream.write(f"zuotang: {message}\n")
+        self.stream.flush()
+
+
+class RichDisplay(PlainDisplay):
+    """A terminal: a live line of counts, rate and elapsed time; problems printed above."""
+
+    def __init__(self, console: Console, *, verbose: bool = False) -> None:
+        super().__init__(verbose=verbose)
+        self.console = console
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> RichDisplay:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(self._description(), total=None)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _description(self) -> str:
+        counter = self.counter
+        return f"{counter.line()} · {counter.calls} calls · {counter.rate:.2f}/s"
+
+    def _refresh(self) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=self._description())
+
+    def started(self, item: InputItem) -> None:
+        super().started(item)
+        self._refresh()
+
+    def record(self, record: Record) -> None:
+        super().record(record)
+        self._refresh()
+
+    def log(self, message: str) -> None:
+        self.console.print(f"zuotang: {message}", markup=False, highlight=False)

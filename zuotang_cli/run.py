@@ -1,0 +1,208 @@
+"""Running ``zuotang enhance``: settings checked, report and display opened, the batch run
+under signal handling, the summary printed.  No Typer here: the command module parses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from zuotang_cli import rules
+from zuotang_cli.api import CallSpec
+from zuotang_cli.batch import Batch, BatchConfig, BatchResult
+from zuotang_cli.errors import UsageError
+from zuotang_cli.inputs import iter_inputs
+from zuotang_cli.models import InputItem, Record
+from zuotang_cli.progress import NullDisplay, PlainDisplay, RichDisplay
+from zuotang_cli.pump import aiter_in_thread
+from zuotang_cli.report import ReportSet, report_format
+from zuotang_cli.status import ExitStatus
+
+DEFAULT_REPORT_NAME = "report.csv"
+JSON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EnhanceOptions:
+    inputs: list[str]
+    type: str = "clean"
+    scale: int | None = None
+    output_dir: Path = Path("out")
+    report: Path | None = None
+    recursive: bool = False
+    appcode: str | None = None
+    endpoint: str | None = None
+    qps: float = rules.DEFAULT_QPS
+    concurrency: int | None = None
+    retries: int = 4
+    timeout: float = 45.0
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+
+    def __repr__(self) -> str:  # never show the AppCode
+        return f"EnhanceOptions(inputs={self.inputs!r}, output_dir={self.output_dir!r}, ...)"
+
+
+def check_endpoint(endpoint: str) -> str:
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--endpoint must be an http(s) URL, not {endpoint!r}")
+    return endpoint
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _prepare_output(output_dir: Path) -> Path:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".zuotang-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write to output directory {output_dir}: {exc.strerror or exc}"
+        ) from exc
+    return output_dir.resolve()
+
+
+class Emitter:
+    """The batch's sink: report rows, stdout results, display updates, in that order."""
+
+    def __init__(self, reports: ReportSet, stdout: TextIO, display: NullDisplay, json_out: bool):
+        self.reports = reports
+        self.stdout: TextIO | None = stdout
+        self.display = display
+        self.json = json_out
+
+    def __call__(self, record: Record) -> None:
+        self.reports.write(record)
+        self._print(record)
+        self.display.record(record)
+
+    def _print(self, record: Record) -> None:
+        if self.stdout is None:
+            return
+        if self.json:
+            line = json.dumps(
+                {"schema": JSON_SCHEMA_VERSION, **record.as_dict()}, ensure_ascii=False
+            )
+        elif record.ok and record.output:
+            line = record.output
+        else:
+            return
+        try:
+            self.stdout.write(line + "\n")
+            self.stdout.flush()
+        except BrokenPipeError:
+            # The reader went away (e.g. `| head`): keep working, stop printing.
+            self.stdout = None
+            with contextlib.suppress(OSError):
+                # lives until exit, like stdout itself
+                sys.stdout = Path(os.devnull).open("w", encoding="utf-8")  # noqa: SIM115
+
+
+def _display(options: EnhanceOptions) -> NullDisplay:
+    if options.quiet:
+        return NullDisplay()
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        return RichDisplay(Console(stderr=True), verbose=options.verbose)
+    return PlainDisplay(verbose=options.verbose)
+
+
+def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
+    """Run one ``enhance`` and return its exit status.  Raises UsageError before any call."""
+    if not options.appcode:
+        raise UsageError(
+            "no AppCode: set ZUOTANG_APPCODE (or pass --appcode); find it in the Alibaba "
+            "Cloud console under your purchased API's AppCode"
+        )
+    endpoint = check_endpoint(options.endpoint or rules.DEFAULT_ENDPOINT)
+    if options.report is not None:
+        report_format(options.report)  # a bad suffix is refused before anything is written
+    output_dir = _prepare_output(options.output_dir)
+    spec = CallSpec(endpoint, options.appcode, options.type, options.scale)
+    config = BatchConfig(
+        spec=spec,
+        output_dir=output_dir,
+        qps=options.qps,
+        concurrency=options.concurrency,
+        retries=options.retries,
+        timeout=options.timeout,
+    )
+    report_paths = [output_dir / DEFAULT_REPORT_NAME]
+    if options.report is not None:
+        report_paths.append(options.report)
+    display = _display(options)
+    host = urllib.parse.urlsplit(endpoint).hostname or ""
+    if endpoint.startswith("http://") and not _is_loopback(host):
+        display.error("warning: --endpoint is plain http: the AppCode travels unencrypted")
+    items = iter_inputs(options.inputs, stdin=stdin, recursive=options.recursive)
+    with ReportSet.open(report_paths) as reports, display:
+        emitter = Emitter(reports, stdout, display, options.json)
+        result = _run_batch(config, items, emitter, display)
+    _summarize(result, display, report_paths)
+    return result.exit_status
+
+
+def _run_batch(
+    config: BatchConfig, items: Iterator[InputItem], emitter: Emitter, display: NullDisplay
+) -> BatchResult:
+    batch = Batch(config, emitter, on_start=display.started)
+
+    async def main() -> BatchResult:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_signal() -> None:
+            if batch.result.interrupted:
+                task.cancel()  # second Ctrl-C: stop now
+                return
+            batch.request_stop()
+            display.error("interrupted: finishing the calls in flight (Ctrl-C again to quit now)")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, on_signal)
+        try:
+            return await batch.run(aiter_in_thread(items))
+        except asyncio.CancelledError:
+            batch.result.interrupted = True
+            return batch.result
+
+    return asyncio.run(main())
+
+
+def _summarize(result: BatchResult, display: NullDisplay, report_paths: list[Path]) -> None:
+    counter = display.counter
+    display.log(
+        f"{counter.line()} in {counter.elapsed:.1f} s ({counter.calls} calls, "
+        f"{counter.rate:.2f} images/s); report: {report_paths[0]}"
+    )
+    if result.halt is not None:
+        halt = result.halt
+        detail = f"{halt.message} (HTTP {halt.http_status}, request id {halt.request_id})"
+        display.error(f"halted: {_HALT_ADVICE.get(halt.error_class or '', '')}{detail}")
+
+
+_HALT_ADVICE = {
+    "auth": "the AppCode was refused; check it and that the API is purchased: ",
+    "quota-exhausted": "the call quota is used up; buy more calls: ",
+    "quota-expired": "the subscription has expired; renew it: ",
+    "arrears": "the account is in arrears; top it up: ",
+    "forbidden": "the gateway refused the account: ",
+    "endpoint-not-found": "the endpoint does not exist; check --endpoint: ",
+}
