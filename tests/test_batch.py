@@ -240,3 +240,22 @@ def test_report_fields_come_from_the_reply(tmp_path: Path) -> None:
         1700000002,
         "done",
     )
+
+
+def test_an_unreachable_endpoint_halts_the_run(tmp_path: Path) -> None:
+    def replies(n: int, request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Name or service not known", request=request)
+
+    server = Server(replies)
+    result, records = run(tmp_path, server, urls(40), concurrency=4)
+    assert result.halt is not None and result.halt.error_class == "unreachable"
+    assert result.exit_status is ExitStatus.SOME_FAILED
+    assert server.calls <= 12 + 4
+    assert len(records) == 40
+    assert sum(r.outcome is Outcome.NOT_ATTEMPTED for r in records) >= 30
+
+
+def test_elapsed_counts_from_the_first_call_not_from_the_queue(tmp_path: Path) -> None:
+    server = Server(lambda n, r: ok())
+    _, records = run(tmp_path, server, urls(6), qps=5.0)
+    assert all(r.elapsed is not None and r.elapsed < 0.5 for r in records)

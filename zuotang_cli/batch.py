@@ -26,6 +26,8 @@ from zuotang_cli.models import InputItem, Outcome, Record
 from zuotang_cli.ratelimit import RateGate
 from zuotang_cli.status import ExitStatus
 
+UNREACHABLE_AFTER = 12
+"""Calls in a row without any HTTP reply after which the run halts."""
 DEFAULT_TIMEOUT = 45.0
 """Per-call timeout: above the service's 30 s processing ceiling."""
 
@@ -100,6 +102,8 @@ class Batch:
         self._feeder: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
+        self._unanswered = 0
+        """Calls in a row that got no HTTP reply at all."""
 
     # -- control -------------------------------------------------------------------------
 
@@ -179,7 +183,6 @@ class Batch:
                 self._feeder.cancel()
 
     async def _run_one(self, item: InputItem) -> None:
-        started = time.monotonic()
         try:
             record = await self._process(item)
         except Exception as exc:  # a bug must cost one input, not the batch
@@ -189,7 +192,6 @@ class Batch:
                 message=f"internal error: {type(exc).__name__}: {exc}",
                 error_class="internal-error",
             )
-        record.elapsed = time.monotonic() - started
         self._emit(record)
 
     def _emit(self, record: Record) -> None:
@@ -198,6 +200,13 @@ class Batch:
 
     async def _process(self, item: InputItem) -> Record:
         record = Record(input=item.source, outcome=Outcome.FAILED)
+        try:
+            return await self._call_and_save(item, record)
+        finally:
+            if record.extra.get("started") is not None:
+                record.elapsed = time.monotonic() - record.extra.pop("started")
+
+    async def _call_and_save(self, item: InputItem, record: Record) -> Record:
         reply = await self._call(item, record)
         if reply is None:
             record.outcome = Outcome.NOT_ATTEMPTED
@@ -233,12 +242,14 @@ class Batch:
             if self._on_start is not None:
                 self._on_start(item)
             record.attempts += 1
+            record.extra.setdefault("started", time.monotonic())
             try:
                 reply = await api.call_once(self._calls, cfg.spec, item, on_sent=ticket.sent)
             finally:
                 ticket.sent()  # never went out (or no trace): it counts from now
             if reply.verdict in (Verdict.SUCCESS, Verdict.FINAL):
                 return reply
+            self._note_reachability(reply)
             if reply.verdict is Verdict.HALT:
                 self._halt(reply)
                 return reply
@@ -252,6 +263,23 @@ class Batch:
             if failures > cfg.retries:
                 return reply
             await self.gate.sleep(max(self._backoff(failures), reply.retry_after or 0.0))
+
+    def _note_reachability(self, reply: Reply) -> None:
+        """Halt when the endpoint has answered nothing for many calls in a row: a wrong
+        --endpoint, DNS failure or a server that went away; retrying cannot help."""
+        if reply.http_status is not None:
+            self._unanswered = 0
+            return
+        self._unanswered += 1
+        if self._unanswered >= UNREACHABLE_AFTER:
+            self._halt(
+                Reply(
+                    Verdict.HALT,
+                    "unreachable",
+                    message=f"no reply to {self._unanswered} calls in a row; last: {reply.message}",
+                    halt_status=ExitStatus.SOME_FAILED,
+                )
+            )
 
     def _backoff(self, failures: int) -> float:
         """Full-jitter exponential backoff."""

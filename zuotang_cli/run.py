@@ -194,7 +194,9 @@ def _summarize(result: BatchResult, display: NullDisplay, report_paths: list[Pat
     )
     if result.halt is not None:
         halt = result.halt
-        detail = f"{halt.message} (HTTP {halt.http_status}, request id {halt.request_id})"
+        detail = halt.message
+        if halt.http_status is not None:
+            detail += f" (HTTP {halt.http_status}, request id {halt.request_id})"
         display.error(f"halted: {_HALT_ADVICE.get(halt.error_class or '', '')}{detail}")
 
 
@@ -205,4 +207,5 @@ _HALT_ADVICE = {
     "arrears": "the account is in arrears; top it up: ",
     "forbidden": "the gateway refused the account: ",
     "endpoint-not-found": "the endpoint does not exist; check --endpoint: ",
+    "unreachable": "cannot reach the endpoint; check --endpoint and the network: ",
 }

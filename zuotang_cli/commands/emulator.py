@@ -12,9 +12,9 @@ HELP = (
     "expiring result links and injectable faults. Prints its URL on one line."
 )
 EPILOG = (
-    "Examples:\n\n"
-    "  zuotang emulator --port 0 --serve samples/ --appcode demo\n\n"
-    "  zuotang emulator --qps 2 --latency 1-3 --faults 429=0.05,500=0.02 --seed 7\n\n"
+    "Examples:\n\n\b\n"
+    "  zuotang emulator --port 0 --serve samples/ --appcode demo\n"
+    "  zuotang emulator --qps 2 --latency 1-3 --faults 429=0.05,500=0.02 --seed 7\n"
     "  curl http://127.0.0.1:PORT/__emulator__/stats"
 )
 

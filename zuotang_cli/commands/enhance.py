@@ -19,11 +19,11 @@ HELP = (
     "saved image (its path), or one JSON record per input with --json.\n\n" + EXIT_CODES_HELP
 )
 EPILOG = (
-    "Examples:\n\n"
-    "  export ZUOTANG_APPCODE=...   # your AppCode from the Alibaba Cloud console\n\n"
-    "  zuotang enhance urls.txt --type clean --scale 2 -o out/\n\n"
-    "  zuotang enhance photos/ --recursive --type face -o enhanced/ --report run.jsonl\n\n"
-    "  cat urls.txt | zuotang enhance - -o out --json | jq -r 'select(.outcome==\"done\").output'"
+    "Examples:\n\n\b\n"
+    "  export ZUOTANG_APPCODE=...   # your AppCode (Alibaba Cloud console)\n"
+    "  zuotang enhance urls.txt --type clean --scale 2 -o out/\n"
+    "  zuotang enhance photos/ --recursive --type face -o enhanced/ --report run.jsonl\n"
+    "  grep -v thumb urls.txt | zuotang enhance - -o out --json | jq -r .output"
 )
 
 
@@ -42,7 +42,7 @@ class Scale(str, enum.Enum):
 def enhance(
     inputs: list[str] = typer.Argument(
         ...,
-        metavar="INPUT...",
+        metavar="INPUT",
         help="http(s) URL, list file of URLs, '-' (list on stdin), image file or folder.",
         show_default=False,
     ),
