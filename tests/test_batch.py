@@ -15,6 +15,7 @@ from PIL import Image
 
 from zuotang_cli.api import CallSpec
 from zuotang_cli.batch import Batch, BatchConfig, BatchResult
+from zuotang_cli.journal import Journal
 from zuotang_cli.models import InputItem, InputKind, Outcome, Record
 from zuotang_cli.status import ExitStatus
 
@@ -79,8 +80,9 @@ def run(
         throttle_pause=0.05,
         **config,  # type: ignore[arg-type]
     )
-    batch = Batch(cfg, records.append, transport=httpx.MockTransport(server))
-    result = asyncio.run(batch.run(aiter(items)))
+    with Journal.open(tmp_path) as journal:
+        batch = Batch(cfg, records.append, journal, transport=httpx.MockTransport(server))
+        result = asyncio.run(batch.run(aiter(items)))
     return result, records
 
 
@@ -190,13 +192,22 @@ def test_truncated_download_is_retried(tmp_path: Path) -> None:
     assert len(attempts) == 2
 
 
-def test_expired_link_fails_without_a_new_call(tmp_path: Path) -> None:
+def test_an_expired_link_is_called_again_once_and_no_more(tmp_path: Path) -> None:
     server = Server(lambda n, r: ok())
     server.results["/r/1.png"] = lambda: httpx.Response(403, text="<Error>expired</Error>")
     _, records = run(tmp_path, server, urls(1))
     assert records[0].outcome is Outcome.FAILED
     assert records[0].error_class == "link-expired"
-    assert server.calls == 1
+    assert server.calls == 2  # a new call is the only way to the image; once is enough
+
+
+def test_a_link_that_expired_before_download_is_called_again(tmp_path: Path) -> None:
+    server = Server(lambda n, r: ok(image=f"https://cdn.test/r/{n}.png"))
+    server.results["/r/1.png"] = lambda: httpx.Response(403, text="<Error>expired</Error>")
+    _, records = run(tmp_path, server, urls(1))
+    assert records[0].outcome is Outcome.DONE
+    assert records[0].message == "its link had expired: called again"
+    assert server.calls == 2
 
 
 def test_html_instead_of_image_is_refused(tmp_path: Path) -> None:

@@ -89,3 +89,16 @@ def test_the_image_host_never_leaves_its_folder(emulator: EmulatorFactory, tmp_p
 def test_without_a_folder_there_is_no_image_host(emulator: EmulatorFactory) -> None:
     emu = emulator(serve_dir=None)
     assert get(emu.file_url("harbour-320x240.jpg")).status_code == 404
+
+
+def test_download_latency_slows_result_downloads(emulator: EmulatorFactory) -> None:
+    emu = emulator(cheap=True, download_latency=0.3)
+    with httpx.Client() as client:
+        reply = client.post(
+            emu.endpoint,
+            headers={"Authorization": "APPCODE t"},
+            data={"image_url": emu.file_url("x.png"), "type": "clean"},
+        ).json()
+        started = time.monotonic()
+        assert client.get(reply["data"]["image"]).status_code == 200
+        assert time.monotonic() - started >= 0.3

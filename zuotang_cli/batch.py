@@ -22,6 +22,7 @@ import httpx
 from zuotang_cli import api, rules
 from zuotang_cli.api import CallSpec, Reply, Verdict
 from zuotang_cli.download import Downloader, DownloadFailed
+from zuotang_cli.journal import LINK_MARGIN, Action, Journal, Plan, entry_key
 from zuotang_cli.models import InputItem, Outcome, Record
 from zuotang_cli.ratelimit import RateGate
 from zuotang_cli.status import ExitStatus
@@ -57,6 +58,49 @@ class BatchConfig:
     backoff_cap: float = 30.0
     throttle_pause: float = 1.0
     """Run-wide pause after a throttle reply without Retry-After."""
+    force: bool = False
+    """Process again what an earlier run saved (a new paid call)."""
+    retry_failed: bool = False
+    """Try again what failed for good in an earlier run."""
+    max_calls: int | None = None
+    """At most this many paid calls in this run."""
+
+
+@dataclass(frozen=True)
+class Work:
+    item: InputItem
+    key: str
+    plan: Plan
+
+
+class CallBudget:
+    """--max-calls: at most ``limit`` billed calls; a call in flight holds one unit, given
+    back if it ends unpaid, so the total can never pass the limit."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.billed = 0
+        self._held = 0
+        self._changed = asyncio.Condition()
+
+    async def reserve(self) -> bool:
+        if self.limit is None:
+            return True
+        async with self._changed:
+            while self.billed + self._held >= self.limit:
+                if self.billed >= self.limit:
+                    return False
+                await self._changed.wait()
+            self._held += 1
+            return True
+
+    async def release(self, *, billed: bool) -> None:
+        self.billed += billed
+        if self.limit is None:
+            return
+        async with self._changed:
+            self._held -= 1
+            self._changed.notify_all()
 
 
 @dataclass
@@ -87,12 +131,15 @@ class Batch:
         self,
         config: BatchConfig,
         sink: Sink,
+        journal: Journal,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         on_start: Callable[[InputItem], None] | None = None,
     ) -> None:
         self.config = config
         self._sink = sink
+        self.journal = journal
+        self.budget = CallBudget(config.max_calls)
         self._transport = transport
         self._on_start = on_start
         self.concurrency = config.concurrency or default_concurrency(config.qps)
@@ -161,14 +208,22 @@ class Batch:
         return self.result
 
     async def _feed(self, items: AsyncIterator[InputItem]) -> None:
+        cfg = self.config
         async for item in items:
             if item.error is not None:
                 self._emit(_invalid(item))
+                continue
+            key = entry_key(item, cfg.spec.type, cfg.spec.scale)
+            plan = self.journal.plan(
+                key, force=cfg.force, retry_failed=cfg.retry_failed, now=time.time()
+            )
+            if plan.action in (Action.SKIP, Action.SKIP_FAILED):
+                self._emit(_from_journal(item, plan))
             elif self._stop_reason is not None:
                 self._emit(_not_attempted(item, self._stop_reason))
             else:
                 await self._slots.acquire()
-                task = asyncio.create_task(self._run_one(item))
+                task = asyncio.create_task(self._run_one(Work(item, key, plan)))
                 self._tasks.add(task)
                 task.add_done_callback(self._task_done)
 
@@ -182,12 +237,12 @@ class Batch:
             if self._feeder is not None:
                 self._feeder.cancel()
 
-    async def _run_one(self, item: InputItem) -> None:
+    async def _run_one(self, work: Work) -> None:
         try:
-            record = await self._process(item)
+            record = await self._process(work)
         except Exception as exc:  # a bug must cost one input, not the batch
             record = Record(
-                input=item.source,
+                input=work.item.source,
                 outcome=Outcome.FAILED,
                 message=f"internal error: {type(exc).__name__}: {exc}",
                 error_class="internal-error",
@@ -198,41 +253,89 @@ class Batch:
         self.result.counts[record.outcome] += 1
         self._sink(record)
 
-    async def _process(self, item: InputItem) -> Record:
-        record = Record(input=item.source, outcome=Outcome.FAILED)
+    async def _process(self, work: Work) -> Record:
+        record = Record(input=work.item.source, outcome=Outcome.FAILED)
         try:
-            return await self._call_and_save(item, record)
+            await self._download_or_call(work, record)
         finally:
             if record.extra.get("started") is not None:
                 record.elapsed = time.monotonic() - record.extra.pop("started")
+        if record.outcome is not Outcome.DONE:
+            self.journal.failed(work.key, record)
+        return record
 
-    async def _call_and_save(self, item: InputItem, record: Record) -> Record:
-        reply = await self._call(item, record)
+    async def _download_or_call(self, work: Work, record: Record) -> None:
+        """Download what an earlier run paid for while its link lives; else call (again
+        once, if a fresh link turns out to have expired already)."""
+        entry = work.plan.entry
+        recall = False
+        if work.plan.action is Action.DOWNLOAD and entry is not None and entry.image:
+            _restore(record, entry.record)
+            record.extra.setdefault("started", time.monotonic())
+            deadline = _loop_deadline(entry.link_expires or 0.0)
+            if await self._save(work, record, entry.image, deadline, work.plan.reason):
+                return
+            if record.error_class != "link-expired":
+                return
+            recall = True
+        while True:
+            note = "its link had expired: called again" if recall else work.plan.reason
+            image = await self._paid_call(work, record)
+            if image is None:
+                return
+            deadline = _loop_deadline(time.time() + rules.LINK_TTL - LINK_MARGIN)
+            if await self._save(work, record, image, deadline, note):
+                return
+            if record.error_class != "link-expired" or recall:
+                return
+            recall = True
+
+    async def _paid_call(self, work: Work, record: Record) -> str | None:
+        """One input's calls under the --max-calls budget: the result image, or None."""
+        if not await self.budget.reserve():
+            record.outcome = Outcome.NOT_ATTEMPTED
+            record.message = f"not attempted (max-calls {self.config.max_calls} reached)"
+            record.error_class = "max-calls"
+            return None
+        reply = None
+        try:
+            reply = await self._call(work, record)
+        finally:
+            await self.budget.release(billed=reply is not None and reply.verdict is Verdict.SUCCESS)
         if reply is None:
             record.outcome = Outcome.NOT_ATTEMPTED
             record.message = self._stop_reason or ""
             record.error_class = "not-attempted"
-            return record
+            return None
         _fill(record, reply)
         if reply.verdict is not Verdict.SUCCESS:
-            return record
+            return None
         assert reply.image is not None
-        # The link is valid for an hour from the call; keep a margin for clock and transit.
-        deadline = asyncio.get_running_loop().time() + rules.LINK_TTL - 60.0
+        self.journal.paid(work.key, record, reply.image, time.time())
+        return reply.image
+
+    async def _save(
+        self, work: Work, record: Record, image: str, deadline: float, note: str
+    ) -> bool:
         try:
             async with self._download_slots:
-                saved = await self._downloader.save(item, reply.image, deadline)
+                saved = await self._downloader.save(work.item, image, deadline)
         except DownloadFailed as exc:
             record.error_class, record.message = exc.error_class, str(exc)
-            return record
+            if exc.error_class == "link-expired":
+                self.journal.link_expired(work.key)
+            return False
         record.outcome = Outcome.DONE
+        record.error_class = None
+        record.message = note or record.message
         record.output = str(saved.path)
         record.result_bytes, record.width, record.height = saved.size, saved.width, saved.height
-        return record
+        self.journal.saved(work.key, record, saved.path, saved.sha256)
+        return True
 
-    async def _call(self, item: InputItem, record: Record) -> Reply | None:
+    async def _call(self, work: Work, record: Record) -> Reply | None:
         """Call until success, a final answer, or the retry budgets are spent."""
-        cfg = self.config
+        cfg, item = self.config, work.item
         reply: Reply | None = None
         failures = throttled = 0
         while True:
@@ -243,6 +346,7 @@ class Batch:
                 self._on_start(item)
             record.attempts += 1
             record.extra.setdefault("started", time.monotonic())
+            self.journal.calling(work.key, record)
             try:
                 reply = await api.call_once(self._calls, cfg.spec, item, on_sent=ticket.sent)
             finally:
@@ -298,6 +402,33 @@ def _fill(record: Record, reply: Reply) -> None:
     record.created_at = reply.created_at
     record.completed_at = reply.completed_at
     record.error_class = reply.error_class
+
+
+def _restore(record: Record, earlier: Record) -> None:
+    """Carry over what the earlier run learnt from the (paid) call."""
+    for name in ("http_status", "status", "state", "state_meaning", "task_id", "request_id"):
+        setattr(record, name, getattr(earlier, name))
+    record.created_at, record.completed_at = earlier.created_at, earlier.completed_at
+
+
+def _loop_deadline(wall_time: float) -> float:
+    """A wall-clock instant on the event loop's clock."""
+    return asyncio.get_running_loop().time() + (wall_time - time.time())
+
+
+def _from_journal(item: InputItem, plan: Plan) -> Record:
+    assert plan.entry is not None
+    earlier = plan.entry.record
+    record = Record.from_dict(earlier.as_dict())
+    record.input = item.source
+    record.attempts = 0
+    record.elapsed = None
+    if plan.action is Action.SKIP:
+        record.outcome = Outcome.SKIPPED
+        record.message = plan.reason
+    else:
+        record.message = f"{plan.reason}: {earlier.message}"
+    return record
 
 
 def _invalid(item: InputItem) -> Record:

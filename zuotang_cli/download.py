@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import os
 import random
 import re
@@ -38,6 +39,7 @@ class Saved:
     width: int
     height: int
     format: str
+    sha256: str
 
 
 class DownloadFailed(Exception):
@@ -166,8 +168,18 @@ def _finish(tmp: Path, item: InputItem, output_dir: Path) -> Saved:
     relpath = naming.output_relpath(item, naming.extension_for_format(fmt))
     dest = naming.safe_join(output_dir, relpath)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    checksum = file_checksum(tmp)
     with tmp.open("rb") as fh:
         os.fsync(fh.fileno())
     size = tmp.stat().st_size
     tmp.replace(dest)
-    return Saved(dest, relpath, size, width, height, fmt)
+    return Saved(dest, relpath, size, width, height, fmt, checksum)
+
+
+def file_checksum(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

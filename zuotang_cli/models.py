@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -118,6 +117,12 @@ class Record:
             row["elapsed"] = round(row["elapsed"], 3)
         return row
 
-
-def replace(record: Record, **changes: Any) -> Record:
-    return dataclasses.replace(record, **changes)
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> Record:
+        """The inverse of :meth:`as_dict` (unknown keys are ignored)."""
+        fields: dict[str, Any] = {name: row[name] for name in REPORT_FIELDS if name in row}
+        fields["outcome"] = Outcome(fields.get("outcome") or Outcome.FAILED.value)
+        fields["state_meaning"] = fields.get("state_meaning") or ""
+        fields["message"] = fields.get("message") or ""
+        fields["attempts"] = int(fields.get("attempts") or 0)
+        return cls(**fields)

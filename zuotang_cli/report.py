@@ -35,9 +35,11 @@ def report_format(path: Path) -> str:
 class ReportWriter:
     """Writes report rows to a text stream, one flushed row at a time. Subclasses format."""
 
-    def __init__(self, stream: TextIO, path: Path | None = None) -> None:
+    def __init__(self, stream: TextIO, path: Path | None = None, *, owned: bool = True) -> None:
         self.stream = stream
         self.path = path
+        self.owned = owned
+        """Close the stream with the report (not when it is stdout)."""
         self.closed = False
         self._start()
         self.stream.flush()
@@ -56,7 +58,8 @@ class ReportWriter:
         """Close the stream without finishing the report (a duplicate of another writer)."""
         if not self.closed:
             self.closed = True
-            self.stream.close()
+            if self.owned:
+                self.stream.close()
 
     def __enter__(self) -> ReportWriter:
         return self
@@ -135,6 +138,16 @@ def open_report(path: Path) -> ReportWriter:
     except OSError as exc:
         raise UsageError(f"cannot write report {path}: {exc.strerror or exc}") from exc
     return writer_class(stream, path)
+
+
+def stream_report(fmt: str, stream: TextIO) -> ReportWriter:
+    """A writer of format ``fmt`` (``csv``, ``json`` or ``jsonl``) on an open stream that
+    stays open (e.g. stdout)."""
+    try:
+        writer_class = _WRITERS[f".{fmt}"]
+    except KeyError:
+        raise UsageError(f"unsupported report format '{fmt}': use csv, json or jsonl") from None
+    return writer_class(stream, owned=False)
 
 
 class ReportSet:
@@ -241,6 +254,12 @@ class Summary:
             if outcome is Outcome.DONE or self.counts[outcome]
         ]
         return ", ".join(parts)
+
+
+def summary_by_reason(reasons: Iterable[str]) -> str:
+    """``state-7 3, link-expired 1``: the most common first."""
+    counts = Counter(reasons)
+    return ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
 
 
 def summarize(records: Iterable[Record]) -> Summary:

@@ -4,11 +4,13 @@ under signal handling, the summary printed.  No Typer here: the command module p
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
 import signal
 import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,8 +20,11 @@ from typing import BinaryIO, TextIO
 from zuotang_cli import rules
 from zuotang_cli.api import CallSpec
 from zuotang_cli.batch import Batch, BatchConfig, BatchResult
+from zuotang_cli.download import TMP_DIRNAME
 from zuotang_cli.errors import UsageError
 from zuotang_cli.inputs import iter_inputs
+from zuotang_cli.journal import JOURNAL_DIR, JOURNAL_NAME, Action, Journal, entry_key
+from zuotang_cli.lock import output_lock
 from zuotang_cli.models import InputItem, Record
 from zuotang_cli.progress import NullDisplay, PlainDisplay, RichDisplay
 from zuotang_cli.pump import aiter_in_thread
@@ -47,6 +52,11 @@ class EnhanceOptions:
     json: bool = False
     quiet: bool = False
     verbose: bool = False
+    dry_run: bool = False
+    force: bool = False
+    retry_failed: bool = False
+    max_calls: int | None = None
+    wait_lock: bool = False
 
     def __repr__(self) -> str:  # never show the AppCode
         return f"EnhanceOptions(inputs={self.inputs!r}, output_dir={self.output_dir!r}, ...)"
@@ -124,23 +134,27 @@ def _display(options: EnhanceOptions) -> NullDisplay:
 
 def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
     """Run one ``enhance`` and return its exit status.  Raises UsageError before any call."""
+    if options.report is not None:
+        report_format(options.report)  # a bad suffix is refused before anything is written
+    if options.dry_run:
+        return dry_run(options, stdin=stdin, stdout=stdout)
     if not options.appcode:
         raise UsageError(
             "no AppCode: set ZUOTANG_APPCODE (or pass --appcode); find it in the Alibaba "
             "Cloud console under your purchased API's AppCode"
         )
     endpoint = check_endpoint(options.endpoint or rules.DEFAULT_ENDPOINT)
-    if options.report is not None:
-        report_format(options.report)  # a bad suffix is refused before anything is written
     output_dir = _prepare_output(options.output_dir)
-    spec = CallSpec(endpoint, options.appcode, options.type, options.scale)
     config = BatchConfig(
-        spec=spec,
+        spec=CallSpec(endpoint, options.appcode, options.type, options.scale),
         output_dir=output_dir,
         qps=options.qps,
         concurrency=options.concurrency,
         retries=options.retries,
         timeout=options.timeout,
+        force=options.force,
+        retry_failed=options.retry_failed,
+        max_calls=options.max_calls,
     )
     report_paths = [output_dir / DEFAULT_REPORT_NAME]
     if options.report is not None:
@@ -150,17 +164,91 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
     if endpoint.startswith("http://") and not _is_loopback(host):
         display.error("warning: --endpoint is plain http: the AppCode travels unencrypted")
     items = iter_inputs(options.inputs, stdin=stdin, recursive=options.recursive)
-    with ReportSet.open(report_paths) as reports, display:
-        emitter = Emitter(reports, stdout, display, options.json)
-        result = _run_batch(config, items, emitter, display)
+    with output_lock(output_dir, wait=options.wait_lock):
+        remove_partial_downloads(output_dir)
+        with (
+            Journal.open(output_dir) as journal,
+            ReportSet.open(report_paths) as reports,
+            display,
+        ):
+            emitter = Emitter(reports, stdout, display, options.json)
+            result = _run_batch(config, journal, items, emitter, display)
     _summarize(result, display, report_paths)
     return result.exit_status
 
 
+def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
+    """Say what a run would call, download and skip, from the inputs and the journal."""
+    scale = options.scale
+    counts: collections.Counter[str] = collections.Counter()
+    journal_path = options.output_dir / JOURNAL_DIR / JOURNAL_NAME
+    journal = Journal.open(options.output_dir, create=False) if journal_path.exists() else None
+    now = time.time()
+    try:
+        for item in iter_inputs(options.inputs, stdin=stdin, recursive=options.recursive):
+            if item.error is not None:
+                action, reason = "invalid", item.error
+            elif journal is None:
+                action, reason = Action.CALL.value, ""
+            else:
+                key = entry_key(item, options.type, scale)
+                plan = journal.plan(
+                    key, force=options.force, retry_failed=options.retry_failed, now=now
+                )
+                action, reason = plan.action.value, plan.reason
+            counts[action] += 1
+            _print_plan(stdout, item.source, action, reason, as_json=options.json)
+    finally:
+        if journal is not None:
+            journal.close()
+    calls = counts[Action.CALL.value]
+    if options.max_calls is not None:
+        calls = min(calls, options.max_calls)
+    eta = calls / options.qps
+    if not options.quiet:
+        parts = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+        sys.stderr.write(
+            f"zuotang: dry run: {parts or 'no inputs'}; {calls} paid calls would take about "
+            f"{_duration(eta)} at --qps {options.qps:g} (plus the last call's 1-30 s)\n"
+        )
+    return ExitStatus.SUCCESS
+
+
+def _print_plan(stdout: TextIO, source: str, action: str, reason: str, *, as_json: bool) -> None:
+    if as_json:
+        line = json.dumps(
+            {"schema": JSON_SCHEMA_VERSION, "input": source, "action": action, "reason": reason},
+            ensure_ascii=False,
+        )
+    else:
+        line = f"{action}\t{source}" + (f"\t{reason}" if reason else "")
+    stdout.write(line + "\n")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def remove_partial_downloads(output_dir: Path) -> int:
+    """Delete ``.part`` files a killed run left (only ever under the run's own lock)."""
+    removed = 0
+    for part in (output_dir / TMP_DIRNAME).glob("*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+            removed += 1
+    return removed
+
+
 def _run_batch(
-    config: BatchConfig, items: Iterator[InputItem], emitter: Emitter, display: NullDisplay
+    config: BatchConfig,
+    journal: Journal,
+    items: Iterator[InputItem],
+    emitter: Emitter,
+    display: NullDisplay,
 ) -> BatchResult:
-    batch = Batch(config, emitter, on_start=display.started)
+    batch = Batch(config, emitter, journal, on_start=display.started)
 
     async def main() -> BatchResult:
         loop = asyncio.get_running_loop()

@@ -42,6 +42,9 @@ def emulator(
     slow_seconds: float = typer.Option(
         120.0, help="How long a 'slow' fault holds a call before its gateway 504."
     ),
+    download_latency: float = typer.Option(
+        0.0, help="Seconds each result download waits before answering (slow storage)."
+    ),
 ) -> None:
     try:
         from zuotang_cli.emulator import EmulatorConfig, serve_forever
@@ -63,6 +66,7 @@ def emulator(
             return_type=return_type,
             cheap=cheap,
             slow_seconds=slow_seconds,
+            download_latency=download_latency,
         )
     except ValueError as exc:
         raise UsageError(f"emulator: {exc}") from None

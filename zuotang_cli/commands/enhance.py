@@ -16,7 +16,9 @@ HELP = (
     "Enhance / upscale images through the Zuotang API: URLs, list files ('-' for stdin), "
     "local images or folders, sent concurrently at the account's QPS. Results are saved "
     "in the output directory with a report of every input. stdout carries one line per "
-    "saved image (its path), or one JSON record per input with --json.\n\n" + EXIT_CODES_HELP
+    "saved image (its path), or one JSON record per input with --json. Safe to re-run: a "
+    "journal in the output directory skips what is done and downloads what was paid "
+    "for, so no image is paid for twice.\n\n" + EXIT_CODES_HELP
 )
 EPILOG = (
     "Examples:\n\n\b\n"
@@ -65,6 +67,19 @@ def enhance(
     ),
     retries: int = typer.Option(4, min=0, help="Retries after a transient failure."),
     timeout: float = typer.Option(45.0, min=1.0, help="Seconds to wait for one call."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Say what would be called, downloaded and skipped; no call."
+    ),
+    force: bool = typer.Option(False, "--force", help="Process again what is already done."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Try again inputs that failed for good before."
+    ),
+    max_calls: int | None = typer.Option(
+        None, "--max-calls", min=0, help="At most N paid calls in this run (a cost cap)."
+    ),
+    wait_lock: bool = typer.Option(
+        False, "--wait-lock", help="Wait for another run on the same output directory."
+    ),
     json_out: bool = typer.Option(False, "--json", help="One JSON record per input on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail; tracebacks."),
@@ -87,6 +102,11 @@ def enhance(
         retries=retries,
         timeout=timeout,
         json=json_out,
+        dry_run=dry_run,
+        force=force,
+        retry_failed=retry_failed,
+        max_calls=max_calls,
+        wait_lock=wait_lock,
         quiet=quiet,
         verbose=verbose,
     )

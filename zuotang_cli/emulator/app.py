@@ -27,7 +27,7 @@ def create_app(emu: EmulatorState) -> Starlette:
         return await handle_scale(request, emu)
 
     async def result(request: Request) -> Response:
-        return download(request, emu.results, emu.stats)
+        return await download(request, emu.results, emu.stats, emu.config.download_latency)
 
     async def stats(request: Request) -> Response:
         return JSONResponse(emu.stats.snapshot())

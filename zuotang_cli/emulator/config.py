@@ -55,6 +55,8 @@ class EmulatorConfig:
     service_timeout: float = rules.SERVICE_TIMEOUT
     """Processing longer than this is answered with state -8 at this time."""
     fetch_timeout: float = 10.0
+    download_latency: float = 0.0
+    """Seconds each result download waits before its reply (a slow object store)."""
     """Total time allowed to download ``image_url``."""
 
     def __post_init__(self) -> None:
@@ -72,7 +74,13 @@ class EmulatorConfig:
             raise ValueError(f"latency {low:g}-{high:g} must be 0 <= MIN <= MAX")
         if not (self.qps > 0 and math.isfinite(self.qps)):
             raise ValueError(f"qps must be a positive number, not {self.qps:g}")
-        for name in ("link_ttl", "slow_seconds", "service_timeout", "fetch_timeout"):
+        for name in (
+            "link_ttl",
+            "slow_seconds",
+            "service_timeout",
+            "fetch_timeout",
+            "download_latency",
+        ):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name.replace('_', '-')} must be >= 0, not {value:g}")
@@ -103,6 +111,7 @@ class EmulatorConfig:
         return_type: int = 1,
         cheap: bool = False,
         slow_seconds: float = 120.0,
+        download_latency: float = 0.0,
     ) -> EmulatorConfig:
         """Build from command-line strings. Raises ValueError with a one-line message."""
         return cls(
@@ -118,4 +127,5 @@ class EmulatorConfig:
             return_type=return_type,
             cheap=cheap,
             slow_seconds=slow_seconds,
+            download_latency=download_latency,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import deque
@@ -57,9 +58,13 @@ class ResultStore:
             self._results[token].data = None
 
 
-def download(request: Request, store: ResultStore, stats: Stats) -> Response:
-    """``GET /results/<token>.<ext>``."""
+async def download(
+    request: Request, store: ResultStore, stats: Stats, latency: float = 0.0
+) -> Response:
+    """``GET /results/<token>.<ext>``, answered ``latency`` seconds after it arrived."""
     stats.download_attempts += 1
+    if latency:
+        await asyncio.sleep(latency)
     stored = store.get(request.path_params["name"])
     if stored is None:
         return storage_error(404, "NoSuchKey", "The specified key does not exist.")

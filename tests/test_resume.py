@@ -1,0 +1,330 @@
+"""Safe to re-run: the journal, the lock, crash safety and the cost guard, against the
+emulator's billed counters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_enhance_e2e import APPCODE, report_rows, write_list, zuotang
+from zuotang_cli.journal import Action, Journal, Status, entry_key
+from zuotang_cli.models import InputItem, InputKind, Outcome, Record
+from zuotang_cli.status import ExitStatus
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tiff"}
+
+
+def saved_images(out: Path) -> list[Path]:
+    return sorted(
+        p for p in out.rglob("*") if p.suffix in IMAGE_SUFFIXES and ".zuotang" not in p.parts
+    )
+
+
+def part_files(out: Path) -> list[Path]:
+    return list(out.rglob("*.part"))
+
+
+def url_list(tmp_path: Path, emu: Any, n: int, start: int = 0) -> Path:
+    return write_list(tmp_path / "urls.txt", [emu.file_url(f"i{i}.png") for i in range(start, n)])
+
+
+def enhance(emu: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return zuotang(*args, "--qps", "50", endpoint=emu.endpoint)
+
+
+def test_a_rerun_makes_no_new_call_and_skips_everything(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    urls, out = url_list(tmp_path, emu, 12), tmp_path / "out"
+    first = enhance(emu, str(urls), "-o", str(out))
+    assert first.returncode == ExitStatus.SUCCESS, first.stderr
+    calls = emu.stats()["calls"]
+    again = enhance(emu, str(urls), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["calls"] == calls == 12
+    rows = report_rows(out)
+    assert [r["outcome"] for r in rows] == ["skipped"] * 12
+    assert sorted(again.stdout.split()) == sorted(first.stdout.split())  # paths still listed
+
+
+def test_appending_ten_urls_makes_exactly_ten_calls(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    out = tmp_path / "out"
+    assert enhance(emu, str(url_list(tmp_path, emu, 15)), "-o", str(out)).returncode == 0
+    before = emu.stats()
+    assert enhance(emu, str(url_list(tmp_path, emu, 25)), "-o", str(out)).returncode == 0
+    after = emu.stats()
+    assert after["calls"] - before["calls"] == 10
+    assert after["billed"] - before["billed"] == 10
+    assert all(n == 1 for n in after["billed_by_input"].values())
+    assert len(saved_images(out)) == 25
+
+
+def test_a_deleted_output_is_downloaded_again_without_a_call(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    urls, out = url_list(tmp_path, emu, 5), tmp_path / "out"
+    first = enhance(emu, str(urls), "-o", str(out))
+    victim = Path(first.stdout.split()[2])
+    victim.unlink()
+    before = emu.stats()
+    again = enhance(emu, str(urls), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    after = emu.stats()
+    assert after["calls"] == before["calls"]
+    assert after["downloads"] == before["downloads"] + 1
+    assert victim.is_file()
+    redone = [r for r in report_rows(out) if r["outcome"] == "done"]
+    assert len(redone) == 1 and "deleted or changed" in redone[0]["message"]
+
+
+def test_a_changed_output_is_processed_again(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    urls, out = url_list(tmp_path, emu, 3), tmp_path / "out"
+    first = enhance(emu, str(urls), "-o", str(out))
+    Path(first.stdout.split()[0]).write_bytes(b"scribbled over")
+    assert enhance(emu, str(urls), "-o", str(out)).returncode == 0
+    assert sum(r["outcome"] == "done" for r in report_rows(out)) == 1
+
+
+def test_force_calls_again(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    urls, out = url_list(tmp_path, emu, 3), tmp_path / "out"
+    enhance(emu, str(urls), "-o", str(out))
+    assert enhance(emu, str(urls), "-o", str(out), "--force").returncode == 0
+    assert emu.stats()["billed"] == 6
+
+
+def test_an_expired_link_is_called_again_and_says_so(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100, link_ttl=2.0)
+    urls, out = url_list(tmp_path, emu, 3), tmp_path / "out"
+    first = enhance(emu, str(urls), "-o", str(out))
+    for path in first.stdout.split():
+        Path(path).unlink()
+    time.sleep(2.5)
+    again = enhance(emu, str(urls), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    stats = emu.stats()
+    assert stats["billed"] == 6
+    assert set(stats["billed_by_input"].values()) == {2}
+    rows = report_rows(out)
+    assert all(r["outcome"] == "done" for r in rows)
+    assert all("expired" in r["message"] and "called again" in r["message"] for r in rows)
+
+
+def test_a_paid_but_unsaved_result_is_downloaded_not_paid_again(tmp_path: Path) -> None:
+    """The journal's plan for each state (pure; the entry written by hand)."""
+    item = InputItem(0, "https://x/a.png", InputKind.URL, url="https://x/a.png")
+    key = entry_key(item, "clean", None)
+    record = Record(input=item.source, outcome=Outcome.FAILED)
+    with Journal.open(tmp_path) as journal:
+        now = time.time()
+        assert journal.plan(key, force=False, retry_failed=False, now=now).action is Action.CALL
+        journal.calling(key, record)
+        assert journal.plan(key, force=False, retry_failed=False, now=now).action is Action.CALL
+        journal.paid(key, record, "https://cdn/x.png", now)
+        plan = journal.plan(key, force=False, retry_failed=False, now=now)
+        assert plan.action is Action.DOWNLOAD
+        later = now + 3600
+        assert journal.plan(key, force=False, retry_failed=False, now=later).action is Action.CALL
+        journal.failed(key, Record(input=item.source, outcome=Outcome.FAILED, error_class="x"))
+        entry = journal.get(key)
+        assert entry is not None and entry.status is Status.PAID  # the paid link is kept
+        journal.failed(key, record)
+        failed = Record(input=item.source, outcome=Outcome.FAILED, error_class="state-7")
+        key2 = entry_key(item, "face", 2)
+        journal.failed(key2, failed)
+        skip = journal.plan(key2, force=False, retry_failed=False, now=now)
+        assert skip.action is Action.SKIP_FAILED
+        retry = journal.plan(key2, force=False, retry_failed=True, now=now)
+        assert retry.action is Action.CALL
+
+
+def test_final_failures_are_skipped_unless_retry_failed(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=100)
+    missing = emu.file_url("no-such-file.png")  # state -3: final
+    urls, out = write_list(tmp_path / "u.txt", [missing]), tmp_path / "out"
+    assert enhance(emu, str(urls), "-o", str(out)).returncode == ExitStatus.SOME_FAILED
+    assert enhance(emu, str(urls), "-o", str(out)).returncode == ExitStatus.SOME_FAILED
+    assert emu.stats()["calls"] == 1
+    row = report_rows(out)[0]
+    assert row["outcome"] == "failed" and "--retry-failed" in row["message"]
+    enhance(emu, str(urls), "-o", str(out), "--retry-failed")
+    assert emu.stats()["calls"] == 2
+
+
+def test_max_calls_caps_paid_calls_and_the_rest_waits(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    urls, out = url_list(tmp_path, emu, 10), tmp_path / "out"
+    capped = enhance(emu, str(urls), "-o", str(out), "--max-calls", "3")
+    assert capped.returncode == ExitStatus.SOME_FAILED
+    assert emu.stats()["billed"] == 3
+    rows = report_rows(out)
+    assert sum(r["outcome"] == "done" for r in rows) == 3
+    left = [r for r in rows if r["outcome"] == "not-attempted"]
+    assert len(left) == 7 and all("max-calls" in r["message"] for r in left)
+    assert enhance(emu, str(urls), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    assert emu.stats()["billed"] == 10
+
+
+def test_dry_run_says_what_would_happen_and_calls_nothing(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    out = tmp_path / "out"
+    enhance(emu, str(url_list(tmp_path, emu, 4)), "-o", str(out))
+    urls = url_list(tmp_path, emu, 6)
+    (tmp_path / "bad.txt").write_text("ftp://nope\n")
+    calls = emu.stats()["calls"]
+    proc = zuotang(
+        str(urls),
+        str(tmp_path / "bad.txt"),
+        "-o",
+        str(out),
+        "--dry-run",
+        endpoint=emu.endpoint,
+        appcode=None,
+    )
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    assert emu.stats()["calls"] == calls
+    actions = [line.split("\t")[0] for line in proc.stdout.splitlines()]
+    assert actions.count("skip") == 4 and actions.count("call") == 2
+    assert actions.count("invalid") == 1
+    assert "would take about" in proc.stderr
+    as_json = zuotang(str(urls), "-o", str(out), "--dry-run", "--json", endpoint=emu.endpoint)
+    assert {json.loads(line)["action"] for line in as_json.stdout.splitlines()} == {
+        "skip",
+        "call",
+    }
+
+
+def test_a_second_run_on_the_same_directory_refuses(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100, latency=(1.0, 1.0))
+    urls, out = url_list(tmp_path, emu, 20), tmp_path / "out"
+    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "zuotang_cli", "enhance", str(urls), "-o", str(out), "--qps", "5"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (out / ".zuotang" / "journal.sqlite").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = enhance(emu, str(urls), "-o", str(out))
+        assert second.returncode == ExitStatus.USAGE
+        assert "in use by another zuotang run" in second.stderr
+        assert second.stderr.count("\n") == 1
+    finally:
+        first.wait(timeout=60)
+    assert first.returncode == ExitStatus.SUCCESS
+
+
+def test_zuotang_report_rebuilds_the_report_from_the_journal(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    out = tmp_path / "out"
+    lines = [emu.file_url("a.png"), emu.file_url("b.png"), "ftp://bad"]
+    enhance(emu, str(write_list(tmp_path / "u.txt", lines)), "-o", str(out))
+    (out / "report.csv").unlink()
+    for fmt in ("csv", "json", "jsonl"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "zuotang_cli", "report", str(out), "--format", fmt],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "2 done" in proc.stderr
+        if fmt == "json":
+            assert len(json.loads(proc.stdout)) == 2
+    missing = subprocess.run(
+        [sys.executable, "-m", "zuotang_cli", "report", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == ExitStatus.USAGE and "no journal" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("label", "kill_after", "wait_for"),
+    [
+        ("before any call", 0.0, None),
+        ("mid-calls", None, "calls"),
+        ("mid-download", None, "downloads"),
+        ("late in the run", 4.0, None),
+    ],
+)
+def test_kill_9_at_any_point_then_a_rerun_completes_with_nothing_paid_twice(
+    tmp_path: Path,
+    emulator: Any,
+    label: str,
+    kill_after: float | None,
+    wait_for: str | None,
+) -> None:
+    n = 30
+    emu = emulator(cheap=True, qps=100, latency=(0.3, 0.8), download_latency=0.4)
+    urls, out = url_list(tmp_path, emu, n), tmp_path / "out"
+    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zuotang_cli",
+            "enhance",
+            str(urls),
+            "-o",
+            str(out),
+            "--qps",
+            "10",
+            "-q",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    wait_until(lambda: _ready(emu, kill_after, wait_for, proc), timeout=30)
+    before = emu.stats()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    after = emu.stats()
+    # An upper bound of the calls in flight at the kill: those being processed just
+    # before it, plus any that arrived between that look and the kill.
+    in_flight = before["in_flight"] + after["calls"] - before["calls"]
+    again = enhance(emu, str(urls), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, (label, again.stderr)
+    stats = emu.stats()
+    assert len(saved_images(out)) == n
+    assert part_files(out) == []
+    rows = report_rows(out)
+    assert len(rows) == n and all(r["outcome"] in ("done", "skipped") for r in rows)
+    paid_twice = sum(1 for count in stats["billed_by_input"].values() if count > 1)
+    assert paid_twice <= in_flight, (label, paid_twice, in_flight)
+    assert len(stats["billed_by_input"]) == n
+
+
+def _ready(emu: Any, kill_after: float | None, wait_for: str | None, proc: Any) -> bool:
+    stats = emu.stats()
+    if wait_for == "calls":
+        return stats["in_flight"] > 0 and stats["billed"] >= 3
+    if wait_for == "downloads":
+        return stats["download_attempts"] > stats["downloads"] and stats["downloads"] >= 2
+    started = getattr(proc, "_started_at", None)
+    if started is None:
+        proc._started_at = time.monotonic()
+        started = proc._started_at
+    return time.monotonic() - started >= (kill_after or 0.0)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)

@@ -1,0 +1,288 @@
+"""The resume journal: what each input has cost and where its result is (design.md §3).
+
+One SQLite database per output directory (``.zuotang/journal.sqlite``), keyed on
+(normalized input, type, scale).  SQLite because it is in the standard library, gives
+atomic updates that survive ``kill -9`` at any instant (WAL mode), and looks an entry up by
+key without loading a million-line history into memory.  ``synchronous=NORMAL`` keeps a
+commit off the disk's fsync path: a killed process loses nothing, a power cut may lose the
+last moments of a run.
+
+Each entry moves through::
+
+    calling --> paid --> saved
+       |         |
+       +--> failed (final | retryable)
+
+and holds the input's latest report record, so ``zuotang report`` can rebuild the report
+of every input from it at any time.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from zuotang_cli import rules
+from zuotang_cli.download import file_checksum
+from zuotang_cli.errors import UsageError
+from zuotang_cli.models import InputItem, Record
+
+JOURNAL_DIR = ".zuotang"
+JOURNAL_NAME = "journal.sqlite"
+LINK_MARGIN = 120.0
+"""A link is treated as expired this long before its hour is up (transit, clocks)."""
+
+FINAL_ERRORS = frozenset(
+    {"state-3", "state-5", "state-7", "too-large", "unfinished", "unreadable", "http-400"}
+)
+"""Failures that another call cannot fix (the input itself is at fault)."""
+
+
+def is_final_failure(error_class: str | None) -> bool:
+    return error_class in FINAL_ERRORS
+
+
+class Status(str, enum.Enum):
+    CALLING = "calling"
+    """A call was started and has not answered: it may have been paid (kill -9)."""
+    PAID = "paid"
+    """A call succeeded: the result link (or data) is stored, not yet saved."""
+    SAVED = "saved"
+    FAILED_FINAL = "failed-final"
+    FAILED_RETRYABLE = "failed-retryable"
+
+
+class Action(str, enum.Enum):
+    CALL = "call"
+    DOWNLOAD = "download"
+    SKIP = "skip"
+    """Done before (saved, output intact): counts as done."""
+    SKIP_FAILED = "skip-failed"
+    """Failed for good before; only --retry-failed tries again."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    status: Status
+    record: Record
+    image: str | None
+    link_expires: float | None
+    output: str | None
+    checksum: str | None
+    size: int | None
+    mtime_ns: int | None
+
+    def link_alive(self, now: float) -> bool:
+        return self.image is not None and (self.link_expires or 0.0) > now
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: Action
+    entry: Entry | None
+    reason: str = ""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    record TEXT NOT NULL,
+    image TEXT,
+    link_expires REAL,
+    output TEXT,
+    checksum TEXT,
+    size INTEGER,
+    mtime_ns INTEGER,
+    updated REAL NOT NULL
+)
+"""
+
+
+def entry_key(item: InputItem, type_: str, scale: int | None) -> str:
+    """(normalized input, type, scale); a local file also by its size and mtime, so an
+    edited image is processed again."""
+    key = item.key
+    if item.path is not None:
+        try:
+            stat = item.path.stat()
+            key = f"{key}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        except OSError:
+            pass
+    return f"{type_}\0{scale or 'auto'}\0{key}"
+
+
+class Journal:
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, output_dir: Path, *, create: bool = True) -> Journal:
+        path = output_dir / JOURNAL_DIR / JOURNAL_NAME
+        if not create and not path.exists():
+            raise UsageError(f"no journal in {output_dir}: run 'zuotang enhance -o {output_dir}'")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot open the journal {path}: {exc}") from exc
+        return cls(db, path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> Entry | None:
+        row = self._db.execute(
+            "SELECT key, status, record, image, link_expires, output, checksum, size, mtime_ns"
+            " FROM entries WHERE key = ?",
+            (key,),
+        ).fetchone()
+        return None if row is None else _entry(row)
+
+    def records(self) -> Iterator[Record]:
+        """Every input's latest record, oldest first."""
+        for (record,) in self._db.execute("SELECT record FROM entries ORDER BY rowid"):
+            yield Record.from_dict(json.loads(record))
+
+    def plan(self, key: str, *, force: bool, retry_failed: bool, now: float) -> Plan:
+        """What this run must do for the input of ``key``."""
+        entry = self.get(key)
+        if entry is None:
+            return Plan(Action.CALL, None)
+        if entry.status is Status.SAVED:
+            if force:
+                return Plan(Action.CALL, entry, "--force: processing again")
+            if output_intact(entry):
+                return Plan(Action.SKIP, entry, "done in an earlier run")
+            reason = "the output was deleted or changed"
+            if entry.link_alive(now):
+                return Plan(Action.DOWNLOAD, entry, f"{reason}: downloading again")
+            return Plan(Action.CALL, entry, f"{reason} and its link has expired: calling again")
+        if entry.status is Status.PAID:
+            if entry.link_alive(now) and not force:
+                return Plan(Action.DOWNLOAD, entry, "paid earlier: downloading only")
+            return Plan(Action.CALL, entry, "paid earlier but its link has expired: calling again")
+        if entry.status is Status.FAILED_FINAL and not (retry_failed or force):
+            return Plan(Action.SKIP_FAILED, entry, "failed in an earlier run (--retry-failed)")
+        return Plan(Action.CALL, entry)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def calling(self, key: str, record: Record) -> None:
+        """Before a call: if the process dies now, the next run knows it may be paid."""
+        self._upsert(key, Status.CALLING, record)
+
+    def paid(self, key: str, record: Record, image: str, now: float) -> None:
+        """After a successful call, before the download."""
+        expires = now + rules.LINK_TTL - LINK_MARGIN
+        self._upsert(key, Status.PAID, record, image=image, link_expires=expires)
+
+    def link_expired(self, key: str) -> None:
+        self._db.execute("UPDATE entries SET link_expires = 0 WHERE key = ?", (key,))
+
+    def saved(self, key: str, record: Record, output: Path, checksum: str) -> None:
+        stat = output.stat()
+        self._db.execute(
+            "UPDATE entries SET status = ?, record = ?, output = ?, checksum = ?, size = ?,"
+            " mtime_ns = ?, updated = ? WHERE key = ?",
+            (
+                Status.SAVED.value,
+                _dump(record),
+                str(output),
+                checksum,
+                stat.st_size,
+                stat.st_mtime_ns,
+                time.time(),
+                key,
+            ),
+        )
+
+    def failed(self, key: str, record: Record) -> None:
+        """The run is done with this input without saving it."""
+        entry = self.get(key)
+        if entry is not None and entry.status is Status.PAID:
+            # Keep the paid link: a later run downloads it instead of paying again.
+            self._db.execute(
+                "UPDATE entries SET record = ?, updated = ? WHERE key = ?",
+                (_dump(record), time.time(), key),
+            )
+            return
+        status = (
+            Status.FAILED_FINAL
+            if is_final_failure(record.error_class)
+            else (Status.FAILED_RETRYABLE)
+        )
+        self._upsert(key, status, record)
+
+    def _upsert(
+        self,
+        key: str,
+        status: Status,
+        record: Record,
+        *,
+        image: str | None = None,
+        link_expires: float | None = None,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO entries (key, status, record, image, link_expires, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET status = excluded.status,"
+            " record = excluded.record, image = excluded.image,"
+            " link_expires = excluded.link_expires, updated = excluded.updated",
+            (key, status.value, _dump(record), image, link_expires, time.time()),
+        )
+
+
+def output_intact(entry: Entry) -> bool:
+    """The saved file is still there and unchanged (size and mtime, else its checksum)."""
+    if entry.output is None:
+        return False
+    path = Path(entry.output)
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    if stat.st_size != entry.size:
+        return False
+    if stat.st_mtime_ns == entry.mtime_ns:
+        return True
+    try:
+        return file_checksum(path) == entry.checksum
+    except OSError:
+        return False
+
+
+def _dump(record: Record) -> str:
+    return json.dumps(record.as_dict(), ensure_ascii=False)
+
+
+def _entry(row: tuple[object, ...]) -> Entry:
+    key, status, record, image, link_expires, output, checksum, size, mtime_ns = row
+    return Entry(
+        key=str(key),
+        status=Status(status),
+        record=Record.from_dict(json.loads(str(record))),
+        image=None if image is None else str(image),
+        link_expires=None if link_expires is None else float(str(link_expires)),
+        output=None if output is None else str(output),
+        checksum=None if checksum is None else str(checksum),
+        size=None if size is None else int(str(size)),
+        mtime_ns=None if mtime_ns is None else int(str(mtime_ns)),
+    )
