@@ -309,3 +309,30 @@ def test_ctrl_c_writes_the_report_and_exits_130(tmp_path: Path, emulator: Any) -
     stats = emu.stats()
     assert stats["billed"] == len(done)  # nothing paid for is lost
     assert len(stdout.split()) == len(done)
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=50, latency=(20.0, 20.0))
+    url_list = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(20)])
+    out = tmp_path / "out"
+    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zuotang_cli", "enhance", str(url_list), "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 20
+    while emu.stats()["in_flight"] < 2:  # calls that will take 20 s are in flight
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=15)
+    assert time.monotonic() - started < 5  # not waiting the 20 s of the calls in flight
+    assert proc.returncode == ExitStatus.INTERRUPTED
+    assert "Traceback" not in stderr
+    assert (out / "report.csv").is_file()

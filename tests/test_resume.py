@@ -222,9 +222,14 @@ def test_a_second_run_on_the_same_directory_refuses(tmp_path: Path, emulator: An
         assert second.returncode == ExitStatus.USAGE
         assert "in use by another zuotang run" in second.stderr
         assert second.stderr.count("\n") == 1
+        waiting = enhance(emu, str(urls), "-o", str(out), "--wait-lock")
+        assert waiting.returncode == ExitStatus.SUCCESS, waiting.stderr
+        assert first.poll() is not None  # it waited for the first run to end
+        assert {r["outcome"] for r in report_rows(out)} == {"skipped"}
     finally:
         first.wait(timeout=60)
     assert first.returncode == ExitStatus.SUCCESS
+    assert emu.stats()["billed"] == 20
 
 
 def test_zuotang_report_rebuilds_the_report_from_the_journal(tmp_path: Path, emulator: Any) -> None:

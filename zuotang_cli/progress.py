@@ -78,6 +78,14 @@ class NullDisplay:
     def log(self, message: str) -> None:
         return None
 
+    @property
+    def wants_total(self) -> bool:
+        """Whether counting the inputs ahead (for an ETA) is worth it."""
+        return False
+
+    def set_total(self, total: int) -> None:
+        return None
+
     def error(self, message: str) -> None:
         self.stream.write(f"zuotang: {message}\n")
         self.stream.flush()
@@ -110,19 +118,32 @@ class RichDisplay(PlainDisplay):
         self.console = console
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._total: int | None = None
 
     def __enter__(self) -> RichDisplay:
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(
             SpinnerColumn(),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=self.console,
             transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task(self._description(), total=None)
+        self._task = self._progress.add_task(self._description(), total=self._total)
         return self
 
     def __exit__(
@@ -140,7 +161,18 @@ class RichDisplay(PlainDisplay):
 
     def _refresh(self) -> None:
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, description=self._description())
+            self._progress.update(
+                self._task, description=self._description(), completed=self.counter.summary.total
+            )
+
+    @property
+    def wants_total(self) -> bool:
+        return True
+
+    def set_total(self, total: int) -> None:
+        self._total = total
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total)
 
     def started(self, item: InputItem) -> None:
         super().started(item)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import io
 import json
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -164,6 +166,8 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
     if endpoint.startswith("http://") and not _is_loopback(host):
         display.error("warning: --endpoint is plain http: the AppCode travels unencrypted")
     items = iter_inputs(options.inputs, stdin=stdin, recursive=options.recursive)
+    if display.wants_total and "-" not in options.inputs:
+        count_inputs_ahead(options, display)
     with output_lock(output_dir, wait=options.wait_lock):
         remove_partial_downloads(output_dir)
         with (
@@ -175,6 +179,18 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
             result = _run_batch(config, journal, items, emitter, display)
     _summarize(result, display, report_paths)
     return result.exit_status
+
+
+def count_inputs_ahead(options: EnhanceOptions, display: NullDisplay) -> None:
+    """Count the inputs in a background thread, so the progress bar can show an ETA."""
+
+    def count() -> None:
+        total = sum(
+            1 for _ in iter_inputs(options.inputs, stdin=io.BytesIO(), recursive=options.recursive)
+        )
+        display.set_total(total)
+
+    threading.Thread(target=count, name="zuotang-count", daemon=True).start()
 
 
 def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
