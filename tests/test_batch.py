@@ -270,3 +270,17 @@ def test_elapsed_counts_from_the_first_call_not_from_the_queue(tmp_path: Path) -
     server = Server(lambda n, r: ok())
     _, records = run(tmp_path, server, urls(6), qps=5.0)
     assert all(r.elapsed is not None and r.elapsed < 0.5 for r in records)
+
+
+def test_a_result_that_cannot_be_written_halts_the_run(tmp_path: Path) -> None:
+    server = Server(lambda n, r: ok())
+    with Journal.open(tmp_path):
+        pass  # the journal lives; only results cannot be written
+    (tmp_path / ".zuotang" / "tmp").write_text("a file where the temp folder should be")
+    result, records = run(tmp_path, server, urls(20), concurrency=2)
+    assert result.halt is not None and result.halt.error_class == "disk-error"
+    assert result.exit_status is ExitStatus.SOME_FAILED
+    assert server.calls <= 2  # what was in flight; no call is paid for nothing after that
+    failed = [r for r in records if r.outcome is Outcome.FAILED]
+    assert failed and all(r.error_class == "disk-error" for r in failed)
+    assert "cannot write" in failed[0].message

@@ -336,3 +336,16 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path: Path, emulator: Any) -> None:
     assert proc.returncode == ExitStatus.INTERRUPTED
     assert "Traceback" not in stderr
     assert (out / "report.csv").is_file()
+
+
+def test_verbose_logs_every_exchange_with_the_appcode_masked(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=50)
+    out = tmp_path / "out"
+    proc = zuotang(emu.file_url("harbour-320x240.jpg"), "-o", str(out), "-v", endpoint=emu.endpoint)
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    calls = [line for line in proc.stderr.splitlines() if "http: POST" in line]
+    downloads = [line for line in proc.stderr.splitlines() if "http: GET" in line]
+    assert len(calls) == 1 and len(downloads) == 1
+    assert "authorization: APPCODE ****" in calls[0]
+    assert "x-ca-request-id=" in calls[0]
+    assert APPCODE not in proc.stderr + proc.stdout

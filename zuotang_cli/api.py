@@ -288,3 +288,23 @@ async def _read_capped(response: httpx.Response) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def describe_exchange(response: httpx.Response) -> str:
+    """One line for --verbose: the request with its headers, the AppCode masked, and the
+    reply's status and gateway headers."""
+    request = response.request
+    sent = "; ".join(f"{name}: {_masked(name, value)}" for name, value in request.headers.items())
+    gateway = " ".join(
+        f"{name}={value}"
+        for name, value in response.headers.items()
+        if name.lower().startswith("x-ca-") or name.lower() == "retry-after"
+    )
+    return f"http: {request.method} {request.url} [{sent}] -> {response.status_code} {gateway}"
+
+
+def _masked(name: str, value: str) -> str:
+    if name.lower() != "authorization":
+        return value
+    scheme, _, _ = value.partition(" ")
+    return f"{scheme} ****"

@@ -21,7 +21,8 @@ import httpx
 
 from zuotang_cli import api, rules
 from zuotang_cli.api import CallSpec, Reply, Verdict
-from zuotang_cli.download import Downloader, DownloadFailed
+from zuotang_cli.download import DISK_ERROR, Downloader, DownloadFailed
+from zuotang_cli.errors import LocalError
 from zuotang_cli.journal import LINK_MARGIN, Action, Journal, Plan, entry_key
 from zuotang_cli.models import InputItem, Outcome, Record
 from zuotang_cli.ratelimit import RateGate
@@ -135,6 +136,7 @@ class Batch:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         on_start: Callable[[InputItem], None] | None = None,
+        http_log: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self._sink = sink
@@ -142,6 +144,7 @@ class Batch:
         self.budget = CallBudget(config.max_calls)
         self._transport = transport
         self._on_start = on_start
+        self._http_log = http_log
         self.concurrency = config.concurrency or default_concurrency(config.qps)
         self.gate = RateGate(config.qps)
         self.result = BatchResult()
@@ -176,12 +179,16 @@ class Batch:
             max_connections=self.concurrency, max_keepalive_connections=self.concurrency
         )
         timeout = httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, 15.0))
+        hooks = {"response": [self._log_exchange]} if self._http_log else {}
         async with (
-            httpx.AsyncClient(timeout=timeout, limits=limits, transport=self._transport) as calls,
+            httpx.AsyncClient(
+                timeout=timeout, limits=limits, transport=self._transport, event_hooks=hooks
+            ) as calls,
             httpx.AsyncClient(
                 timeout=httpx.Timeout(60.0, connect=15.0),
                 transport=self._transport,
                 follow_redirects=True,
+                event_hooks=hooks,
             ) as downloads,
         ):
             self._calls = calls
@@ -240,14 +247,26 @@ class Batch:
     async def _run_one(self, work: Work) -> None:
         try:
             record = await self._process(work)
+        except (LocalError, OSError) as exc:  # the journal or the disk: nothing can be saved
+            record = self._failure(work, DISK_ERROR, str(exc))
+            self._halt_on_disk_error(record.message)
         except Exception as exc:  # a bug must cost one input, not the batch
-            record = Record(
-                input=work.item.source,
-                outcome=Outcome.FAILED,
-                message=f"internal error: {type(exc).__name__}: {exc}",
-                error_class="internal-error",
-            )
+            record = self._failure(work, "internal-error", f"{type(exc).__name__}: {exc}")
         self._emit(record)
+
+    @staticmethod
+    def _failure(work: Work, error_class: str, message: str) -> Record:
+        return Record(
+            input=work.item.source,
+            outcome=Outcome.FAILED,
+            message=message,
+            error_class=error_class,
+        )
+
+    def _halt_on_disk_error(self, message: str) -> None:
+        """A result that cannot be saved is money lost: start no more calls."""
+        reply = Reply(Verdict.HALT, DISK_ERROR, message=message, halt_status=ExitStatus.SOME_FAILED)
+        self._halt(reply)
 
     def _emit(self, record: Record) -> None:
         self.result.counts[record.outcome] += 1
@@ -324,6 +343,8 @@ class Batch:
             record.error_class, record.message = exc.error_class, str(exc)
             if exc.error_class == "link-expired":
                 self.journal.link_expired(work.key)
+            elif exc.error_class == DISK_ERROR:
+                self._halt_on_disk_error(str(exc))
             return False
         record.outcome = Outcome.DONE
         record.error_class = None
@@ -367,6 +388,10 @@ class Batch:
             if failures > cfg.retries:
                 return reply
             await self.gate.sleep(max(self._backoff(failures), reply.retry_after or 0.0))
+
+    async def _log_exchange(self, response: httpx.Response) -> None:
+        if self._http_log is not None:
+            self._http_log(api.describe_exchange(response))
 
     def _note_reachability(self, reply: Reply) -> None:
         """Halt when the endpoint has answered nothing for many calls in a row: a wrong

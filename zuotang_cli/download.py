@@ -17,6 +17,7 @@ import os
 import random
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -28,6 +29,7 @@ from zuotang_cli.models import InputItem
 MAX_RESULT_BYTES = 100 * 1024 * 1024
 """A result larger than this is refused (4096 x 4096 PNG is well under it)."""
 TMP_DIRNAME = ".zuotang/tmp"
+DISK_ERROR = "disk-error"
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 
 
@@ -60,7 +62,8 @@ class Downloader:
 
     def tmp_path(self) -> Path:
         tmp_dir = self.output_dir / TMP_DIRNAME
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        with _disk_errors(tmp_dir):
+            tmp_dir.mkdir(parents=True, exist_ok=True)
         return tmp_dir / f"{uuid.uuid4().hex}.part"
 
     async def save(self, item: InputItem, image: str, deadline: float) -> Saved:
@@ -102,7 +105,7 @@ class Downloader:
                 if declared > MAX_RESULT_BYTES:
                     raise _too_large()
                 size = 0
-                with tmp.open("wb") as fh:
+                with _disk_errors(tmp), tmp.open("wb") as fh:
                     async for chunk in response.aiter_bytes():
                         size += len(chunk)
                         if size > MAX_RESULT_BYTES:
@@ -130,7 +133,8 @@ class Downloader:
             raise _too_large()
         tmp = self.tmp_path()
         try:
-            await asyncio.to_thread(tmp.write_bytes, raw)
+            with _disk_errors(tmp):
+                await asyncio.to_thread(tmp.write_bytes, raw)
             return await asyncio.to_thread(_finish, tmp, item, self.output_dir)
         finally:
             _unlink(tmp)
@@ -161,19 +165,37 @@ def _finish(tmp: Path, item: InputItem, output_dir: Path) -> Saved:
         with Image.open(tmp) as img:
             img.load()
             fmt, (width, height) = str(img.format), img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as exc:
         raise DownloadFailed(
             "not-an-image", f"result is not a complete image: {exc}", retryable=True
         ) from exc
     relpath = naming.output_relpath(item, naming.extension_for_format(fmt))
     dest = naming.safe_join(output_dir, relpath)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    checksum = file_checksum(tmp)
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    size = tmp.stat().st_size
-    tmp.replace(dest)
+    with _disk_errors(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        checksum = file_checksum(tmp)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        size = tmp.stat().st_size
+        tmp.replace(dest)
     return Saved(dest, relpath, size, width, height, fmt, checksum)
+
+
+@contextlib.contextmanager
+def _disk_errors(path: Path) -> Iterator[None]:
+    """A local write that fails (disk full, read-only, a file where a folder should be)."""
+    try:
+        yield
+    except OSError as exc:
+        raise DownloadFailed(
+            DISK_ERROR, f"cannot write {path}: {exc.strerror or exc}", retryable=False
+        ) from exc
 
 
 def file_checksum(path: Path) -> str:

@@ -21,3 +21,7 @@ class HaltError(ZuotangError):
     """The service refuses the account (auth, quota, arrears): no further call can succeed."""
 
     exit_status = ExitStatus.HALTED
+
+
+class LocalError(ZuotangError):
+    """The local disk failed us (full, read-only, gone): nothing more can be saved."""

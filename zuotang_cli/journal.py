@@ -29,7 +29,7 @@ from pathlib import Path
 
 from zuotang_cli import rules
 from zuotang_cli.download import file_checksum
-from zuotang_cli.errors import UsageError
+from zuotang_cli.errors import LocalError, UsageError
 from zuotang_cli.models import InputItem, Record
 
 JOURNAL_DIR = ".zuotang"
@@ -147,10 +147,16 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _exec(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise LocalError(f"the journal {self.path} failed: {exc}") from exc
+
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, key: str) -> Entry | None:
-        row = self._db.execute(
+        row = self._exec(
             "SELECT key, status, record, image, link_expires, output, checksum, size, mtime_ns"
             " FROM entries WHERE key = ?",
             (key,),
@@ -159,7 +165,7 @@ class Journal:
 
     def records(self) -> Iterator[Record]:
         """Every input's latest record, oldest first."""
-        for (record,) in self._db.execute("SELECT record FROM entries ORDER BY rowid"):
+        for (record,) in self._exec("SELECT record FROM entries ORDER BY rowid"):
             yield Record.from_dict(json.loads(record))
 
     def plan(self, key: str, *, force: bool, retry_failed: bool, now: float) -> Plan:
@@ -196,11 +202,11 @@ class Journal:
         self._upsert(key, Status.PAID, record, image=image, link_expires=expires)
 
     def link_expired(self, key: str) -> None:
-        self._db.execute("UPDATE entries SET link_expires = 0 WHERE key = ?", (key,))
+        self._exec("UPDATE entries SET link_expires = 0 WHERE key = ?", (key,))
 
     def saved(self, key: str, record: Record, output: Path, checksum: str) -> None:
         stat = output.stat()
-        self._db.execute(
+        self._exec(
             "UPDATE entries SET status = ?, record = ?, output = ?, checksum = ?, size = ?,"
             " mtime_ns = ?, updated = ? WHERE key = ?",
             (
@@ -220,7 +226,7 @@ class Journal:
         entry = self.get(key)
         if entry is not None and entry.status is Status.PAID:
             # Keep the paid link: a later run downloads it instead of paying again.
-            self._db.execute(
+            self._exec(
                 "UPDATE entries SET record = ?, updated = ? WHERE key = ?",
                 (_dump(record), time.time(), key),
             )
@@ -241,7 +247,7 @@ class Journal:
         image: str | None = None,
         link_expires: float | None = None,
     ) -> None:
-        self._db.execute(
+        self._exec(
             "INSERT INTO entries (key, status, record, image, link_expires, updated)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET status = excluded.status,"
             " record = excluded.record, image = excluded.image,"

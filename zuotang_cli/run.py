@@ -176,7 +176,7 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
             display,
         ):
             emitter = Emitter(reports, stdout, display, options.json)
-            result = _run_batch(config, journal, items, emitter, display)
+            result = _run_batch(config, journal, items, emitter, display, options.verbose)
     _summarize(result, display, report_paths)
     return result.exit_status
 
@@ -263,8 +263,15 @@ def _run_batch(
     items: Iterator[InputItem],
     emitter: Emitter,
     display: NullDisplay,
+    verbose: bool,
 ) -> BatchResult:
-    batch = Batch(config, emitter, journal, on_start=display.started)
+    batch = Batch(
+        config,
+        emitter,
+        journal,
+        on_start=display.started,
+        http_log=display.log if verbose else None,
+    )
 
     async def main() -> BatchResult:
         loop = asyncio.get_running_loop()
@@ -312,4 +319,5 @@ _HALT_ADVICE = {
     "forbidden": "the gateway refused the account: ",
     "endpoint-not-found": "the endpoint does not exist; check --endpoint: ",
     "unreachable": "cannot reach the endpoint; check --endpoint and the network: ",
+    "disk-error": "cannot save results (disk full or not writable); fix it and re-run: ",
 }

@@ -82,7 +82,9 @@ def enhance(
     ),
     json_out: bool = typer.Option(False, "--json", help="One JSON record per input on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail; tracebacks."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Every image and HTTP exchange (AppCode masked); tracebacks."
+    ),
 ) -> None:
     from zuotang_cli import cli
     from zuotang_cli.run import EnhanceOptions, run_enhance
