@@ -42,7 +42,7 @@ def test_starts_never_exceed_qps_in_any_second(qps: float) -> None:
     # evenly spaced: no burst at the start; a late start is made up by at most `slack`
     assert gaps[0] >= gate.period
     assert min(gaps) >= gate.period - gate.slack
-    assert times[-1] - times[0] == pytest.approx((n - 1) * 1.01 / qps, rel=0.05)
+    assert times[-1] - times[0] == pytest.approx((n - 1) * gate.period, rel=0.05)
 
 
 def test_pause_holds_every_start() -> None:
@@ -120,3 +120,14 @@ def test_a_request_that_never_goes_out_does_not_stall_the_gate() -> None:
         return loop.time() - t0
 
     assert asyncio.run(go()) < 2.5
+
+
+def test_a_throttle_widens_the_spacing_for_the_rest_of_the_run() -> None:
+    async def go() -> tuple[float, float]:
+        gate = RateGate(10.0)
+        before = gate.period
+        gate.pause(0.0)
+        return before, gate.period
+
+    before, after = asyncio.run(go())
+    assert after > before
