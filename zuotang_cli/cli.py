@@ -12,8 +12,10 @@ from collections.abc import Sequence
 import typer
 
 from zuotang_cli import __version__
+from zuotang_cli.commands import config as config_cmd
 from zuotang_cli.commands import emulator as emulator_cmd
 from zuotang_cli.commands import enhance as enhance_cmd
+from zuotang_cli.commands import gallery as gallery_cmd
 from zuotang_cli.commands import report as report_cmd
 from zuotang_cli.errors import ZuotangError
 from zuotang_cli.status import EXIT_CODES_HELP, ExitStatus
@@ -50,6 +52,8 @@ def _root(
 app.command("enhance", help=enhance_cmd.HELP, epilog=enhance_cmd.EPILOG)(enhance_cmd.enhance)
 app.command("report", help=report_cmd.HELP, epilog=report_cmd.EPILOG)(report_cmd.report)
 app.command("emulator", help=emulator_cmd.HELP, epilog=emulator_cmd.EPILOG)(emulator_cmd.emulator)
+app.command("gallery", help=gallery_cmd.HELP, epilog=gallery_cmd.EPILOG)(gallery_cmd.gallery)
+app.add_typer(config_cmd.app, name="config")
 
 # Set by commands that take --verbose, so the boundary below knows to show tracebacks.
 show_tracebacks = False

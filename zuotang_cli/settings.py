@@ -1,0 +1,685 @@
+"""Settings of ``zuotang enhance`` resolved from flags, environment, config file, defaults.
+
+Precedence: a flag beats its environment variable (``ZUOTANG_QPS``...), which beats the
+config file (flat TOML, see :func:`config_path`), which beats the default.  Every value
+is validated where it comes from, and a bad one is a :class:`UsageError` naming that
+place (the flag, the variable, or the file and key).  The AppCode is never shown: errors
+leave it out and :func:`mask` hides all but its first and last two characters.
+
+No Typer here: :mod:`zuotang_cli.commands.config` parses and prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import importlib
+import math
+import os
+import re
+import secrets
+import sys
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from zuotang_cli import rules
+from zuotang_cli.errors import UsageError
+
+
+def _find_tomllib() -> ModuleType | None:
+    """:mod:`tomllib` on Python 3.11+; None on 3.10 (the flat reader below is used)."""
+    try:
+        return importlib.import_module("tomllib")
+    except ModuleNotFoundError:
+        return None
+
+
+tomllib = _find_tomllib()
+
+NAMES = ("appcode", "endpoint", "qps", "type", "scale", "output_dir")
+"""The settings, in display order; also the keys the config file may hold."""
+ENV_VARS = {name: f"ZUOTANG_{name.upper()}" for name in NAMES}
+FLAGS = {name: "--" + name.replace("_", "-") for name in NAMES}
+DEFAULTS: dict[str, object | None] = {
+    "appcode": None,
+    "endpoint": rules.DEFAULT_ENDPOINT,
+    "qps": rules.DEFAULT_QPS,
+    "type": "clean",
+    "scale": "auto",
+    "output_dir": Path("out"),
+}
+CONFIG_ENV_VAR = "ZUOTANG_CONFIG"
+CONFIG_NAME = "config.toml"
+MIN_QPS = 0.01
+SECRET = "appcode"
+
+
+class Source(str, enum.Enum):
+    FLAG = "flag"
+    ENV = "env"
+    FILE = "file"
+    DEFAULT = "default"
+
+
+def mask(secret: str) -> str:
+    """``ab…yz`` for an AppCode of 8 characters or more, else ``********``: never the code."""
+    if len(secret) < 8:
+        return "********"
+    return f"{secret[:2]}…{secret[-2:]}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One resolved value and where it came from (``origin``: the flag, variable or file)."""
+
+    value: object | None
+    source: Source
+    origin: str = ""
+    secret: bool = False
+
+    def shown(self) -> str:
+        """The value as text for people: masked when secret, ``(not set)`` when None."""
+        return _shown(self.value, self.secret)
+
+    def __repr__(self) -> str:
+        return f"Setting({self.shown()!r}, {self.source.value}, {self.origin!r})"
+
+
+def _shown(value: object | None, secret: bool) -> str:
+    if value is None:
+        return "(not set)"
+    if secret:
+        return mask(str(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------
+# Where the config file is
+
+
+def config_path(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """The config file: ``$ZUOTANG_CONFIG``, else the platform's per-user config folder.
+
+    Linux and others: ``$XDG_CONFIG_HOME/zuotang/config.toml`` (default ``~/.config``);
+    macOS: ``~/Library/Application Support/zuotang/config.toml``;
+    Windows: ``%APPDATA%\\zuotang\\config.toml``.
+    """
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    if env.get(CONFIG_ENV_VAR):
+        return _expand_home(env[CONFIG_ENV_VAR], env)
+    return _config_dir(env, platform) / "zuotang" / CONFIG_NAME
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env["HOME"]) if env.get("HOME") else Path.home()
+
+
+def _expand_home(text: str, env: Mapping[str, str]) -> Path:
+    if text == "~" or text.startswith(("~/", "~\\")):
+        return _home(env) / text[2:]
+    return Path(text).expanduser()  # ~user, or no tilde
+
+
+def _config_dir(env: Mapping[str, str], platform: str) -> Path:
+    home = _home(env)
+    if platform == "win32":
+        appdata = env.get("APPDATA")
+        return Path(appdata) if appdata else home / "AppData" / "Roaming"
+    if platform == "darwin":
+        return home / "Library" / "Application Support"
+    xdg = env.get("XDG_CONFIG_HOME", "")
+    return Path(xdg) if Path(xdg).is_absolute() else home / ".config"  # XDG: ignore relative
+
+
+# ---------------------------------------------------------------------------------------
+# Validation: one checker per setting, each given the raw value and where it came from
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a raw value came from, for messages; ``text`` is True for env (all strings)."""
+
+    label: str
+    source: Source
+    origin: str
+
+    @property
+    def text(self) -> bool:
+        return self.source is Source.ENV
+
+
+def _bad(place: _Place, problem: str) -> UsageError:
+    return UsageError(f"{place.label}: {problem}")
+
+
+_APPCODE_RE = re.compile(r"[\x21-\x7e]+")
+
+
+def _check_appcode(raw: object, place: _Place) -> str:
+    # Never put the value in the message: it is a secret.
+    if not isinstance(raw, str) or not _APPCODE_RE.fullmatch(raw):
+        raise _bad(place, "the AppCode must be non-empty printable ASCII without spaces")
+    return raw
+
+
+def _check_endpoint(raw: object, place: _Place) -> str:
+    if isinstance(raw, str):
+        parts = urllib.parse.urlsplit(raw)
+        if parts.scheme in ("http", "https") and parts.hostname:
+            return raw
+    raise _bad(place, f"must be an http(s) URL, not {raw!r}")
+
+
+def _check_qps(raw: object, place: _Place) -> float:
+    value: float | None = None
+    if isinstance(raw, str) and place.text:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = None
+    elif isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    if value is None or not math.isfinite(value) or value < MIN_QPS:
+        raise _bad(place, f"must be a number of at least {MIN_QPS:g}, not {raw!r}")
+    return value
+
+
+def _check_choice(choices: tuple[str, ...]) -> Callable[[object, _Place], str]:
+    def check(raw: object, place: _Place) -> str:
+        value = raw.value if isinstance(raw, enum.Enum) else raw
+        if isinstance(value, int) and not isinstance(value, bool) and not place.text:
+            value = str(value)  # scale = 2 in the file, or an int flag
+        if isinstance(value, str) and value in choices:
+            return value
+        raise _bad(place, f"must be one of {', '.join(choices)}, not {raw!r}")
+
+    return check
+
+
+def _check_output_dir(raw: object, place: _Place) -> Path:
+    if isinstance(raw, os.PathLike) and not isinstance(raw, str):
+        raw = os.fspath(raw)
+    if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
+        raise _bad(place, f"must be a folder path, not {raw!r}")
+    path = Path(raw)
+    return path if place.source is Source.FLAG else path.expanduser()
+
+
+_CHECKS: dict[str, Callable[[object, _Place], object]] = {
+    "appcode": _check_appcode,
+    "endpoint": _check_endpoint,
+    "qps": _check_qps,
+    "type": _check_choice(rules.TYPES),
+    "scale": _check_choice(rules.SCALES),
+    "output_dir": _check_output_dir,
+}
+
+
+def check(name: str, raw: object, place: _Place) -> Setting:
+    """The validated setting ``name`` from ``raw``, or :class:`UsageError` naming ``place``."""
+    value = _CHECKS[name](raw, place)
+    return Setting(value, place.source, place.origin, secret=name == SECRET)
+
+
+# ---------------------------------------------------------------------------------------
+# The config file
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """The config file as read: its validated values, and warnings to show on stderr."""
+
+    path: Path
+    exists: bool = False
+    values: Mapping[str, Setting] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # values hold the AppCode
+        return f"ConfigFile({str(self.path)!r}, exists={self.exists}, keys={list(self.values)})"
+
+
+def read_config(path: Path) -> ConfigFile:
+    """Read and validate the config file at ``path``; a missing file is an empty config.
+
+    Unknown keys are warnings; an unreadable file, bad TOML or a bad value is a
+    :class:`UsageError` naming the file (and the key).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ConfigFile(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    raw = parse_toml(_decode(data, path), path)
+    values, warnings = _validate(raw, path)
+    if SECRET in values:
+        warnings.extend(_exposure_warning(path))
+    return ConfigFile(path, True, values, tuple(warnings))
+
+
+def _decode(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path}: not UTF-8 text") from None
+
+
+def _validate(raw: Mapping[str, Any], path: Path) -> tuple[dict[str, Setting], list[str]]:
+    values: dict[str, Setting] = {}
+    warnings: list[str] = []
+    for key, value in raw.items():
+        if key not in _CHECKS:
+            warnings.append(f"config file {path}: unknown key {key!r} ignored")
+            continue
+        place = _Place(f"config file {path}: key {key!r}", Source.FILE, str(path))
+        values[key] = check(key, value, place)
+    return values, warnings
+
+
+def _exposure_warning(path: Path) -> list[str]:
+    """A warning when the file holding the AppCode is readable by others (POSIX)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if os.name == "posix" and mode & 0o077:
+        return [f"config file {path} holds the AppCode and is readable by others: chmod 600 it"]
+    return []
+
+
+# ---------------------------------------------------------------------------------------
+# Resolution
+
+
+def resolve(
+    flags: Mapping[str, object | None],
+    env: Mapping[str, str],
+    file: ConfigFile | None = None,
+) -> dict[str, Setting]:
+    """Every setting, from the first source that has it: flag, env, file, default.
+
+    ``flags`` maps setting names to the values given on the command line (None or absent:
+    not given); ``env`` is the environment (an empty variable counts as unset).  Pure:
+    it reads nothing but its arguments (and the home folder, for a ``~`` in an output
+    folder from the environment).  Raises :class:`UsageError` for a bad value.
+    """
+    unknown = set(flags) - set(NAMES)
+    if unknown:
+        raise ValueError(f"unknown settings: {sorted(unknown)}")
+    file_values = file.values if file is not None else {}
+    return {name: _resolve_one(name, flags.get(name), env, file_values) for name in NAMES}
+
+
+def _resolve_one(
+    name: str, flag: object | None, env: Mapping[str, str], file_values: Mapping[str, Setting]
+) -> Setting:
+    if flag is not None:
+        return check(name, flag, _Place(FLAGS[name], Source.FLAG, FLAGS[name]))
+    variable = ENV_VARS[name]
+    if env.get(variable):
+        place = _Place(f"environment variable {variable}", Source.ENV, variable)
+        return check(name, env[variable], place)
+    if name in file_values:
+        return file_values[name]
+    return Setting(DEFAULTS[name], Source.DEFAULT, "", secret=name == SECRET)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The resolved settings with typed access, the config file they read, its warnings."""
+
+    settings: Mapping[str, Setting]
+    file: ConfigFile
+
+    @property
+    def appcode(self) -> str | None:
+        value = self.settings["appcode"].value
+        return value if isinstance(value, str) else None
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.settings["endpoint"].value)
+
+    @property
+    def qps(self) -> float:
+        value = self.settings["qps"].value
+        assert isinstance(value, float)
+        return value
+
+    @property
+    def type(self) -> str:
+        return str(self.settings["type"].value)
+
+    @property
+    def scale(self) -> str:
+        """``auto``, ``1``, ``2`` or ``4``."""
+        return str(self.settings["scale"].value)
+
+    @property
+    def scale_factor(self) -> int | None:
+        """The requested factor, None for auto."""
+        return None if self.scale == "auto" else int(self.scale)
+
+    @property
+    def output_dir(self) -> Path:
+        value = self.settings["output_dir"].value
+        assert isinstance(value, Path)
+        return value
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.file.warnings
+
+
+def load(
+    flags: Mapping[str, object | None] | None = None,
+    env: Mapping[str, str] | None = None,
+    platform: str | None = None,
+) -> Resolved:
+    """Read the config file and resolve every setting (the one call the CLI makes).
+
+    ``env`` defaults to ``os.environ``. Print ``.warnings`` on stderr.
+    """
+    env = os.environ if env is None else env
+    file = read_config(config_path(env, platform))
+    return Resolved(resolve(flags or {}, env, file), file)
+
+
+# ---------------------------------------------------------------------------------------
+# Writing the AppCode
+
+
+def save_appcode(path: Path, appcode: str) -> Path:
+    """Set ``appcode`` in the config file at ``path``, keeping every other line.
+
+    Creates the file (and its folders) if needed; the file is replaced atomically by a
+    new one of mode 0600 (so an existing file's mode is fixed too).  A symlink is
+    followed.  Returns the path written.  Raises :class:`UsageError` for an empty or
+    malformed code, or a file that cannot be read, parsed or safely updated.
+    """
+    _check_appcode(appcode, _Place("AppCode", Source.FLAG, ""))
+    target = Path(os.path.realpath(path))
+    old = _read_existing(target)
+    new = with_appcode(old, appcode, target)
+    _write_private(target, new)
+    return target
+
+
+def _read_existing(path: Path) -> str | None:
+    try:
+        return _decode(path.read_bytes(), path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+
+
+_KEY_LINE_RE = re.compile(r"""^[ \t]*(appcode|"appcode"|'appcode')[ \t]*=""")
+_HEADER = "# zuotang settings: see `zuotang config show`\n"
+
+
+def with_appcode(old: str | None, appcode: str, path: Path) -> str:
+    """The text of the config file ``old`` with ``appcode = "..."`` set, all else kept.
+
+    The top-level ``appcode`` line is replaced, or one is added after the leading
+    comments.  The result is parsed back and must equal the old file plus the new key;
+    otherwise :class:`UsageError` (the file is left alone).
+    """
+    line = f"appcode = {_toml_string(appcode)}"
+    if not old:
+        return f"{_HEADER}{line}\n"
+    before = parse_toml(old, path)
+    lines = old.splitlines(keepends=True)
+    if not lines[-1].endswith(("\n", "\r")):
+        lines[-1] += "\n"
+    newline = "\r\n" if lines[0].endswith("\r\n") else "\n"
+    index = _appcode_line(lines)
+    if index is None:
+        lines.insert(_after_comments(lines), line + newline)
+    else:
+        lines[index] = line + newline
+    new = "".join(lines)
+    if _parse_quietly(new) != {**before, SECRET: appcode}:
+        raise UsageError(f"cannot update config file {path} safely: set appcode there by hand")
+    return new
+
+
+def _appcode_line(lines: list[str]) -> int | None:
+    for index, text in enumerate(lines):
+        if text.lstrip().startswith("["):
+            return None  # a table began: later keys are not top-level
+        if _KEY_LINE_RE.match(text):
+            return index
+    return None
+
+
+def _after_comments(lines: list[str]) -> int:
+    index = 0
+    while index < len(lines) and (not lines[index].strip() or lines[index].lstrip()[0] == "#"):
+        index += 1
+    return index
+
+
+def _parse_quietly(text: str) -> dict[str, Any] | None:
+    try:
+        return parse_toml(text, Path("(new)"))
+    except UsageError:
+        return None
+
+
+def _toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a 0600 temp file beside it, then rename."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise UsageError(f"cannot write config file {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
+            if hasattr(os, "fchmod"):
+                os.fchmod(stream.fileno(), 0o600)  # exact, whatever the umask
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UsageError(f"cannot write config file {path}: {exc.strerror or exc}") from exc
+    _sync_dir(path.parent)
+
+
+def _sync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------
+# TOML: tomllib on 3.11+; on 3.10 a strict reader of the flat subset zuotang writes
+
+
+def parse_toml(text: str, path: Path) -> dict[str, Any]:
+    """The top-level table of ``text``; :class:`UsageError` naming ``path`` if malformed.
+
+    Without :mod:`tomllib` (Python 3.10) only flat ``key = value`` lines are understood
+    (see :func:`parse_flat_toml`); anything else is an error that says so.
+    """
+    if tomllib is not None:
+        try:
+            result: dict[str, Any] = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"config file {path}: not valid TOML: {exc}") from None
+        return result
+    try:
+        return parse_flat_toml(text)
+    except FlatTomlError as exc:
+        raise UsageError(
+            f"config file {path}: {exc} (on Python 3.10 zuotang reads only flat "
+            '`key = "value"` lines; Python 3.11+ reads any TOML)'
+        ) from None
+
+
+class FlatTomlError(ValueError):
+    """A line the flat TOML reader does not understand (its text is never quoted)."""
+
+
+_BARE_KEY = r"[A-Za-z0-9_-]+"
+_BASIC_RE = re.compile(r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\.)*)"')
+_LITERAL_RE = re.compile(r"'([^'\x00-\x08\x0a-\x1f\x7f]*)'")
+_INT_RE = re.compile(r"[+-]?(?:0|[1-9](?:_?[0-9])*)")
+_FLOAT_RE = re.compile(
+    r"[+-]?(?:0|[1-9](?:_?[0-9])*)(?:\.[0-9](?:_?[0-9])*)?(?:[eE][+-]?[0-9](?:_?[0-9])*)?"
+)
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
+
+
+def parse_flat_toml(text: str) -> dict[str, Any]:
+    """A strict reader of flat TOML: comments, blank lines and ``key = value`` lines whose
+    value is a one-line string, an integer, a float or a boolean.
+
+    Tables, arrays, inline tables, multi-line strings, dates and dotted keys raise
+    :class:`FlatTomlError`, as do duplicate keys and malformed lines.  What it accepts,
+    it reads exactly as :mod:`tomllib` does (tested against it).
+    """
+    result: dict[str, Any] = {}
+    for number, line in enumerate(text.removesuffix("\n").split("\n"), start=1):
+        line = line.removesuffix("\r")
+        stripped = line.strip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, value = _flat_line(line, number)
+        if key in result:
+            raise FlatTomlError(f"line {number}: key {key!r} defined twice")
+        result[key] = value
+    return result
+
+
+def _flat_line(line: str, number: int) -> tuple[str, Any]:
+    key, rest = _split_key(line, number)
+    value, tail = _flat_value(rest, number)
+    tail = tail.strip(" \t")
+    if tail and not tail.startswith("#"):
+        raise FlatTomlError(f"line {number}: unexpected text after the value")
+    return key, value
+
+
+def _split_key(line: str, number: int) -> tuple[str, str]:
+    match = re.match(rf"[ \t]*({_BARE_KEY}|\"[^\"\\\n]*\"|'[^'\n]*')[ \t]*=[ \t]*", line)
+    if match is None:
+        raise FlatTomlError(f"line {number}: not a `key = value` line")
+    key = match.group(1)
+    if key[0] in "\"'":
+        key = key[1:-1]
+    return key, line[match.end() :]
+
+
+def _flat_value(rest: str, number: int) -> tuple[Any, str]:
+    for parse in (_basic_string, _literal_string, _boolean, _number):
+        found = parse(rest)
+        if found is not None:
+            return found
+    raise FlatTomlError(f"line {number}: unsupported or malformed value")
+
+
+def _basic_string(rest: str) -> tuple[str, str] | None:
+    if rest.startswith('"""'):
+        return None
+    match = _BASIC_RE.match(rest)
+    if match is None:
+        return None
+    return _unescape(match.group(1)), rest[match.end() :]
+
+
+def _unescape(body: str) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char != "\\":
+            out.append(char)
+            index += 1
+            continue
+        code = body[index + 1]
+        if code in _ESCAPES:
+            out.append(_ESCAPES[code])
+            index += 2
+        elif code in "uU":
+            index = _unicode_escape(body, index, 4 if code == "u" else 8, out)
+        else:
+            raise FlatTomlError("invalid escape in a string")
+    return "".join(out)
+
+
+def _unicode_escape(body: str, index: int, digits: int, out: list[str]) -> int:
+    hex_digits = body[index + 2 : index + 2 + digits]
+    if len(hex_digits) != digits or not re.fullmatch(r"[0-9A-Fa-f]+", hex_digits):
+        raise FlatTomlError("invalid unicode escape in a string")
+    code_point = int(hex_digits, 16)
+    if code_point > 0x10FFFF or 0xD800 <= code_point <= 0xDFFF:
+        raise FlatTomlError("invalid unicode escape in a string")
+    out.append(chr(code_point))
+    return index + 2 + digits
+
+
+def _literal_string(rest: str) -> tuple[str, str] | None:
+    if rest.startswith("'''"):
+        return None
+    match = _LITERAL_RE.match(rest)
+    return None if match is None else (match.group(1), rest[match.end() :])
+
+
+def _boolean(rest: str) -> tuple[bool, str] | None:
+    for word, value in (("true", True), ("false", False)):
+        if re.match(rf"{word}(?![A-Za-z0-9_.:-])", rest):
+            return value, rest[len(word) :]
+    return None
+
+
+def _number(rest: str) -> tuple[int | float, str] | None:
+    token = re.match(r"[^ \t#]*", rest)
+    assert token is not None
+    word, tail = token.group(0), rest[token.end() :]
+    if _INT_RE.fullmatch(word):
+        return int(word.replace("_", "")), tail
+    if word.lstrip("+-") in ("inf", "nan"):
+        return float(word), tail
+    if _FLOAT_RE.fullmatch(word) and any(mark in word for mark in ".eE"):
+        return float(word.replace("_", "")), tail
+    return None
+
+
+def describe(settings: Mapping[str, Setting], file: ConfigFile) -> dict[str, Any]:
+    """A JSON-ready view for ``config show --json``: the AppCode masked."""
+    return {
+        "config_file": {"path": str(file.path), "exists": file.exists},
+        "settings": {name: _described(setting) for name, setting in settings.items()},
+        "warnings": list(file.warnings),
+    }
+
+
+def _described(setting: Setting) -> dict[str, Any]:
+    value = setting.value
+    if value is not None and (setting.secret or isinstance(value, Path)):
+        value = setting.shown()
+    return {"value": value, "source": setting.source.value, "origin": setting.origin}
