@@ -18,6 +18,26 @@ EmulatorFactory = Callable[..., RunningEmulator]
 ImageMaker = Callable[..., Path]
 
 
+@pytest.fixture(autouse=True)
+def isolated_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """No test (nor the zuotang processes it starts) reads the real user's config file."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("ZUOTANG_CONFIG", str(home / "zuotang" / "config.toml"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    for name in (
+        "ZUOTANG_APPCODE",
+        "ZUOTANG_ENDPOINT",
+        "ZUOTANG_QPS",
+        "ZUOTANG_TYPE",
+        "ZUOTANG_SCALE",
+        "ZUOTANG_OUTPUT_DIR",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
 @pytest.fixture
 def samples_dir() -> Path:
     """The repository's ``samples/`` folder of real images."""

@@ -25,7 +25,7 @@ APPCODE = "e2e-SECRET-appcode-4242"
 def zuotang(
     *args: str, endpoint: str, appcode: str | None = APPCODE, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZUOTANG_")}
+    env = dict(os.environ)  # the autouse isolated_config fixture cleared ZUOTANG_*
     env["ZUOTANG_ENDPOINT"] = endpoint
     if appcode is not None:
         env["ZUOTANG_APPCODE"] = appcode
@@ -349,3 +349,108 @@ def test_verbose_logs_every_exchange_with_the_appcode_masked(tmp_path: Path, emu
     assert "authorization: APPCODE ****" in calls[0]
     assert "x-ca-request-id=" in calls[0]
     assert APPCODE not in proc.stderr + proc.stdout
+
+
+def test_report_shows_input_and_output_sizes_and_warns_once_about_scale(
+    tmp_path: Path, emulator: Any, make_image: Callable[..., Path]
+) -> None:
+    emu = emulator(qps=50)
+    photos = tmp_path / "photos"
+    make_image(photos / "small.png", (300, 200))
+    make_image(photos / "big1.png", (1100, 20))
+    make_image(photos / "big2.png", (20, 1500))
+    make_image(photos / "huge.png", (4100, 20))  # refused before any call
+    out = tmp_path / "out"
+    proc = zuotang(str(photos), "-s", "2", "-o", str(out), "--qps", "50", endpoint=emu.endpoint)
+    assert proc.returncode == ExitStatus.SOME_FAILED
+    rows = {Path(r["input"]).name: r for r in report_rows(out)}
+    assert (rows["small.png"]["input_width"], rows["small.png"]["width"]) == ("300", "600")
+    assert rows["small.png"]["factor"] == "2.0"
+    assert rows["big1.png"]["factor"] == "1.0"
+    assert rows["huge.png"]["outcome"] == "invalid"
+    assert rows["huge.png"]["error_class"] == "preflight"
+    assert emu.stats()["calls"] == 3
+    warnings = [line for line in proc.stderr.splitlines() if "--scale 2 does not apply" in line]
+    assert len(warnings) == 1 and "2 image(s)" in warnings[0]
+
+
+def test_probe_refuses_a_remote_image_the_service_would_refuse(
+    tmp_path: Path, emulator: Any, make_image: Callable[..., Path]
+) -> None:
+    host = tmp_path / "host"
+    make_image(host / "ok.png", (300, 200))
+    make_image(host / "wide.png", (5000, 10))
+    emu = emulator(serve_dir=host, qps=50)
+    urls = write_list(tmp_path / "u.txt", [emu.file_url("ok.png"), emu.file_url("wide.png")])
+    out = tmp_path / "out"
+    proc = zuotang(str(urls), "--probe", "-o", str(out), "--qps", "50", endpoint=emu.endpoint)
+    assert proc.returncode == ExitStatus.SOME_FAILED
+    rows = {r["input"].rsplit("/", 1)[-1]: r for r in report_rows(out)}
+    assert rows["wide.png"]["outcome"] == "invalid"
+    assert "over the 4096 px limit" in rows["wide.png"]["message"]
+    assert rows["ok.png"]["input_width"] == "300" and rows["ok.png"]["factor"] == "4.0"
+    assert emu.stats()["calls"] == 1
+
+
+def test_settings_come_from_the_config_file_below_env_and_flags(
+    tmp_path: Path, emulator: Any, isolated_config: Path
+) -> None:
+    emu = emulator(qps=50)
+    config = Path(os.environ["ZUOTANG_CONFIG"])
+    config.parent.mkdir(parents=True, exist_ok=True)
+    from_file = tmp_path / "from-file"
+    config.write_text(
+        f'appcode = "{APPCODE}"\nendpoint = "{emu.endpoint}"\noutput_dir = "{from_file}"\n'
+        'qps = 40\nscale = "2"\n'
+    )
+    url = emu.file_url("harbour-320x240.jpg")
+    proc = subprocess.run(
+        [sys.executable, "-m", "zuotang_cli", "enhance", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    [row] = report_rows(from_file)
+    assert (row["width"], row["height"]) == ("640", "480")  # scale 2 from the file
+    flag_dir = tmp_path / "from-flag"
+    env = {**os.environ, "ZUOTANG_SCALE": "4"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "zuotang_cli", "enhance", url, "-o", str(flag_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    [row] = report_rows(flag_dir)
+    assert (row["width"], row["height"]) == ("1280", "960")  # env beats the file
+
+
+def test_print0_ends_saved_paths_with_nul(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=50)
+    urls = write_list(
+        tmp_path / "u.txt",
+        [emu.file_url("harbour-320x240.jpg"), emu.file_url("street-800x600.webp")],
+    )
+    proc = zuotang(str(urls), "-o", str(tmp_path / "o"), "--print0", endpoint=emu.endpoint)
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    paths = proc.stdout.split("\0")
+    assert paths[-1] == "" and len(paths) == 3
+    assert all(Path(p).is_file() for p in paths[:-1])
+    both = zuotang(
+        str(urls), "-o", str(tmp_path / "o"), "--print0", "--json", endpoint=emu.endpoint
+    )
+    assert both.returncode == ExitStatus.USAGE
+
+
+def test_gallery_flag_writes_index_html(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=50)
+    out = tmp_path / "out"
+    urls = write_list(tmp_path / "u.txt", [emu.file_url("harbour-320x240.jpg"), "ftp://x"])
+    proc = zuotang(str(urls), "-o", str(out), "--gallery", endpoint=emu.endpoint)
+    assert proc.returncode == ExitStatus.SOME_FAILED
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "harbour-320x240" in page and "ftp://x" in page
+    assert f"gallery: {out / 'index.html'}" in proc.stderr
+    assert "index.html" not in proc.stdout

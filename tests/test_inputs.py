@@ -168,13 +168,62 @@ def test_list_file_with_bom_crlf_comments_and_blank_lines(tmp_path: Path) -> Non
     assert all(item.error is None for item in items)
 
 
-def test_list_lines_are_never_local_paths(tmp_path: Path) -> None:
+def test_list_lines_may_be_local_images_but_never_other_lists(tmp_path: Path) -> None:
     photo = image(tmp_path / "photo.png")
+    inner = tmp_path / "inner.txt"
+    inner.write_text("http://example.com/a.jpg\n")
     listing = tmp_path / "list.txt"
-    listing.write_text(f"{photo}\n")
-    [item] = run(listing)
-    assert item.error == "not an http(s) URL"
-    assert item.kind is InputKind.URL
+    listing.write_text(f"{photo}\n{inner}\nnot/there.png\n")
+    local, nested, missing = run(listing)
+    assert (local.kind, local.path, local.error) == (InputKind.FILE, photo.resolve(), None)
+    assert (local.width, local.height) == (12, 8)
+    assert nested.error == "not an image"
+    assert missing.error == "not an http(s) URL"
+
+
+def test_stdin_paths_from_find_are_images(tmp_path: Path) -> None:
+    a, b = image(tmp_path / "a.png"), image(tmp_path / "sub" / "b.jpg", "JPEG")
+    items = run("-", stdin=f"{a}\n{b}\n".encode())
+    assert [item.path for item in items] == [a.resolve(), b.resolve()]
+    assert all(item.error is None for item in items)
+
+
+@pytest.mark.parametrize(
+    ("size", "fmt", "reason"),
+    [
+        ((4097, 20), "PNG", "long side is 4097 px, over the 4096 px limit"),
+        ((9, 5), "PNG", "long side is 9 px, under the 10 px minimum"),
+        ((4096, 10), "PNG", None),
+        ((10, 10), "JPEG", None),
+    ],
+)
+def test_local_images_are_checked_before_any_call(
+    tmp_path: Path, size: tuple[int, int], fmt: str, reason: str | None
+) -> None:
+    path = tmp_path / f"p.{fmt.lower()}"
+    Image.new("RGB", size).save(path, format=fmt)
+    [item] = run(path)
+    assert item.error == reason
+    if reason is not None:
+        assert item.error_class == "preflight"
+    else:
+        assert (item.width, item.height) == size
+
+
+def test_an_animated_image_is_refused_before_any_call(tmp_path: Path) -> None:
+    path = tmp_path / "anim.webp"
+    frames = [Image.new("RGB", (40, 30), (i * 80, 0, 0)) for i in range(3)]
+    frames[0].save(path, format="WEBP", save_all=True, append_images=frames[1:])
+    [item] = run(path)
+    assert item.error == "animated images are not supported"
+
+
+def test_an_oversized_file_is_refused_before_any_call(tmp_path: Path) -> None:
+    path = tmp_path / "big.bmp"
+    Image.new("RGB", (2600, 2100)).save(path, format="BMP")  # ~16 MB uncompressed
+    assert path.stat().st_size > 15 * 1024 * 1024
+    [item] = run(path)
+    assert item.error is not None and "over the 15 MB limit" in item.error
 
 
 def test_non_utf8_line_is_an_error_item_and_the_list_goes_on(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from zuotang_cli import api, rules
+from zuotang_cli import api, preflight, rules
 from zuotang_cli.api import CallSpec, Reply, Verdict
 from zuotang_cli.download import DISK_ERROR, Downloader, DownloadFailed
 from zuotang_cli.errors import LocalError
@@ -65,6 +65,8 @@ class BatchConfig:
     """Try again what failed for good in an earlier run."""
     max_calls: int | None = None
     """At most this many paid calls in this run."""
+    probe: bool = False
+    """Check remote images (ranged GET of the header) before paying for a call."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ class BatchResult:
     counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     halt: Reply | None = None
     interrupted: bool = False
+    scale_not_applied: int = 0
+    """Inputs whose requested --scale the service does not apply (long side too big)."""
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -273,7 +277,14 @@ class Batch:
         self._sink(record)
 
     async def _process(self, work: Work) -> Record:
-        record = Record(input=work.item.source, outcome=Outcome.FAILED)
+        item = work.item
+        record = Record(
+            input=item.source,
+            outcome=Outcome.FAILED,
+            input_width=item.width,
+            input_height=item.height,
+        )
+        self._note_scale(record)
         try:
             await self._download_or_call(work, record)
         finally:
@@ -309,8 +320,38 @@ class Batch:
                 return
             recall = True
 
+    async def _refused_by_probe(self, work: Work, record: Record) -> bool:
+        """--probe: read a remote image's header first; refuse it if the service would."""
+        if not self.config.probe or work.item.url is None or record.input_width is not None:
+            return False
+        info = await preflight.probe_url(self._downloader.client, work.item.url)
+        if info is None:
+            return False
+        record.input_width, record.input_height = info.width, info.height
+        refusal = preflight.problem(info)
+        if refusal is None:
+            self._note_scale(record)
+            return False
+        record.outcome, record.error_class, record.message = (
+            Outcome.INVALID,
+            preflight.PREFLIGHT,
+            refusal,
+        )
+        return True
+
+    def _note_scale(self, record: Record) -> None:
+        """Count inputs whose requested --scale the service will not apply."""
+        requested = self.config.spec.scale
+        if requested is None or record.input_width is None or record.input_height is None:
+            return
+        long_side = max(record.input_width, record.input_height)
+        if rules.effective_factor(long_side, requested) != requested:
+            self.result.scale_not_applied += 1
+
     async def _paid_call(self, work: Work, record: Record) -> str | None:
         """One input's calls under the --max-calls budget: the result image, or None."""
+        if await self._refused_by_probe(work, record):
+            return None
         if not await self.budget.reserve():
             record.outcome = Outcome.NOT_ATTEMPTED
             record.message = f"not attempted (max-calls {self.config.max_calls} reached)"
@@ -351,6 +392,8 @@ class Batch:
         record.message = note or record.message
         record.output = str(saved.path)
         record.result_bytes, record.width, record.height = saved.size, saved.width, saved.height
+        if record.input_width:
+            record.factor = round(saved.width / record.input_width, 2)
         self.journal.saved(work.key, record, saved.path, saved.sha256)
         return True
 

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import quote, urlsplit
 
+from zuotang_cli import preflight
 from zuotang_cli.models import InputItem, InputKind
 from zuotang_cli.rules import MAX_URL_LENGTH
 
@@ -303,7 +304,23 @@ def _image_item(source: str, path: Path, relpath: PurePosixPath | None, head: by
     error = _image_error(head)
     if error is not None:
         return _bad(source, error, path=path, relpath=relpath)
-    return InputItem(index=0, source=source, kind=InputKind.FILE, path=path, relpath=relpath)
+    try:
+        info = preflight.inspect_file(path)
+    except ValueError as exc:
+        return _bad(source, str(exc), path=path, relpath=relpath)
+    refusal = preflight.problem(info)
+    if refusal is not None:
+        item = _bad(source, refusal, path=path, relpath=relpath)
+        return dataclasses.replace(item, error_class=preflight.PREFLIGHT)
+    return InputItem(
+        index=0,
+        source=source,
+        kind=InputKind.FILE,
+        path=path,
+        relpath=relpath,
+        width=info.width,
+        height=info.height,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -354,7 +371,20 @@ def _line_item(number: int, raw: bytes | None, label: str) -> InputItem | None:
         return _bad(shown, error, kind=InputKind.URL)
     if not text or text.startswith("#"):
         return None
+    # os.path.isfile, not Path.is_file: it also answers False for NUL bytes and over-long names
+    if not looks_like_url(text) and os.path.isfile(text):  # noqa: PTH113
+        return _listed_file(text)  # e.g. `find photos -name '*.jpg' | zuotang enhance -`
     return _url_item(text)
+
+
+def _listed_file(text: str) -> InputItem:
+    """A local path on a list line: only an image makes sense there (never another list)."""
+    path = Path(text).resolve()
+    try:
+        head = _read_head(path)
+    except OSError as exc:
+        return _bad(text, f"cannot read: {_reason(exc)}", path=path)
+    return _image_item(text, path, None, head)
 
 
 # ---------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ class InputItem:
     """For files found inside a directory input: the path relative to that directory."""
     error: str | None = None
     error_class: str | None = None
+    width: int | None = None
+    """Input width in pixels, when known (local files; URLs with --probe)."""
+    height: int | None = None
 
     @property
     def key(self) -> str:
@@ -75,6 +78,9 @@ REPORT_FIELDS = (
     "result_bytes",
     "width",
     "height",
+    "input_width",
+    "input_height",
+    "factor",
     "error_class",
 )
 
@@ -101,6 +107,10 @@ class Record:
     result_bytes: int | None = None
     width: int | None = None
     height: int | None = None
+    input_width: int | None = None
+    input_height: int | None = None
+    factor: float | None = None
+    """Result width / input width, measured from the files."""
     error_class: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     """Room for later columns without changing the writers (not written today)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from zuotang_cli import rules
+from zuotang_cli import preflight, rules
 from zuotang_cli.api import CallSpec
 from zuotang_cli.batch import Batch, BatchConfig, BatchResult
 from zuotang_cli.download import TMP_DIRNAME
@@ -59,6 +59,9 @@ class EnhanceOptions:
     retry_failed: bool = False
     max_calls: int | None = None
     wait_lock: bool = False
+    probe: bool = False
+    print0: bool = False
+    gallery: bool = False
 
     def __repr__(self) -> str:  # never show the AppCode
         return f"EnhanceOptions(inputs={self.inputs!r}, output_dir={self.output_dir!r}, ...)"
@@ -91,11 +94,20 @@ def _prepare_output(output_dir: Path) -> Path:
 class Emitter:
     """The batch's sink: report rows, stdout results, display updates, in that order."""
 
-    def __init__(self, reports: ReportSet, stdout: TextIO, display: NullDisplay, json_out: bool):
+    def __init__(
+        self,
+        reports: ReportSet,
+        stdout: TextIO,
+        display: NullDisplay,
+        *,
+        json_out: bool = False,
+        print0: bool = False,
+    ) -> None:
         self.reports = reports
         self.stdout: TextIO | None = stdout
         self.display = display
         self.json = json_out
+        self.end = "\0" if print0 else "\n"
 
     def __call__(self, record: Record) -> None:
         self.reports.write(record)
@@ -114,7 +126,7 @@ class Emitter:
         else:
             return
         try:
-            self.stdout.write(line + "\n")
+            self.stdout.write(line + self.end)
             self.stdout.flush()
         except BrokenPipeError:
             # The reader went away (e.g. `| head`): keep working, stop printing.
@@ -157,6 +169,7 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         force=options.force,
         retry_failed=options.retry_failed,
         max_calls=options.max_calls,
+        probe=options.probe,
     )
     report_paths = [output_dir / DEFAULT_REPORT_NAME]
     if options.report is not None:
@@ -175,9 +188,17 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
             ReportSet.open(report_paths) as reports,
             display,
         ):
-            emitter = Emitter(reports, stdout, display, options.json)
+            emitter = Emitter(
+                reports, stdout, display, json_out=options.json, print0=options.print0
+            )
             result = _run_batch(config, journal, items, emitter, display, options.verbose)
     _summarize(result, display, report_paths)
+    if options.gallery:
+        from zuotang_cli.gallery import gallery_from_report
+
+        display.log(f"gallery: {gallery_from_report(output_dir)}")
+    if result.scale_not_applied:
+        display.log(f"warning: {preflight.scale_note(options.scale, result.scale_not_applied)}")
     return result.exit_status
 
 
@@ -197,6 +218,7 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
     """Say what a run would call, download and skip, from the inputs and the journal."""
     scale = options.scale
     counts: collections.Counter[str] = collections.Counter()
+    not_applied = 0
     journal_path = options.output_dir / JOURNAL_DIR / JOURNAL_NAME
     journal = Journal.open(options.output_dir, create=False) if journal_path.exists() else None
     now = time.time()
@@ -213,6 +235,9 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
                 )
                 action, reason = plan.action.value, plan.reason
             counts[action] += 1
+            if scale is not None and item.width is not None and item.height is not None:
+                effective = rules.effective_factor(max(item.width, item.height), scale)
+                not_applied += effective != scale
             _print_plan(stdout, item.source, action, reason, as_json=options.json)
     finally:
         if journal is not None:
@@ -227,6 +252,8 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
             f"zuotang: dry run: {parts or 'no inputs'}; {calls} paid calls would take about "
             f"{_duration(eta)} at --qps {options.qps:g} (plus the last call's 1-30 s)\n"
         )
+        if not_applied:
+            sys.stderr.write(f"zuotang: warning: {preflight.scale_note(scale, not_applied)}\n")
     return ExitStatus.SUCCESS
 
 

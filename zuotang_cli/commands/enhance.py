@@ -4,7 +4,6 @@ is done by :mod:`zuotang_cli.batch`."""
 from __future__ import annotations
 
 import enum
-import os
 import sys
 from pathlib import Path
 
@@ -48,20 +47,34 @@ def enhance(
         help="http(s) URL, list file of URLs, '-' (list on stdin), image file or folder.",
         show_default=False,
     ),
-    type_: ImageType = typer.Option(ImageType.clean, "--type", "-t", help="clean or face."),
-    scale: Scale = typer.Option(Scale.auto, "--scale", "-s", help="auto, 1, 2 or 4."),
-    output_dir: Path = typer.Option(Path("out"), "--output-dir", "-o", help="Where results go."),
+    type_: ImageType | None = typer.Option(
+        None, "--type", "-t", help="clean or face [default: clean].", show_default=False
+    ),
+    scale: Scale | None = typer.Option(
+        None, "--scale", "-s", help="auto, 1, 2 or 4 [default: auto].", show_default=False
+    ),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", "-o", help="Where results go [default: out].", show_default=False
+    ),
     report: Path | None = typer.Option(
         None, help="Also write the report here (.csv, .json or .jsonl)."
     ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
     appcode: str | None = typer.Option(
-        None, help="AppCode (prefer the ZUOTANG_APPCODE environment variable).", show_default=False
+        None,
+        help="AppCode; prefer ZUOTANG_APPCODE or 'zuotang config set-appcode' (a flag shows "
+        "in ps).",
+        show_default=False,
     ),
     endpoint: str | None = typer.Option(
-        None, help="Scale endpoint URL [env ZUOTANG_ENDPOINT; default: the marketplace URL]."
+        None, help="Scale endpoint URL [default: the marketplace URL].", show_default=False
     ),
-    qps: float = typer.Option(2.0, min=0.01, help="Request starts per second (account limit)."),
+    qps: float | None = typer.Option(
+        None,
+        min=0.01,
+        help="Request starts per second: the account's limit [default: 2].",
+        show_default=False,
+    ),
     concurrency: int | None = typer.Option(
         None, min=1, help="Calls in flight [default: enough for qps at 30 s a call]."
     ),
@@ -77,38 +90,64 @@ def enhance(
     max_calls: int | None = typer.Option(
         None, "--max-calls", min=0, help="At most N paid calls in this run (a cost cap)."
     ),
+    probe: bool = typer.Option(
+        False, "--probe", help="Check remote images' format and size (ranged GET) before a call."
+    ),
     wait_lock: bool = typer.Option(
         False, "--wait-lock", help="Wait for another run on the same output directory."
     ),
     json_out: bool = typer.Option(False, "--json", help="One JSON record per input on stdout."),
+    print0: bool = typer.Option(
+        False, "--print0", help="Saved paths on stdout end with NUL, not newline (xargs -0)."
+    ),
+    gallery: bool = typer.Option(
+        False, "--gallery", help="Also write OUTPUT_DIR/index.html: before/after, failures."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Every image and HTTP exchange (AppCode masked); tracebacks."
     ),
 ) -> None:
-    from zuotang_cli import cli
+    from zuotang_cli import cli, settings
     from zuotang_cli.run import EnhanceOptions, run_enhance
 
     cli.show_tracebacks = verbose
+    if json_out and print0:
+        raise typer.BadParameter("--json and --print0 do not go together", param_hint="--print0")
+    resolved = settings.load(
+        {
+            "appcode": appcode,
+            "endpoint": endpoint,
+            "qps": qps,
+            "type": type_.value if type_ else None,
+            "scale": scale.value if scale else None,
+            "output_dir": output_dir,
+        }
+    )
+    for warning in resolved.warnings:
+        sys.stderr.write(f"zuotang: warning: {warning}\n")
     options = EnhanceOptions(
         inputs=inputs,
-        type=type_.value,
-        scale=None if scale is Scale.auto else int(scale.value),
-        output_dir=output_dir,
+        type=resolved.type,
+        scale=resolved.scale_factor,
+        output_dir=resolved.output_dir,
         report=report,
         recursive=recursive,
-        appcode=appcode or os.environ.get("ZUOTANG_APPCODE") or None,
-        endpoint=endpoint or os.environ.get("ZUOTANG_ENDPOINT") or None,
-        qps=qps,
+        appcode=resolved.appcode,
+        endpoint=resolved.endpoint,
+        qps=resolved.qps,
         concurrency=concurrency,
         retries=retries,
         timeout=timeout,
         json=json_out,
+        print0=print0,
+        gallery=gallery,
         dry_run=dry_run,
         force=force,
         retry_failed=retry_failed,
         max_calls=max_calls,
         wait_lock=wait_lock,
+        probe=probe,
         quiet=quiet,
         verbose=verbose,
     )
