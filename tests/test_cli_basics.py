@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from zuotang_cli import __version__
 from zuotang_cli.status import ExitStatus
 
@@ -28,3 +30,27 @@ def test_unknown_option_is_a_usage_error() -> None:
     proc = run("--no-such-flag")
     assert proc.returncode == ExitStatus.USAGE
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["enhance"],
+        ["report"],
+        ["emulator"],
+        ["gallery"],
+        ["config"],
+        ["config", "show"],
+        ["config", "set-appcode"],
+        ["config", "path"],
+    ],
+)
+def test_every_command_help_shows_real_examples(command: list[str]) -> None:
+    proc = run(*command, "--help")
+    assert proc.returncode == 0
+    examples = proc.stdout.split("Examples:", 1)[1]
+    assert examples.count("zuotang ") >= 2
+
+
+def test_completion_is_offered() -> None:
+    assert "--install-completion" in run("--help").stdout
