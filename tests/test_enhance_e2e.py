@@ -39,6 +39,18 @@ def zuotang(
     )
 
 
+def start_zuotang(*args: str, endpoint: str) -> subprocess.Popen[str]:
+    """`zuotang enhance ARGS` in the background (stdout and stderr piped)."""
+    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": endpoint}
+    return subprocess.Popen(
+        [sys.executable, "-m", "zuotang_cli", "enhance", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
 def report_rows(out: Path) -> list[dict[str, str]]:
     with (out / "report.csv").open(encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
@@ -280,24 +292,7 @@ def test_ctrl_c_writes_the_report_and_exits_130(tmp_path: Path, emulator: Any) -
     emu = emulator(cheap=True, qps=50, latency=(1.5, 1.5))
     url_list = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(200)])
     out = tmp_path / "out"
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zuotang_cli",
-            "enhance",
-            str(url_list),
-            "-o",
-            str(out),
-            "--qps",
-            "10",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_zuotang(str(url_list), "-o", str(out), "--qps", "10", endpoint=emu.endpoint)
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
@@ -315,14 +310,7 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path: Path, emulator: Any) -> None:
     emu = emulator(cheap=True, qps=50, latency=(20.0, 20.0))
     url_list = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(20)])
     out = tmp_path / "out"
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zuotang_cli", "enhance", str(url_list), "-o", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_zuotang(str(url_list), "-o", str(out), endpoint=emu.endpoint)
     deadline = time.monotonic() + 20
     while emu.stats()["in_flight"] < 2:  # calls that will take 20 s are in flight
         assert time.monotonic() < deadline

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_enhance_e2e import APPCODE, report_rows, write_list, zuotang
+from tests.test_enhance_e2e import report_rows, start_zuotang, write_list, zuotang
 from zuotang_cli.journal import Action, Journal, Status, entry_key
 from zuotang_cli.models import InputItem, InputKind, Outcome, Record
 from zuotang_cli.status import ExitStatus
@@ -206,13 +206,7 @@ def test_dry_run_says_what_would_happen_and_calls_nothing(tmp_path: Path, emulat
 def test_a_second_run_on_the_same_directory_refuses(tmp_path: Path, emulator: Any) -> None:
     emu = emulator(cheap=True, qps=100, latency=(1.0, 1.0))
     urls, out = url_list(tmp_path, emu, 20), tmp_path / "out"
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
-    first = subprocess.Popen(
-        [sys.executable, "-m", "zuotang_cli", "enhance", str(urls), "-o", str(out), "--qps", "5"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    first = start_zuotang(str(urls), "-o", str(out), "--qps", "5", "-q", endpoint=emu.endpoint)
     try:
         deadline = time.monotonic() + 20
         while not (out / ".zuotang" / "journal.sqlite").exists():
@@ -277,24 +271,7 @@ def test_kill_9_at_any_point_then_a_rerun_completes_with_nothing_paid_twice(
     n = 30
     emu = emulator(cheap=True, qps=100, latency=(0.3, 0.8), download_latency=0.4)
     urls, out = url_list(tmp_path, emu, n), tmp_path / "out"
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zuotang_cli",
-            "enhance",
-            str(urls),
-            "-o",
-            str(out),
-            "--qps",
-            "10",
-            "-q",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    proc = start_zuotang(str(urls), "-o", str(out), "--qps", "10", "-q", endpoint=emu.endpoint)
     wait_until(lambda: _ready(emu, kill_after, wait_for, proc), timeout=30)
     before = emu.stats()
     os.kill(proc.pid, signal.SIGKILL)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from zuotang_cli.errors import UsageError
 from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
@@ -32,7 +32,28 @@ def report_format(path: Path) -> str:
     return suffix
 
 
-class ReportWriter:
+_C = TypeVar("_C", bound="_Closing")
+
+
+class _Closing:
+    """``with`` closes it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ReportWriter(_Closing):
     """Writes report rows to a text stream, one flushed row at a time. Subclasses format."""
 
     def __init__(self, stream: TextIO, path: Path | None = None, *, owned: bool = True) -> None:
@@ -60,17 +81,6 @@ class ReportWriter:
             self.closed = True
             if self.owned:
                 self.stream.close()
-
-    def __enter__(self) -> ReportWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _start(self) -> None:
         """Written at open (a header)."""
@@ -150,7 +160,7 @@ def stream_report(fmt: str, stream: TextIO) -> ReportWriter:
     return writer_class(stream, owned=False)
 
 
-class ReportSet:
+class ReportSet(_Closing):
     """The same rows to several writers; writers on one same file write once (the first)."""
 
     def __init__(self, writers: Sequence[ReportWriter]) -> None:
@@ -188,17 +198,6 @@ class ReportSet:
     def close(self) -> None:
         for writer in self.writers:
             writer.close()
-
-    def __enter__(self) -> ReportSet:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _file_identity(writer: ReportWriter) -> tuple[int, int] | None:
