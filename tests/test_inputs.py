@@ -544,3 +544,13 @@ def test_mixed_sources_keep_order_and_indexes(tmp_path: Path) -> None:
         InputKind.URL,
         InputKind.FILE,
     ]
+
+
+def test_duplicates_are_found_across_table_growth() -> None:
+    lines = [f"https://example.com/{i}.jpg" for i in range(5000)]
+    items = run("-", stdin="\n".join(lines + lines[::7]).encode())
+    dupes = [item for item in items if item.error_class == "duplicate"]
+    assert len(dupes) == len(lines[::7])
+    assert dupes[0].error == "duplicate of input #1"
+    assert dupes[-1].error == f"duplicate of input #{len(lines[::7]) * 7 - 6}"
+    assert all(item.error is None for item in items[:5000])

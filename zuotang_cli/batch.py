@@ -23,6 +23,7 @@ from zuotang_cli import api, preflight, rules
 from zuotang_cli.api import CallSpec, Reply, Verdict
 from zuotang_cli.download import DISK_ERROR, Downloader, DownloadFailed
 from zuotang_cli.errors import LocalError
+from zuotang_cli.http_pool import ClientPool
 from zuotang_cli.journal import LINK_MARGIN, Action, Journal, Plan, entry_key
 from zuotang_cli.models import InputItem, Outcome, Record
 from zuotang_cli.ratelimit import RateGate
@@ -179,14 +180,11 @@ class Batch:
 
     async def run(self, items: AsyncIterator[InputItem]) -> BatchResult:
         cfg = self.config
-        limits = httpx.Limits(
-            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
-        )
         timeout = httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, 15.0))
         hooks = {"response": [self._log_exchange]} if self._http_log else {}
         async with (
-            httpx.AsyncClient(
-                timeout=timeout, limits=limits, transport=self._transport, event_hooks=hooks
+            ClientPool(
+                self.concurrency, timeout=timeout, transport=self._transport, event_hooks=hooks
             ) as calls,
             httpx.AsyncClient(
                 timeout=httpx.Timeout(60.0, connect=15.0),
@@ -412,7 +410,8 @@ class Batch:
             record.extra.setdefault("started", time.monotonic())
             self.journal.calling(work.key, record)
             try:
-                reply = await api.call_once(self._calls, cfg.spec, item, on_sent=ticket.sent)
+                client = self._calls.next()
+                reply = await api.call_once(client, cfg.spec, item, on_sent=ticket.sent)
             finally:
                 ticket.sent()  # never went out (or no trace): it counts from now
             if reply.verdict in (Verdict.SUCCESS, Verdict.FINAL):
