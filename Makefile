@@ -29,5 +29,10 @@ format: install
 demo: install
 	@bash samples/demo.sh
 
+# Not part of `make test`: minutes long, and its figures depend on the machine.
+# BENCH_ARGS=--quick for a short run while developing (see python -m tests.bench --help).
+bench: install
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info
