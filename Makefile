@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint format demo bench clean
+.PHONY: install test reliability lint format demo bench clean
 
 install: $(STAMP)
 
@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not reliability"
+
+# The long fault-storm / bad-input / secrets suites; rewrites tests/RELIABILITY.md.
+reliability: install
+	ZUOTANG_WRITE_RELIABILITY=1 $(BIN)/python -m pytest -q tests/reliability
 
 lint: install
 	$(BIN)/ruff check zuotang_cli tests

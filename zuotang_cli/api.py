@@ -9,6 +9,7 @@ errors itself with ``X-Ca-Error-*`` headers and no JSON; the service answers JSO
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import json
 import mimetypes
@@ -129,7 +130,7 @@ def classify(http_status: int, headers: httpx.Headers, body: bytes) -> Reply:
     }
     try:
         payload = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, or JSON nested beyond reason
         payload = None
     if not isinstance(payload, dict):
         message = gateway_message or _snippet(body) or httpx.codes.get_reason_phrase(http_status)
@@ -160,7 +161,8 @@ def _classify_json(payload: dict[str, Any], base: dict[str, Any], code: str | No
     if http_status != 200 or status != 200:
         failing = http_status if http_status != 200 else (status or 0)
         if failing == 0:
-            return Reply(Verdict.FINAL, "bad-reply", **fields)
+            message = f"reply has no usable status ({payload.get('status')!r}): {message}"
+            return Reply(Verdict.FINAL, "bad-reply", **{**fields, "message": message})
         return _by_http_status(failing, message, code, fields)
     state = fields["state"]
     image = data.get("image")
@@ -174,7 +176,8 @@ def _classify_json(payload: dict[str, Any], base: dict[str, Any], code: str | No
         return Reply(Verdict.FINAL, f"state{state}", **fields)
     if state in rules.UNFINISHED_STATES:
         return Reply(Verdict.FINAL, "unfinished", **fields)
-    return Reply(Verdict.FINAL, "bad-reply", **fields)
+    message = f"reply has an unknown state {data.get('state')!r}: {message}"
+    return Reply(Verdict.FINAL, "bad-reply", **{**fields, "message": message})
 
 
 def _snippet(body: bytes, limit: int = 120) -> str:
@@ -260,6 +263,8 @@ async def call_once(
             await response.aclose()
     except httpx.HTTPError as exc:
         return network_reply(exc)
+    except httpx.InvalidURL as exc:  # not an HTTPError: a redirect to nowhere, say
+        return Reply(Verdict.FINAL, "bad-reply", message=f"invalid URL: {exc}")
     if body is None:
         return Reply(
             Verdict.FINAL,
@@ -268,7 +273,15 @@ async def call_once(
             request_id=response.headers.get("X-Ca-Request-Id"),
             message=f"reply larger than {MAX_REPLY_BYTES // (1024 * 1024)} MiB",
         )
-    return classify(response.status_code, response.headers, body)
+    return scrub(classify(response.status_code, response.headers, body), spec.appcode)
+
+
+def scrub(reply: Reply, secret: str) -> Reply:
+    """The reply with ``secret`` masked in the server's words (a server may echo the
+    Authorization header back; the AppCode must never reach a log or a report)."""
+    if not secret or secret not in reply.message:
+        return reply
+    return dataclasses.replace(reply, message=reply.message.replace(secret, "****"))
 
 
 def _on_headers_sent(callback: Callable[[], None]) -> Callable[[str, Any], Awaitable[None]]:
@@ -300,7 +313,9 @@ def describe_exchange(response: httpx.Response) -> str:
         for name, value in response.headers.items()
         if name.lower().startswith("x-ca-") or name.lower() == "retry-after"
     )
-    return f"http: {request.method} {request.url} [{sent}] -> {response.status_code} {gateway}"
+    line = f"http: {request.method} {request.url} [{sent}] -> {response.status_code} {gateway}"
+    _, _, secret = request.headers.get("Authorization", "").partition(" ")
+    return line.replace(secret, "****") if secret else line
 
 
 def _masked(name: str, value: str) -> str:

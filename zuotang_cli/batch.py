@@ -187,7 +187,7 @@ class Batch:
                 self.concurrency, timeout=timeout, transport=self._transport, event_hooks=hooks
             ) as calls,
             httpx.AsyncClient(
-                timeout=httpx.Timeout(60.0, connect=15.0),
+                timeout=timeout,
                 transport=self._transport,
                 follow_redirects=True,
                 event_hooks=hooks,
@@ -379,7 +379,9 @@ class Batch:
             async with self._download_slots:
                 saved = await self._downloader.save(work.item, image, deadline)
         except DownloadFailed as exc:
-            record.error_class, record.message = exc.error_class, str(exc)
+            # the message may quote the server's link: mask the AppCode should it echo it
+            message = str(exc).replace(self.config.spec.appcode, "****")
+            record.error_class, record.message = exc.error_class, message
             if exc.error_class == "link-expired":
                 self.journal.link_expired(work.key)
             elif exc.error_class == DISK_ERROR:
@@ -414,6 +416,8 @@ class Batch:
                 reply = await api.call_once(client, cfg.spec, item, on_sent=ticket.sent)
             finally:
                 ticket.sent()  # never went out (or no trace): it counts from now
+            if reply.http_status is None and self._http_log is not None:
+                self._http_log(f"http: POST {cfg.spec.endpoint} -> no reply: {reply.message}")
             if reply.verdict in (Verdict.SUCCESS, Verdict.FINAL):
                 return reply
             self._note_reachability(reply)

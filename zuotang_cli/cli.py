@@ -7,7 +7,9 @@ them together and is the single boundary where exceptions become exit codes.
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 import typer
 
@@ -73,12 +75,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="zuotang")
     except ZuotangError as exc:
-        if show_tracebacks:
-            raise
-        _error(str(exc))
-        sys.exit(exc.exit_status)
+        _fail(exc, str(exc), exc.exit_status)
     except OSError as exc:
-        if show_tracebacks:
-            raise
-        _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
-        sys.exit(ExitStatus.SOME_FAILED)
+        message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        _fail(exc, message, ExitStatus.SOME_FAILED)
+
+
+def _fail(exc: BaseException, message: str, status: ExitStatus) -> NoReturn:
+    """One line (and with --verbose the traceback first), then the error's exit code."""
+    if show_tracebacks:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    _error(message)
+    sys.exit(status)

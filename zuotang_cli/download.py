@@ -111,7 +111,7 @@ class Downloader:
                         if size > MAX_RESULT_BYTES:
                             raise _too_large()
                         fh.write(chunk)
-        except httpx.UnsupportedProtocol as exc:
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise DownloadFailed(
                 "bad-result-url", f"result URL refused: {exc}", retryable=False
             ) from exc
@@ -172,11 +172,15 @@ def _finish(tmp: Path, item: InputItem, output_dir: Path) -> Saved:
         ValueError,
         Image.DecompressionBombError,
     ) as exc:
+        reason = str(exc).replace(repr(str(tmp)), "").replace(str(tmp), "").strip()
         raise DownloadFailed(
-            "not-an-image", f"result is not a complete image: {exc}", retryable=True
+            "not-an-image", f"result is not a complete image ({reason})", retryable=True
         ) from exc
     relpath = naming.output_relpath(item, naming.extension_for_format(fmt))
-    dest = naming.safe_join(output_dir, relpath)
+    try:
+        dest = naming.safe_join(output_dir, relpath)
+    except naming.UnsafePathError as exc:
+        raise DownloadFailed("unsafe-path", str(exc), retryable=False) from exc
     with _disk_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         checksum = file_checksum(tmp)

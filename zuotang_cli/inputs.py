@@ -35,13 +35,14 @@ NOT_AN_IMAGE = "not an image"
 GIF_REFUSED = "GIF is not supported (jpg, png, bmp, webp, tiff only)"
 
 _IMAGE_LIKE = IMAGE_SUFFIXES | {".gif"}
-_HEAD_BYTES = 16
+_HEAD_BYTES = 32
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+"""The DIB header sizes a real BMP has at offset 14."""
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "JPEG"),
     (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"BM", "BMP"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
     (b"GIF87a", "GIF"),
@@ -157,6 +158,8 @@ def sniff_image(head: bytes) -> str | None:
     """Pillow's name of the image format the first bytes show (GIF included), else None."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+        return "BMP"  # "BM" alone starts too many text files (a list of BMW URLs)
     for magic, name in _MAGIC:
         if head.startswith(magic):
             return name
@@ -200,8 +203,8 @@ class _Seen:
     """Which keys were already yielded, in an open-addressing table of 8-byte digests.
 
     12 bytes a slot, a quarter to a half of the slots used: 24-48 bytes an entry, where a
-    dict of digests took 120, so a million-line list costs tens of MB, not over a hundred.  A false "duplicate" needs a
-    64-bit collision: about 3e-8 for a million entries.
+    dict of digests took 120, so a million-line list costs tens of MB, not over a hundred.
+    A false "duplicate" needs a 64-bit collision: about 3e-8 for a million entries.
     """
 
     def __init__(self) -> None:

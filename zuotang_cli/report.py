@@ -96,7 +96,8 @@ class CsvReportWriter(ReportWriter):
     """A header line, then one line per row; None is an empty cell."""
 
     def _start(self) -> None:
-        self._csv = csv.writer(self.stream, lineterminator="\n")
+        # RFC 4180 line ends: with them, the csv module quotes any field holding a CR or LF
+        self._csv = csv.writer(self.stream, lineterminator="\r\n")
         self._csv.writerow(REPORT_FIELDS)
 
     def _row(self, row: dict[str, Any]) -> None:

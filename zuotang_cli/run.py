@@ -79,6 +79,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def _prepare_output(output_dir: Path) -> Path:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(
+            f"cannot write to output directory {output_dir}: it is a file; pick another -o"
+        )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         probe = output_dir / ".zuotang-write-test"
