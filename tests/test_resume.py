@@ -94,6 +94,21 @@ def test_a_changed_output_is_processed_again(tmp_path: Path, emulator: Any) -> N
     assert sum(r["outcome"] == "done" for r in report_rows(out)) == 1
 
 
+def test_an_output_touched_but_unchanged_is_still_skipped(tmp_path: Path, emulator: Any) -> None:
+    """A new mtime alone sends the check to the SHA-256 taken while downloading: it must be
+    the file's, or every touched output would be paid for again."""
+    emu = emulator(cheap=True, qps=100)
+    urls, out = url_list(tmp_path, emu, 4), tmp_path / "out"
+    first = enhance(emu, str(urls), "-o", str(out))
+    for path in first.stdout.split():
+        os.utime(path, ns=(0, 1_000_000_000))
+    again = enhance(emu, str(urls), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["calls"] == 4
+    assert emu.stats()["downloads"] == 4
+    assert [r["outcome"] for r in report_rows(out)] == ["skipped"] * 4
+
+
 def test_force_calls_again(tmp_path: Path, emulator: Any) -> None:
     emu = emulator(cheap=True, qps=100)
     urls, out = url_list(tmp_path, emu, 3), tmp_path / "out"

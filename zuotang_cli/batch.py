@@ -23,7 +23,7 @@ from zuotang_cli import api, preflight, rules
 from zuotang_cli.api import CallSpec, Reply, Verdict
 from zuotang_cli.download import DISK_ERROR, Downloader, DownloadFailed
 from zuotang_cli.errors import LocalError
-from zuotang_cli.http_pool import ClientPool
+from zuotang_cli.http_pool import new_client
 from zuotang_cli.journal import LINK_MARGIN, Action, Journal, Plan, entry_key
 from zuotang_cli.models import InputItem, Outcome, Record
 from zuotang_cli.ratelimit import RateGate
@@ -183,14 +183,9 @@ class Batch:
         timeout = httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, 15.0))
         hooks = {"response": [self._log_exchange]} if self._http_log else {}
         async with (
-            ClientPool(
-                self.concurrency, timeout=timeout, transport=self._transport, event_hooks=hooks
-            ) as calls,
-            httpx.AsyncClient(
-                timeout=timeout,
-                transport=self._transport,
-                follow_redirects=True,
-                event_hooks=hooks,
+            new_client(self._transport, timeout=timeout, event_hooks=hooks) as calls,
+            new_client(
+                self._transport, timeout=timeout, follow_redirects=True, event_hooks=hooks
             ) as downloads,
         ):
             self._calls = calls
@@ -412,8 +407,7 @@ class Batch:
             record.extra.setdefault("started", time.monotonic())
             self.journal.calling(work.key, record)
             try:
-                client = self._calls.next()
-                reply = await api.call_once(client, cfg.spec, item, on_sent=ticket.sent)
+                reply = await api.call_once(self._calls, cfg.spec, item, on_sent=ticket.sent)
             finally:
                 ticket.sent()  # never went out (or no trace): it counts from now
             if reply.http_status is None and self._http_log is not None:

@@ -77,8 +77,8 @@ class Downloader:
         for attempt in range(1, self.attempts + 1):
             tmp = self.tmp_path()
             try:
-                await self._fetch(url, tmp)
-                return await asyncio.to_thread(_finish, tmp, item, self.output_dir)
+                checksum = await self._fetch(url, tmp)
+                return await asyncio.to_thread(_finish, tmp, item, self.output_dir, checksum)
             except DownloadFailed as exc:
                 _unlink(tmp)
                 delay = random.uniform(0, self.backoff * 2**attempt)
@@ -96,7 +96,9 @@ class Downloader:
                 raise
         raise AssertionError("unreachable")
 
-    async def _fetch(self, url: str, tmp: Path) -> None:
+    async def _fetch(self, url: str, tmp: Path) -> str:
+        """Stream ``url`` into ``tmp``; the SHA-256 of what was written."""
+        digest = hashlib.sha256()
         try:
             async with self.client.stream("GET", url) as response:
                 if response.status_code != 200:
@@ -111,6 +113,7 @@ class Downloader:
                         if size > MAX_RESULT_BYTES:
                             raise _too_large()
                         fh.write(chunk)
+                        digest.update(chunk)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise DownloadFailed(
                 "bad-result-url", f"result URL refused: {exc}", retryable=False
@@ -120,6 +123,7 @@ class Downloader:
             raise DownloadFailed(
                 f"download-{kind}", f"download failed: {type(exc).__name__}: {exc}", retryable=True
             ) from exc
+        return digest.hexdigest()
 
     async def _save_base64(self, item: InputItem, image: str) -> Saved:
         data = _DATA_URL.sub("", image.strip(), count=1)
@@ -135,7 +139,8 @@ class Downloader:
         try:
             with _disk_errors(tmp):
                 await asyncio.to_thread(tmp.write_bytes, raw)
-            return await asyncio.to_thread(_finish, tmp, item, self.output_dir)
+            checksum = hashlib.sha256(raw).hexdigest()
+            return await asyncio.to_thread(_finish, tmp, item, self.output_dir, checksum)
         finally:
             _unlink(tmp)
 
@@ -157,7 +162,7 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _finish(tmp: Path, item: InputItem, output_dir: Path) -> Saved:
+def _finish(tmp: Path, item: InputItem, output_dir: Path, checksum: str) -> Saved:
     """Verify ``tmp`` is a whole image, fsync it and rename it to its final name."""
     from PIL import Image, UnidentifiedImageError
 
@@ -183,7 +188,6 @@ def _finish(tmp: Path, item: InputItem, output_dir: Path) -> Saved:
         raise DownloadFailed("unsafe-path", str(exc), retryable=False) from exc
     with _disk_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        checksum = file_checksum(tmp)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         size = tmp.stat().st_size

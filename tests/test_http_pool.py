@@ -1,0 +1,157 @@
+"""The keep-alive pool under httpx, against a small HTTP/1.1 server that counts its
+connections (so reuse, and the lack of it, is seen from the server's side)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from zuotang_cli import http_pool
+from zuotang_cli.http_pool import KeepAlivePool, new_client
+
+
+@dataclass
+class CountingServer:
+    """Answers every request with its path as the body; ``close_after`` requests on one
+    connection, it closes that connection without a word (as an idle timeout does)."""
+
+    close_after: int | None = None
+    connections: int = 0
+    open_now: int = 0
+    requests: int = 0
+    url: str = ""
+    _server: asyncio.AbstractServer | None = field(default=None, repr=False)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open_now += 1
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.requests += 1
+                served += 1
+                path = head.split(b" ", 2)[1]
+                body = path * 1000 if path.startswith(b"/big") else path
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+                if self.close_after is not None and served >= self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open_now -= 1
+            writer.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[CountingServer]:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        async with self._server:
+            yield self
+
+
+def run(
+    scenario: Callable[[CountingServer, httpx.AsyncClient], Awaitable[None]], **server: int
+) -> CountingServer:
+    async def main() -> CountingServer:
+        async with CountingServer(**server).running() as srv:
+            async with new_client(timeout=5) as client:
+                assert isinstance(client._transport._pool, KeepAlivePool)  # type: ignore[attr-defined]
+                await scenario(srv, client)
+            await asyncio.sleep(0.05)  # let the server see the closes
+            return srv
+
+    return asyncio.run(main())
+
+
+def test_sequential_requests_share_one_connection() -> None:
+    async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
+        for n in range(20):
+            response = await client.get(f"{srv.url}/r{n}")
+            assert (response.status_code, response.text) == (200, f"/r{n}")
+
+    srv = run(scenario)
+    assert (srv.requests, srv.connections) == (20, 1)
+
+
+def test_concurrent_requests_open_one_connection_each_and_reuse_them() -> None:
+    async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
+        for _ in range(3):
+            replies = await asyncio.gather(*(client.get(f"{srv.url}/c{n}") for n in range(10)))
+            assert [r.text for r in replies] == [f"/c{n}" for n in range(10)]
+
+    srv = run(scenario)
+    assert (srv.requests, srv.connections) == (30, 10)
+
+
+def test_a_connection_the_server_closed_is_not_reused() -> None:
+    async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
+        for n in range(4):
+            response = await client.get(f"{srv.url}/s{n}")
+            assert response.text == f"/s{n}"
+            await asyncio.sleep(0.05)  # the server's close arrives while it is idle
+
+    srv = run(scenario, close_after=1)
+    assert (srv.requests, srv.connections) == (4, 4)
+
+
+def test_a_body_left_unread_closes_its_connection_instead_of_returning_it() -> None:
+    async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
+        async with client.stream("GET", f"{srv.url}/big") as response:
+            async for _ in response.aiter_raw(16):
+                break  # abandon the rest of the body
+        response = await client.get(f"{srv.url}/after")
+        assert response.text == "/after"
+
+    srv = run(scenario)
+    assert (srv.requests, srv.connections) == (2, 2)
+
+
+def test_closing_the_client_closes_its_idle_connections() -> None:
+    async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
+        await asyncio.gather(*(client.get(f"{srv.url}/x{n}") for n in range(3)))
+        assert srv.open_now == 3
+
+    srv = run(scenario)
+    assert (srv.connections, srv.open_now) == (3, 0)
+
+
+def test_expired_idle_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_pool, "KEEPALIVE_EXPIRY", 0.1)
+    monkeypatch.setattr(http_pool, "SWEEP_INTERVAL", 0.0)
+
+    async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
+        await asyncio.gather(*(client.get(f"{srv.url}/e{n}") for n in range(4)))
+        assert srv.open_now == 4
+        # One connection stays busy and fresh; the three under it expire and are swept.
+        for n in range(12):
+            await client.get(f"{srv.url}/busy{n}")
+            await asyncio.sleep(0.03)
+        assert srv.open_now == 1
+        await asyncio.sleep(0.15)  # now the last one has expired too: it is replaced
+        await client.get(f"{srv.url}/later")
+
+    srv = run(scenario)
+    assert (srv.requests, srv.connections) == (17, 5)
+
+
+def test_a_configured_proxy_keeps_httpx_own_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    client = new_client()
+    assert http_pool.proxies_configured()
+    assert not isinstance(getattr(client._transport, "_pool", None), KeepAlivePool)
+    asyncio.run(client.aclose())
+
+
+def test_a_given_transport_is_used_as_it_is() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(204))
+    client = new_client(transport)
+    assert client._transport is transport
+    assert asyncio.run(client.get("https://example.test/")).status_code == 204
