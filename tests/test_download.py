@@ -1,0 +1,58 @@
+"""What counts as a whole image when a result is saved (download.inspect_image)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image, UnidentifiedImageError
+
+from zuotang_cli.download import inspect_image
+
+NOT_WHOLE = (OSError, SyntaxError, ValueError, UnidentifiedImageError)
+
+
+def encoded(fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.effect_noise(size, 60).convert("RGB").save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def written(tmp_path: Path, data: bytes, name: str = "result.part") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "TIFF"])
+def test_a_whole_image_gives_its_format_and_size(tmp_path: Path, fmt: str) -> None:
+    assert inspect_image(written(tmp_path, encoded(fmt))) == (fmt, 64, 48)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+@pytest.mark.parametrize("keep", [0.25, 0.5, 0.9])
+def test_an_image_cut_short_is_refused(tmp_path: Path, fmt: str, keep: float) -> None:
+    data = encoded(fmt, (256, 256))
+    with pytest.raises(NOT_WHOLE):
+        inspect_image(written(tmp_path, data[: int(len(data) * keep)]))
+
+
+def test_a_png_with_a_damaged_chunk_is_refused(tmp_path: Path) -> None:
+    data = bytearray(encoded("PNG", (128, 128)))
+    data[len(data) // 2] ^= 0xFF  # inside the pixel data: its checksum no longer holds
+    with pytest.raises(NOT_WHOLE):
+        inspect_image(written(tmp_path, bytes(data)))
+
+
+def test_a_jpeg_with_bytes_after_its_end_is_decoded_and_kept(tmp_path: Path) -> None:
+    data = encoded("JPEG") + b"camera trailer"
+    assert inspect_image(written(tmp_path, data)) == ("JPEG", 64, 48)
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"<html>login</html>", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, b"\xff\xd8\xff\xd9"]
+)
+def test_what_is_not_an_image_is_refused(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(NOT_WHOLE):
+        inspect_image(written(tmp_path, data))
