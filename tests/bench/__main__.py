@@ -14,7 +14,7 @@ from tests.bench import bench_figures as bf
 from tests.bench.bench_report import machine, render, results, write
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-PARTS = ("startup", "utilization", "side_by_side", "memory")
+PARTS = ("startup", "utilization", "side_by_side", "memory", "http")
 
 
 def log(message: str) -> None:
@@ -51,11 +51,18 @@ def measure_startup(sizes: bf.Sizes, workdir: Path) -> bf.Figures:
     return {"startup": bf.startup(sizes.startup_runs)}
 
 
+def measure_http(sizes: bf.Sizes, workdir: Path) -> bf.Figures:
+    qps, n = sizes.http
+    log(f"the HTTP stacks alone at QPS {qps:g}, N={n}")
+    return {"http": bf.http_stacks(qps, n, workdir)}
+
+
 MEASUREMENTS: dict[str, Callable[[bf.Sizes, Path], bf.Figures]] = {
     "startup": measure_startup,
     "utilization": measure_utilization,
     "side_by_side": measure_side_by_side,
     "memory": measure_memory,
+    "http": measure_http,
 }
 
 

@@ -6,6 +6,7 @@ client's own report, ``os.wait4`` of the ``zuotang`` process, and /proc polling.
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.bench.bench_http import STACKS
 from tests.bench.bench_naive import NaiveRun, Target, five_at_a_time, sequential
 from tests.bench.bench_procs import (
     APPCODE,
@@ -54,9 +56,12 @@ class Sizes:
     memory_qps: float
     startup_runs: int
 
+    http: tuple[float, int]
+    """(QPS, N) of the HTTP stacks compared on their own."""
 
-FULL = Sizes(((2, 60), (20, 400), (100, 2000)), (2, 60), 1_000_000, 100_000, 1000, 9)
-QUICK = Sizes(((2, 10), (20, 60), (100, 300)), (2, 10), 100_000, 10_000, 1000, 3)
+
+FULL = Sizes(((2, 60), (20, 400), (100, 2000)), (2, 60), 1_000_000, 100_000, 1000, 9, (100, 2000))
+QUICK = Sizes(((2, 10), (20, 60), (100, 300)), (2, 10), 100_000, 10_000, 1000, 3, (100, 300))
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -293,3 +298,37 @@ def startup(runs: int) -> Figures:
         "forbidden_imported_by_version": sorted({m for m, _, _ in imports if _is_forbidden(m)}),
         "slowest_top_level_imports_ms": {m: us / 1000 for m, us, _ in top},
     }
+
+
+# -- 6: the HTTP stack alone --------------------------------------------------------------
+
+
+def http_stacks(qps: float, n: int, workdir: Path) -> list[Figures]:
+    """A call and its download per image and nothing else, on each stack in its own
+    process, against one emulator (allowing far more than ``qps``: pacing is the client's)."""
+    rows = []
+    with emulator(EmulatorSpec(10 * qps, CALL_LATENCY), workdir) as emu:
+        for stack in STACKS:
+            command = [sys.executable, "-m", "tests.bench.bench_http", stack, emu.url, APPCODE]
+            done = subprocess.run(
+                [*command, str(n), f"{qps:g}"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=600,
+                cwd=Path(__file__).resolve().parents[2],
+            )
+            if done.returncode != 0:
+                rows.append({"stack": stack, "qps": qps, "n": n, "error": done.stderr[-2000:]})
+                continue
+            run = json.loads(done.stdout)
+            rows.append(
+                {
+                    "stack": stack,
+                    "qps": qps,
+                    "n": n,
+                    **run,
+                    "cpu_ms_per_image": 1000 * run["cpu_s"] / n,
+                }
+            )
+    return rows

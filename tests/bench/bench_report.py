@@ -198,6 +198,15 @@ SIDE_BY_SIDE_COLUMNS = (
     ("throttled", "throttled", ""),
     ("start util", "utilization", ".3f"),
 )
+HTTP_COLUMNS = (
+    ("stack", "stack", ""),
+    ("QPS", "qps", "g"),
+    ("N", "n", ""),
+    ("done", "ok", ""),
+    ("wall s", "wall_s", ".1f"),
+    ("CPU s", "cpu_s", ".2f"),
+    ("CPU ms/img", "cpu_ms_per_image", ".3f"),
+)
 MEMORY_COLUMNS = (
     ("run", "run", ""),
     ("N", "n", ","),
@@ -268,6 +277,13 @@ def render(results: Figures) -> str:
             "5. Start-up",
             startup_table(startup),
             f"forbidden modules imported by zuotang --version: {forbidden}",
+            "",
+        ]
+    if "http" in figures:
+        parts += [
+            "6. The HTTP stack alone: a call and its download per image, nothing else "
+            "(call latency 1-3 s; CPU includes start-up)",
+            columns(HTTP_COLUMNS, figures["http"]),
             "",
         ]
     rows = [(t["name"], t["measured"], t["limit"], t["status"]) for t in results["targets"]]
