@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +30,7 @@ class CountingServer:
     open_now: int = 0
     requests: int = 0
     url: str = ""
+    tls: ssl.SSLContext | None = None
     _server: asyncio.AbstractServer | None = field(default=None, repr=False)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -50,15 +56,15 @@ class CountingServer:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[CountingServer]:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"https://localhost:{port}" if self.tls else f"http://127.0.0.1:{port}"
         async with self._server:
             yield self
 
 
 def run(
-    scenario: Callable[[CountingServer, httpx.AsyncClient], Awaitable[None]], **server: int
+    scenario: Callable[[CountingServer, httpx.AsyncClient], Awaitable[None]], **server: Any
 ) -> CountingServer:
     async def main() -> CountingServer:
         async with CountingServer(**server).running() as srv:
@@ -140,6 +146,38 @@ def test_expired_idle_connections_are_closed(monkeypatch: pytest.MonkeyPatch) ->
 
     srv = run(scenario)
     assert (srv.requests, srv.connections) == (17, 5)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_https_connections_are_verified_and_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real endpoint is https: certificate and host name checked, connections reused."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx's context then trusts it
+    monkeypatch.setattr(http_pool, "_ssl_context", http_pool._ssl_context.__wrapped__)
+
+    async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
+        for n in range(5):
+            assert (await client.get(f"{srv.url}/t{n}")).text == f"/t{n}"
+        wrong_name = srv.url.replace("localhost", "127.0.0.1")
+        with pytest.raises(httpx.ConnectError, match=r"CERTIFICATE_VERIFY_FAILED|IP address"):
+            await client.get(f"{wrong_name}/t")
+
+    srv = run(scenario, tls=server_tls)
+    # the refused one never got past the handshake, so the server never served it
+    assert (srv.requests, srv.connections) == (5, 1)
 
 
 def test_a_configured_proxy_keeps_httpx_own_transport(monkeypatch: pytest.MonkeyPatch) -> None:
