@@ -19,15 +19,16 @@ def encoded(fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
     return buffer.getvalue()
 
 
-def written(tmp_path: Path, data: bytes, name: str = "result.part") -> Path:
-    path = tmp_path / name
+def inspect(tmp_path: Path, data: bytes) -> tuple[str, int, int]:
+    path = tmp_path / "result.part"
     path.write_bytes(data)
-    return path
+    with path.open("rb") as fh:
+        return inspect_image(fh)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "TIFF"])
 def test_a_whole_image_gives_its_format_and_size(tmp_path: Path, fmt: str) -> None:
-    assert inspect_image(written(tmp_path, encoded(fmt))) == (fmt, 64, 48)
+    assert inspect(tmp_path, encoded(fmt)) == (fmt, 64, 48)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
@@ -35,19 +36,19 @@ def test_a_whole_image_gives_its_format_and_size(tmp_path: Path, fmt: str) -> No
 def test_an_image_cut_short_is_refused(tmp_path: Path, fmt: str, keep: float) -> None:
     data = encoded(fmt, (256, 256))
     with pytest.raises(NOT_WHOLE):
-        inspect_image(written(tmp_path, data[: int(len(data) * keep)]))
+        inspect(tmp_path, data[: int(len(data) * keep)])
 
 
 def test_a_png_with_a_damaged_chunk_is_refused(tmp_path: Path) -> None:
     data = bytearray(encoded("PNG", (128, 128)))
     data[len(data) // 2] ^= 0xFF  # inside the pixel data: its checksum no longer holds
     with pytest.raises(NOT_WHOLE):
-        inspect_image(written(tmp_path, bytes(data)))
+        inspect(tmp_path, bytes(data))
 
 
 def test_a_jpeg_with_bytes_after_its_end_is_decoded_and_kept(tmp_path: Path) -> None:
     data = encoded("JPEG") + b"camera trailer"
-    assert inspect_image(written(tmp_path, data)) == ("JPEG", 64, 48)
+    assert inspect(tmp_path, data) == ("JPEG", 64, 48)
 
 
 @pytest.mark.parametrize(
@@ -55,4 +56,4 @@ def test_a_jpeg_with_bytes_after_its_end_is_decoded_and_kept(tmp_path: Path) -> 
 )
 def test_what_is_not_an_image_is_refused(tmp_path: Path, data: bytes) -> None:
     with pytest.raises(NOT_WHOLE):
-        inspect_image(written(tmp_path, data))
+        inspect(tmp_path, data)
