@@ -82,7 +82,9 @@ class _Exchange(asyncio.Protocol):
 
 
 def socket_client(base: str, appcode: str) -> OneImage:
-    host, port = urllib.parse.urlsplit(base).hostname, urllib.parse.urlsplit(base).port
+    parts = urllib.parse.urlsplit(base)
+    host, port = parts.hostname, parts.port
+    assert host is not None and port is not None
     idle: list[_Exchange] = []
 
     async def exchange(request: bytes) -> bytes:
@@ -105,10 +107,11 @@ def socket_client(base: str, appcode: str) -> OneImage:
             % (SCALE_PATH.encode(), host.encode(), appcode.encode(), len(body), body)
         )
         path = urllib.parse.urlsplit(json.loads(reply)["data"]["image"]).path
-        result = await exchange(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path.encode(), b"x"))
+        result = await exchange(
+            b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path.encode(), host.encode())
+        )
         return len(result)
 
-    assert host is not None and port is not None
     return one
 
 
