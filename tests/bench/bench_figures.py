@@ -20,6 +20,7 @@ from tests.bench.bench_http import STACKS
 from tests.bench.bench_naive import NaiveRun, Target, five_at_a_time, sequential
 from tests.bench.bench_procs import (
     APPCODE,
+    REPO,
     ZUOTANG,
     EmulatorSpec,
     ProcessRun,
@@ -316,7 +317,7 @@ def http_stacks(qps: float, n: int, workdir: Path) -> list[Figures]:
                 text=True,
                 check=False,
                 timeout=600,
-                cwd=Path(__file__).resolve().parents[2],
+                cwd=REPO,
             )
             if done.returncode != 0:
                 rows.append({"stack": stack, "qps": qps, "n": n, "error": done.stderr[-2000:]})

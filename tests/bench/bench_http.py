@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from tests.bench.bench_procs import SCALE_PATH
 from zuotang_cli.http_pool import new_client
 
 STACKS = ("httpx-pool", "httpx-keepalive", "asyncio-sockets")
-SCALE_PATH = "/tasks/visual/scale"
 
 OneImage = Callable[[int], Awaitable[int]]
 

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ZUOTANG = str(BIN / "zuotang")
 APPCODE = "bench-code"

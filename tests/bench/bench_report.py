@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.bench_figures import Figures
+from tests.bench.bench_procs import REPO
 
 UTILIZATION_MIN = 0.98
 WALL_OVER_BOUND_MAX = 2.0
@@ -24,7 +25,6 @@ RSS_RATIO_MAX = 1.5
 STARTUP_OVER_BARE_MAX = 0.15
 
 PASS, FAIL, NOT_MEASURED, INFO = "pass", "FAIL", "not measured", "info"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
