@@ -64,6 +64,8 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "type": ("face", "face", "face", None),
     "scale": ("4", "2", 1, None),
     "output_dir": (Path("flag-out"), "env-out", "file-out", None),
+    "billing": ("success-only", "success-only", "success-only", None),
+    "body": ("multipart", "form", "multipart", None),
 }
 EXPECTED: dict[str, dict[Source, object | None]] = {
     "appcode": {Source.FLAG: "flagcode-1234", Source.ENV: "envcode-12345",
@@ -76,6 +78,10 @@ EXPECTED: dict[str, dict[Source, object | None]] = {
     "scale": {Source.FLAG: "4", Source.ENV: "2", Source.FILE: "1", Source.DEFAULT: "auto"},
     "output_dir": {Source.FLAG: Path("flag-out"), Source.ENV: Path("env-out"),
                    Source.FILE: Path("file-out"), Source.DEFAULT: Path("out")},
+    "billing": {Source.FLAG: "success-only", Source.ENV: "success-only",
+                Source.FILE: "success-only", Source.DEFAULT: "every-200"},
+    "body": {Source.FLAG: "multipart", Source.ENV: "form", Source.FILE: "multipart",
+             Source.DEFAULT: None},
 }  # fmt: skip
 
 # (flag given, env given, file given) -> the source that wins

@@ -10,31 +10,55 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import enum
 import json
 import mimetypes
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from zuotang_cli import rules
-from zuotang_cli.models import InputItem
+from zuotang_cli.models import ErrorClass, InputItem
 from zuotang_cli.status import ExitStatus
 
 
 class Verdict(enum.Enum):
     SUCCESS = "success"
+    PENDING = "pending"
+    """Accepted as an asynchronous task: its result is fetched by task id."""
     RETRY = "retry"
     """Transient: try the same input again after a backoff."""
     THROTTLE = "throttle"
-    """Over the QPS limit: slow the whole run, then try again."""
+    """Over the QPS limit, or the gateway's circuit breaker is open: pause the whole run,
+    then try again."""
     FINAL = "final"
     """This input cannot succeed as it is; do not call again for it in this run."""
     HALT = "halt"
     """The account or endpoint is unusable: start no further calls."""
+
+
+class Billing(str, enum.Enum):
+    """Which replies the marketplace bills (contract-evidence.md: "正常请求计费")."""
+
+    EVERY_200 = "every-200"
+    """Every HTTP-200 reply, whatever its ``data.state`` (the marketplace's rule)."""
+    SUCCESS_ONLY = "success-only"
+    """Only replies with a result (for sellers that bill successes alone)."""
+
+
+class Body(str, enum.Enum):
+    """How the fields of a URL call are encoded (local files always go as multipart)."""
+
+    FORM = "form"
+    MULTIPART = "multipart"
+
+
+BREAKER_PAUSE = 90.0
+"""How long the gateway's circuit breaker (503 ``D503CB``) stays open."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +66,7 @@ class Reply:
     """What one attempt came back with, and what to do about it."""
 
     verdict: Verdict
-    error_class: str | None = None
+    error_class: ErrorClass | None = None
     http_status: int | None = None
     status: int | None = None
     state: int | None = None
@@ -50,22 +74,46 @@ class Reply:
     task_id: str | None = None
     request_id: str | None = None
     image: str | None = None
+    """The result: a link, base64 data, or (``result`` set) the reply's own bytes."""
     return_type: int | None = None
     created_at: int | None = None
     completed_at: int | None = None
+    image_width: int | None = None
+    image_height: int | None = None
+    result: bytes | None = None
+    """An HTTP-200 reply whose body is the image itself (``image/*``, return_type 3)."""
     retry_after: float | None = None
     halt_status: ExitStatus = ExitStatus.HALTED
+    lost_after_sending: bool = False
+    """The request went out whole and no complete reply came back (a read timeout, a
+    dropped connection): the service may have answered the gateway, and billed it."""
+
+    def billed(self, billing: Billing) -> bool:
+        """Whether this reply is a paid call under ``billing``."""
+        if billing is Billing.SUCCESS_ONLY:
+            return self.verdict is Verdict.SUCCESS
+        return self.http_status == 200
 
 
 _AUTH_CODES = {"A400AC", "A401AC", "A400MA", "I403AA"}
-_QUOTA_MESSAGES = (
-    ("quota exhausted", "quota-exhausted"),
-    ("quota expired", "quota-expired"),
-    ("arrears", "arrears"),
-    ("appcode", "auth"),
-    ("unauthorized", "auth"),
+_QUOTA_CODES = {"B403MQ": ErrorClass.QUOTA_EXHAUSTED, "B403ME": ErrorClass.QUOTA_EXPIRED}
+_BREAKER_CODE = "D503CB"
+_HALT_MESSAGES: tuple[tuple[str, ErrorClass, ExitStatus], ...] = (
+    ("invalid appcode", ErrorClass.AUTH, ExitStatus.HALTED),
+    ("missing appcode", ErrorClass.AUTH, ExitStatus.HALTED),
+    ("quota exhausted", ErrorClass.QUOTA_EXHAUSTED, ExitStatus.HALTED),
+    ("quota expired", ErrorClass.QUOTA_EXPIRED, ExitStatus.HALTED),
+    ("arrears", ErrorClass.ARREARS, ExitStatus.HALTED),
+    ("unauthorized", ErrorClass.AUTH, ExitStatus.HALTED),
+    ("invalid url", ErrorClass.ENDPOINT_REFUSED, ExitStatus.USAGE),
+    ("invalid param location", ErrorClass.ENDPOINT_REFUSED, ExitStatus.USAGE),
+    ("api not found", ErrorClass.ENDPOINT_REFUSED, ExitStatus.USAGE),
+    ("invalid domain", ErrorClass.ENDPOINT_REFUSED, ExitStatus.USAGE),
 )
-_QUOTA_CODES = {"B403MQ": "quota-exhausted", "B403ME": "quota-expired"}
+"""The gateway's own words for "this account or endpoint cannot work"; the classic gateway
+sends them in ``X-Ca-Error-Message`` alone, with no ``X-Ca-Error-Code``."""
+_UNSEEN_FIELDS = ("image_url", "image_file", "type", "param")
+_UNSEEN_WORDS = ("required", "missing", "empty")
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -79,13 +127,26 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 
 
 def _int_or_none(value: Any) -> int | None:
+    """An integer field as real replies send it: ``1``, ``"1"``, ``1.0`` or ``"-8"``."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return int(number) if number.is_integer() else None
     return None
+
+
+def params_not_seen(message: str) -> bool:
+    """The service's 400 saying a required field is missing: it did not read our body."""
+    lowered = message.lower()
+    return any(f in lowered for f in _UNSEEN_FIELDS) and any(w in lowered for w in _UNSEEN_WORDS)
 
 
 def _by_http_status(
@@ -99,35 +160,51 @@ def _by_http_status(
         or "throttl" in lowered
         or ("flow control" in lowered)
     ):
-        return Reply(Verdict.THROTTLE, "throttled", **base)
-    if http_status in (401, 403) or code in _AUTH_CODES or code in _QUOTA_CODES:
-        error_class = _QUOTA_CODES.get(code or "")
-        if error_class is None:
-            error_class = next((c for m, c in _QUOTA_MESSAGES if m in lowered), None)
-        if error_class is None:
-            error_class = "auth" if http_status == 401 or code in _AUTH_CODES else "forbidden"
-        return Reply(Verdict.HALT, error_class, **base)
-    if http_status == 400 and code in _AUTH_CODES:
-        return Reply(Verdict.HALT, "auth", **base)
+        return Reply(Verdict.THROTTLE, ErrorClass.THROTTLED, **base)
+    if code == _BREAKER_CODE:
+        pause = base.get("retry_after") or BREAKER_PAUSE
+        return Reply(Verdict.THROTTLE, ErrorClass.CIRCUIT_OPEN, **{**base, "retry_after": pause})
+    if "unsupported multipart" in lowered:
+        return Reply(Verdict.FINAL, ErrorClass.UNSUPPORTED_MULTIPART, **base)
+    if code in _QUOTA_CODES:
+        return Reply(Verdict.HALT, _QUOTA_CODES[code], **base)
+    if 400 <= http_status < 500:
+        for words, error_class, exit_status in _HALT_MESSAGES:
+            if words in lowered:
+                return Reply(Verdict.HALT, error_class, halt_status=exit_status, **base)
+    if code in _AUTH_CODES or http_status == 401:
+        return Reply(Verdict.HALT, ErrorClass.AUTH, **base)
+    if http_status == 403:
+        return Reply(Verdict.HALT, ErrorClass.FORBIDDEN, **base)
     if http_status == 404:
-        return Reply(Verdict.HALT, "endpoint-not-found", halt_status=ExitStatus.USAGE, **base)
+        return Reply(
+            Verdict.HALT, ErrorClass.ENDPOINT_NOT_FOUND, halt_status=ExitStatus.USAGE, **base
+        )
     if http_status == 413:
-        return Reply(Verdict.FINAL, "too-large", **base)
+        return Reply(Verdict.FINAL, ErrorClass.TOO_LARGE, **base)
     if http_status >= 500:
-        return Reply(Verdict.RETRY, f"server-{http_status}", **base)
-    return Reply(Verdict.FINAL, f"http-{http_status}", **base)
+        return Reply(Verdict.RETRY, ErrorClass.SERVER_ERROR, **base)
+    if http_status == 400:
+        unseen = code is None and params_not_seen(message)
+        return Reply(
+            Verdict.FINAL, ErrorClass.PARAMS_NOT_SEEN if unseen else ErrorClass.HTTP_400, **base
+        )
+    return Reply(Verdict.FINAL, ErrorClass.HTTP_OTHER, **base)
 
 
 def classify(http_status: int, headers: httpx.Headers, body: bytes) -> Reply:
-    """Turn one HTTP reply of the scale endpoint into a :class:`Reply`."""
+    """Turn one HTTP reply of the scale endpoint (or of a task poll) into a :class:`Reply`."""
     request_id = headers.get("X-Ca-Request-Id")
-    gateway_code = headers.get("X-Ca-Error-Code")
+    gateway_code = headers.get("X-Ca-Error-Code") or None
     gateway_message = headers.get("X-Ca-Error-Message", "")
     base: dict[str, Any] = {
         "http_status": http_status,
         "request_id": request_id,
         "retry_after": _retry_after(headers),
     }
+    content_type = headers.get("Content-Type", "").lower()
+    if http_status == 200 and content_type.startswith("image/") and body:
+        return Reply(Verdict.SUCCESS, None, result=body, image="", return_type=3, **base)
     try:
         payload = json.loads(body) if body else None
     except (ValueError, RecursionError):  # not JSON, or JSON nested beyond reason
@@ -135,18 +212,19 @@ def classify(http_status: int, headers: httpx.Headers, body: bytes) -> Reply:
     if not isinstance(payload, dict):
         message = gateway_message or _snippet(body) or httpx.codes.get_reason_phrase(http_status)
         if http_status == 200:
-            return Reply(
-                Verdict.FINAL, "bad-reply", message=f"reply is not JSON: {message}", **base
-            )
+            message = f"reply is not JSON: {message}"
+            return Reply(Verdict.FINAL, ErrorClass.BAD_REPLY, message=message, **base)
         return _by_http_status(http_status, message, gateway_code, {**base, "message": message})
     return _classify_json(payload, base, gateway_code)
 
 
 def _classify_json(payload: dict[str, Any], base: dict[str, Any], code: str | None) -> Reply:
     status = _int_or_none(payload.get("status"))
-    message = str(payload.get("message") or "")
     data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
     assert isinstance(data, dict)
+    # Real replies carry no ``message`` on success, and the reason of a failure in
+    # ``data.state_detail``.
+    message = str(payload.get("message") or data.get("state_detail") or "")
     fields: dict[str, Any] = {
         **base,
         "status": status,
@@ -156,28 +234,58 @@ def _classify_json(payload: dict[str, Any], base: dict[str, Any], code: str | No
         "return_type": _int_or_none(data.get("return_type")),
         "created_at": _int_or_none(data.get("created_at")),
         "completed_at": _int_or_none(data.get("completed_at")),
+        "image_width": _int_or_none(data.get("image_width")),
+        "image_height": _int_or_none(data.get("image_height")),
     }
     http_status = base["http_status"]
     if http_status != 200 or status != 200:
         failing = http_status if http_status != 200 else (status or 0)
         if failing == 0:
             message = f"reply has no usable status ({payload.get('status')!r}): {message}"
-            return Reply(Verdict.FINAL, "bad-reply", **{**fields, "message": message})
+            return Reply(Verdict.FINAL, ErrorClass.BAD_REPLY, **{**fields, "message": message})
         return _by_http_status(failing, message, code, fields)
     state = fields["state"]
     image = data.get("image")
     if state == rules.STATE_DONE:
         if isinstance(image, str) and image:
             return Reply(Verdict.SUCCESS, None, image=image, **fields)
-        return Reply(Verdict.FINAL, "bad-reply", **{**fields, "message": "state 1 without image"})
+        fields["message"] = "state 1 without image"
+        return Reply(Verdict.FINAL, ErrorClass.BAD_REPLY, **fields)
+    if (state is None or state in rules.UNFINISHED_STATES) and fields["task_id"]:
+        return Reply(Verdict.PENDING, ErrorClass.UNFINISHED, **fields)
     if state in rules.RETRYABLE_STATES:
-        return Reply(Verdict.RETRY, f"state{state}", **fields)
+        return Reply(Verdict.RETRY, ErrorClass.for_state(state), **fields)
     if state in rules.FINAL_STATES:
-        return Reply(Verdict.FINAL, f"state{state}", **fields)
+        return Reply(Verdict.FINAL, ErrorClass.for_state(state), **fields)
     if state in rules.UNFINISHED_STATES:
-        return Reply(Verdict.FINAL, "unfinished", **fields)
+        return Reply(Verdict.FINAL, ErrorClass.UNFINISHED, **fields)
     message = f"reply has an unknown state {data.get('state')!r}: {message}"
-    return Reply(Verdict.FINAL, "bad-reply", **{**fields, "message": message})
+    return Reply(Verdict.FINAL, ErrorClass.BAD_REPLY, **{**fields, "message": message})
+
+
+def link_expiry(url: str) -> float | None:
+    """When a result link stops working, from its own signature, if it says.
+
+    OSS links carry ``Expires=<unix time>`` (older signing) or ``x-oss-date`` plus
+    ``x-oss-expires=<seconds>`` (V4 signing).
+    """
+    try:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    except ValueError:
+        return None
+    lowered = {name.lower(): value for name, value in query.items()}
+    expires = _int_or_none(lowered.get("expires"))
+    if expires is not None and expires > 0:
+        return float(expires)
+    seconds = _int_or_none(lowered.get("x-oss-expires"))
+    stamp = lowered.get("x-oss-date", "")
+    if seconds is None or not stamp:
+        return None
+    try:
+        signed = datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return None
+    return signed.replace(tzinfo=datetime.timezone.utc).timestamp() + seconds
 
 
 def _snippet(body: bytes, limit: int = 120) -> str:
@@ -185,11 +293,22 @@ def _snippet(body: bytes, limit: int = 120) -> str:
     return " ".join(text.split())
 
 
-def network_reply(exc: Exception) -> Reply:
-    """An attempt that got no HTTP reply at all (always worth another try)."""
-    error_class = "timeout" if isinstance(exc, httpx.TimeoutException) else "network"
+def network_reply(exc: Exception, *, sent: bool = False) -> Reply:
+    """An attempt that got no complete HTTP reply (always worth another try).
+
+    ``sent``: the whole request had gone out, so the service may have done (and billed)
+    the work; a read timeout is the usual case.
+    """
+    error_class = (
+        ErrorClass.TIMEOUT if isinstance(exc, httpx.TimeoutException) else (ErrorClass.NETWORK)
+    )
     text = str(exc) or type(exc).__name__
-    return Reply(Verdict.RETRY, error_class, message=f"{type(exc).__name__}: {text}")
+    return Reply(
+        Verdict.RETRY,
+        error_class,
+        message=f"{type(exc).__name__}: {text}",
+        lost_after_sending=sent and not isinstance(exc, httpx.ConnectError),
+    )
 
 
 @dataclass(frozen=True)
@@ -200,31 +319,52 @@ class CallSpec:
     appcode: str
     type: str
     scale: int | None
+    body: Body = Body.FORM
+    """How URL calls are encoded; local files are always multipart ``image_file``."""
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"APPCODE {self.appcode}", "Accept": "application/json"}
 
     def fields(self) -> dict[str, str]:
-        fields = {"type": self.type}
+        # sync=1: the vendor's backend is asynchronous without it (contract-evidence.md);
+        # a synchronous listing ignores it.
+        fields = {"type": self.type, "sync": "1"}
         if self.scale is not None:
             fields["scale_factor"] = str(self.scale)
         return fields
 
+    def task_url(self, task_id: str) -> str:
+        """Where an asynchronous task's result is fetched: ``GET {endpoint}/{task_id}``."""
+        return f"{self.endpoint.rstrip('/')}/{urllib.parse.quote(task_id, safe='')}"
+
     def __repr__(self) -> str:  # never show the AppCode
-        return f"CallSpec(endpoint={self.endpoint!r}, type={self.type!r}, scale={self.scale!r})"
+        return (
+            f"CallSpec(endpoint={self.endpoint!r}, type={self.type!r}, scale={self.scale!r}, "
+            f"body={self.body.value!r})"
+        )
 
 
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 """A reply larger than this is refused (a base64 result of a 15 MB image fits well)."""
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+"""The largest request body the gateway takes on shared (serverless) instances; dedicated
+instances take 32 MB (``--max-upload``)."""
+MULTIPART_OVERHEAD = 1024
+"""Bytes a multipart body adds to an uploaded file (boundaries, part headers, fields)."""
 
 
 def build_request(
     client: httpx.AsyncClient, spec: CallSpec, item: InputItem, content: bytes | None = None
 ) -> httpx.Request:
-    """The POST for one input: form-urlencoded for URLs, multipart ``image_file`` for files."""
+    """The POST for one input: form-urlencoded (or multipart, per ``spec.body``) for URLs,
+    multipart ``image_file`` for files."""
     headers = spec.headers()
     if item.url is not None:
-        body = urllib.parse.urlencode({"image_url": item.url, **spec.fields()})
+        fields = {"image_url": item.url, **spec.fields()}
+        if spec.body is Body.MULTIPART:
+            parts = {name: (None, value) for name, value in fields.items()}
+            return client.build_request("POST", spec.endpoint, headers=headers, files=parts)
+        body = urllib.parse.urlencode(fields)
         headers["Content-Type"] = "application/x-www-form-urlencoded; charset=UTF-8"
         return client.build_request("POST", spec.endpoint, headers=headers, content=body)
     assert item.path is not None and content is not None
@@ -251,10 +391,25 @@ async def call_once(
         try:
             content = await asyncio.to_thread(item.path.read_bytes)
         except OSError as exc:
-            return Reply(Verdict.FINAL, "unreadable", message=f"cannot read: {exc.strerror}")
+            message = f"cannot read: {exc.strerror}"
+            return Reply(Verdict.FINAL, ErrorClass.UNREADABLE, message=message)
     request = build_request(client, spec, item, content)
-    if on_sent is not None:
-        request.extensions["trace"] = _on_headers_sent(on_sent)
+    return scrub(await _exchange(client, request, on_sent), spec.appcode)
+
+
+async def poll_once(
+    client: httpx.AsyncClient, spec: CallSpec, task_id: str, on_sent: Callable[[], None]
+) -> Reply:
+    """Fetch an asynchronous task once (``GET {endpoint}/{task_id}``, same auth)."""
+    request = client.build_request("GET", spec.task_url(task_id), headers=spec.headers())
+    return scrub(await _exchange(client, request, on_sent), spec.appcode)
+
+
+async def _exchange(
+    client: httpx.AsyncClient, request: httpx.Request, on_sent: Callable[[], None] | None
+) -> Reply:
+    progress = _Progress(on_sent)
+    request.extensions["trace"] = progress.trace
     try:
         response = await client.send(request, stream=True)
         try:
@@ -262,18 +417,18 @@ async def call_once(
         finally:
             await response.aclose()
     except httpx.HTTPError as exc:
-        return network_reply(exc)
+        return network_reply(exc, sent=progress.body_sent)
     except httpx.InvalidURL as exc:  # not an HTTPError: a redirect to nowhere, say
-        return Reply(Verdict.FINAL, "bad-reply", message=f"invalid URL: {exc}")
+        return Reply(Verdict.FINAL, ErrorClass.BAD_REPLY, message=f"invalid URL: {exc}")
     if body is None:
         return Reply(
             Verdict.FINAL,
-            "bad-reply",
+            ErrorClass.BAD_REPLY,
             http_status=response.status_code,
             request_id=response.headers.get("X-Ca-Request-Id"),
             message=f"reply larger than {MAX_REPLY_BYTES // (1024 * 1024)} MiB",
         )
-    return scrub(classify(response.status_code, response.headers, body), spec.appcode)
+    return classify(response.status_code, response.headers, body)
 
 
 def scrub(reply: Reply, secret: str) -> Reply:
@@ -284,12 +439,18 @@ def scrub(reply: Reply, secret: str) -> Reply:
     return dataclasses.replace(reply, message=reply.message.replace(secret, "****"))
 
 
-def _on_headers_sent(callback: Callable[[], None]) -> Callable[[str, Any], Awaitable[None]]:
-    async def trace(event: str, info: Any) -> None:
-        if event.endswith("send_request_headers.complete"):
-            callback()
+class _Progress:
+    """Follows a request onto the wire through httpx's ``trace`` extension."""
 
-    return trace
+    def __init__(self, on_headers_sent: Callable[[], None] | None) -> None:
+        self._on_headers_sent = on_headers_sent
+        self.body_sent = False
+
+    async def trace(self, event: str, info: Any) -> None:
+        if event.endswith("send_request_headers.complete") and self._on_headers_sent:
+            self._on_headers_sent()
+        elif event.endswith("send_request_body.complete"):
+            self.body_sent = True
 
 
 async def _read_capped(response: httpx.Response) -> bytes | None:

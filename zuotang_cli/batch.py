@@ -10,6 +10,8 @@ and never hold up the calls of other inputs.  A halt (auth, quota) or a stop req
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import math
 import random
 import time
@@ -20,19 +22,26 @@ from pathlib import Path
 import httpx
 
 from zuotang_cli import api, preflight, rules
-from zuotang_cli.api import CallSpec, Reply, Verdict
+from zuotang_cli.api import Billing, Body, CallSpec, Reply, Verdict
 from zuotang_cli.download import DISK_ERROR, Downloader, DownloadFailed
 from zuotang_cli.errors import LocalError
 from zuotang_cli.http_pool import new_client
 from zuotang_cli.journal import LINK_MARGIN, Action, Journal, Plan, entry_key
-from zuotang_cli.models import InputItem, Outcome, Record
+from zuotang_cli.models import ErrorClass, InputItem, Outcome, Record
 from zuotang_cli.ratelimit import RateGate
 from zuotang_cli.status import ExitStatus
 
 UNREACHABLE_AFTER = 12
 """Calls in a row without any HTTP reply after which the run halts."""
-DEFAULT_TIMEOUT = 45.0
-"""Per-call timeout: above the service's 30 s processing ceiling."""
+DEFAULT_TIMEOUT = 150.0
+"""Per-call timeout.  The service gives up processing at 30 s, but a synchronous call may
+first wait in the vendor's queue (state 0), and public workers wait 120-150 s for one.  A
+call the client abandons may still be answered (and billed) upstream, with no task id
+left to fetch it by, so giving up early is the expensive choice."""
+POLL_INTERVAL = 1.0
+"""Seconds between two fetches of an asynchronous task."""
+BODY_SETTING = "body"
+"""The journal's memory of the body encoding an output directory's endpoint reads."""
 
 
 def default_concurrency(qps: float) -> int:
@@ -68,18 +77,44 @@ class BatchConfig:
     """At most this many paid calls in this run."""
     probe: bool = False
     """Check remote images (ranged GET of the header) before paying for a call."""
+    billing: Billing = Billing.EVERY_200
+    """Which replies are paid calls (the marketplace bills every HTTP 200)."""
+    paid_retries: int = 1
+    """Paid calls an input may make again after a billed failure (state -1 / -2 / -8, a
+    timeout after the request went out), counted over all runs."""
+    body_fixed: bool = False
+    """The user chose ``spec.body``: never switch it, nor take the journal's memory."""
+    max_upload: int = api.MAX_UPLOAD_BYTES
+    """Largest request body the gateway takes: bigger local files are refused unsent."""
+    polls_use_gate: bool = True
+    """Task fetches pass the rate gate: the gateway's flow control counts every request
+    to the API, so a poll uses a start of the QPS like a call (assumed: not confirmed)."""
+    poll_interval: float = POLL_INTERVAL
+    poll_limit: float = rules.SERVICE_TIMEOUT
+    """How long one run fetches a task before leaving it to a re-run."""
+
+    @property
+    def paid_failures_allowed(self) -> int | None:
+        """Billed calls without a result an input may cost, over all runs (None: no limit,
+        because failures are not billed)."""
+        if self.billing is Billing.SUCCESS_ONLY:
+            return None
+        return 1 + self.paid_retries
 
 
-@dataclass(frozen=True)
+@dataclass
 class Work:
     item: InputItem
     key: str
     plan: Plan
+    paid_failures_left: int | None = None
+    """Billed failures this input may still cost before it is given up (None: no cap)."""
 
 
 class CallBudget:
-    """--max-calls: at most ``limit`` billed calls; a call in flight holds one unit, given
-    back if it ends unpaid, so the total can never pass the limit."""
+    """--max-calls: at most ``limit`` paid calls (billed failures and calls that timed out
+    after going out count too); a call in flight holds one unit, given back if it ends
+    unpaid, so the total can never pass the limit."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
@@ -114,6 +149,22 @@ class BatchResult:
     interrupted: bool = False
     scale_not_applied: int = 0
     """Inputs whose requested --scale the service does not apply (long side too big)."""
+    factor_uncertain: int = 0
+    """Inputs whose factor the two API documents predict differently."""
+    paid_calls: int = 0
+    """Calls billed in this run, by the billing rule in force (failures included)."""
+    paid_failures: int = 0
+    """Of those, and of the possibly paid, the ones that brought no result."""
+    possibly_paid: int = 0
+    """Calls that timed out after going out: billed upstream or not, nobody can tell."""
+    paid_retries: int = 0
+    """Paid calls made again for an input after a billed failure."""
+    throttled: int = 0
+    """Throttle and circuit-breaker replies (none when --qps matches the account)."""
+    polls: int = 0
+    """Fetches of asynchronous tasks."""
+    body_switched: bool = False
+    """The endpoint did not read form bodies: URL calls went multipart."""
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -142,10 +193,19 @@ class Batch:
         transport: httpx.AsyncBaseTransport | None = None,
         on_start: Callable[[InputItem], None] | None = None,
         http_log: Callable[[str], None] | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self._sink = sink
         self.journal = journal
+        self.spec = config.spec
+        """The call spec in force: its body encoding may change during the run."""
+        remembered = None if config.body_fixed else journal.setting(BODY_SETTING)
+        if remembered in (Body.FORM.value, Body.MULTIPART.value):
+            self.spec = dataclasses.replace(self.spec, body=Body(remembered))
+        self._notice = notice
+        self._multipart_refused: str | None = None
+        """Why local files cannot be sent this run (the gateway refuses multipart)."""
         self.budget = CallBudget(config.max_calls)
         self._transport = transport
         self._on_start = on_start
@@ -171,6 +231,10 @@ class Batch:
             self._feeder.cancel()
 
     def _halt(self, reply: Reply) -> None:
+        if reply.error_class in (ErrorClass.ENDPOINT_REFUSED, ErrorClass.ENDPOINT_NOT_FOUND):
+            reply = dataclasses.replace(
+                reply, message=f"{reply.message} (endpoint {self.spec.endpoint})"
+            )
         if self.result.halt is None:
             self.result.halt = reply
             self._stop_reason = f"halted: {reply.error_class}"
@@ -219,17 +283,61 @@ class Batch:
                 continue
             key = entry_key(item, cfg.spec.type, cfg.spec.scale)
             plan = self.journal.plan(
-                key, force=cfg.force, retry_failed=cfg.retry_failed, now=time.time()
+                key,
+                force=cfg.force,
+                retry_failed=cfg.retry_failed,
+                now=time.time(),
+                paid_failures_allowed=cfg.paid_failures_allowed,
             )
             if plan.action in (Action.SKIP, Action.SKIP_FAILED):
                 self._emit(_from_journal(item, plan))
             elif self._stop_reason is not None:
                 self._emit(_not_attempted(item, self._stop_reason))
+            elif item.path is not None and plan.action is Action.CALL and self._unsendable(item):
+                continue
             else:
                 await self._slots.acquire()
-                task = asyncio.create_task(self._run_one(Work(item, key, plan)))
+                work = Work(item, key, plan, self._paid_failures_left(plan))
+                task = asyncio.create_task(self._run_one(work))
                 self._tasks.add(task)
                 task.add_done_callback(self._task_done)
+
+    def _paid_failures_left(self, plan: Plan) -> int | None:
+        allowed = self.config.paid_failures_allowed
+        if allowed is None:
+            return None
+        earlier = plan.entry.paid_failures if plan.entry is not None else 0
+        if self.config.retry_failed or self.config.force:
+            earlier = 0  # asked to pay again: a fresh allowance
+        return max(0, allowed - earlier)
+
+    def _unsendable(self, item: InputItem) -> bool:
+        """Emit the row of a local file that cannot be sent this run, and say so."""
+        if self._multipart_refused is not None:
+            self._emit(_not_attempted(item, self._multipart_refused))
+            return True
+        assert item.path is not None
+        try:
+            size = item.path.stat().st_size
+        except OSError:
+            return False  # the call reports it unreadable
+        if size + api.MULTIPART_OVERHEAD <= self.config.max_upload:
+            return False
+        limit = self.config.max_upload / (1024 * 1024)
+        message = (
+            f"{size / (1024 * 1024):.1f} MB makes a request body over the gateway's "
+            f"{limit:g} MB limit: host the file and pass its URL (or --max-upload on a "
+            "dedicated gateway)"
+        )
+        self._emit(
+            Record(
+                input=item.source,
+                outcome=Outcome.INVALID,
+                message=message,
+                error_class=ErrorClass.UPLOAD_TOO_LARGE,
+            )
+        )
+        return True
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -262,7 +370,9 @@ class Batch:
 
     def _halt_on_disk_error(self, message: str) -> None:
         """A result that cannot be saved is money lost: start no more calls."""
-        reply = Reply(Verdict.HALT, DISK_ERROR, message=message, halt_status=ExitStatus.SOME_FAILED)
+        reply = Reply(
+            Verdict.HALT, ErrorClass.DISK_ERROR, message=message, halt_status=ExitStatus.SOME_FAILED
+        )
         self._halt(reply)
 
     def _emit(self, record: Record) -> None:
@@ -288,8 +398,8 @@ class Batch:
         return record
 
     async def _download_or_call(self, work: Work, record: Record) -> None:
-        """Download what an earlier run paid for while its link lives; else call (again
-        once, if a fresh link turns out to have expired already)."""
+        """Download what an earlier run paid for while its link lives; fetch a task it
+        paid for; else call (again once, if a fresh link turns out to have expired)."""
         entry = work.plan.entry
         recall = False
         if work.plan.action is Action.DOWNLOAD and entry is not None and entry.image:
@@ -298,18 +408,17 @@ class Batch:
             deadline = _loop_deadline(entry.link_expires or 0.0)
             if await self._save(work, record, entry.image, deadline, work.plan.reason):
                 return
-            if record.error_class != "link-expired":
+            if record.error_class != ErrorClass.LINK_EXPIRED:
                 return
             recall = True
         while True:
             note = "its link had expired: called again" if recall else work.plan.reason
-            image = await self._paid_call(work, record)
+            image, expires = await self._paid_result(work, record)
             if image is None:
                 return
-            deadline = _loop_deadline(time.time() + rules.LINK_TTL - LINK_MARGIN)
-            if await self._save(work, record, image, deadline, note):
+            if await self._save(work, record, image, _loop_deadline(expires), note):
                 return
-            if record.error_class != "link-expired" or recall:
+            if record.error_class != ErrorClass.LINK_EXPIRED or recall:
                 return
             recall = True
 
@@ -333,39 +442,77 @@ class Batch:
         return True
 
     def _note_scale(self, record: Record) -> None:
-        """Count inputs whose requested --scale the service will not apply."""
+        """Count inputs whose requested --scale the service will not apply, and those
+        whose factor the documents disagree on."""
         requested = self.config.spec.scale
-        if requested is None or record.input_width is None or record.input_height is None:
+        if record.input_width is None or record.input_height is None:
             return
         long_side = max(record.input_width, record.input_height)
-        if rules.effective_factor(long_side, requested) != requested:
+        self.result.factor_uncertain += rules.factor_uncertain(long_side, requested)
+        if requested is not None and rules.effective_factor(long_side, requested) != requested:
             self.result.scale_not_applied += 1
 
-    async def _paid_call(self, work: Work, record: Record) -> str | None:
-        """One input's calls under the --max-calls budget: the result image, or None."""
-        if await self._refused_by_probe(work, record):
-            return None
-        if not await self.budget.reserve():
-            record.outcome = Outcome.NOT_ATTEMPTED
-            record.message = f"not attempted (max-calls {self.config.max_calls} reached)"
-            record.error_class = "max-calls"
-            return None
-        reply = None
-        try:
-            reply = await self._call(work, record)
-        finally:
-            await self.budget.release(billed=reply is not None and reply.verdict is Verdict.SUCCESS)
+    async def _paid_result(self, work: Work, record: Record) -> tuple[str | None, float]:
+        """The result of the input (fetching the task an earlier run paid for, else calling
+        under the --max-calls budget), and until when its link lives; None when none."""
+        entry = work.plan.entry
+        reply: Reply | None = None
+        if work.plan.action is Action.POLL and entry is not None and entry.task_id:
+            work.plan = dataclasses.replace(work.plan, action=Action.CALL)  # once
+            _restore(record, entry.record)
+            record.extra.setdefault("started", time.monotonic())
+            reply = await self._fetch_paid_task(work, record, entry.task_id)
+            paid = self.config.billing is Billing.EVERY_200
+            self._settle(work, record, reply, billed=paid)
+            if reply.verdict is not Verdict.RETRY or not paid:
+                return self._result(work, record, reply)
+            if not self._may_pay_again(work, record):
+                return self._result(work, record, reply)
+        elif await self._refused_by_probe(work, record):
+            return None, 0.0
+        reply = await self._call(work, record, reply)
         if reply is None:
-            record.outcome = Outcome.NOT_ATTEMPTED
-            record.message = self._stop_reason or ""
-            record.error_class = "not-attempted"
-            return None
+            if record.error_class != ErrorClass.MAX_CALLS:
+                record.outcome = Outcome.NOT_ATTEMPTED
+                record.message = self._stop_reason or ""
+                record.error_class = ErrorClass.NOT_ATTEMPTED
+            return None, 0.0
+        return self._result(work, record, reply)
+
+    async def _fetch_paid_task(self, work: Work, record: Record, task_id: str) -> Reply:
+        """Fetch the task an earlier run created.  Under every-200 billing it was paid at
+        creation; a seller billing successes only bills it now, so it takes a unit of the
+        --max-calls budget like a call."""
+        if self.config.billing is Billing.EVERY_200:
+            return await self._poll(work, record, task_id, billed=True)
+        if not await self.budget.reserve():
+            _max_calls_reached(record, self.config.max_calls, tried=False)
+            return Reply(Verdict.PENDING, ErrorClass.MAX_CALLS, message=record.message)
+        billed = False
+        try:
+            reply = await self._poll(work, record, task_id, billed=False)
+            billed = reply.billed(self.config.billing)
+        finally:
+            await self.budget.release(billed=billed)
+        return reply
+
+    def _result(self, work: Work, record: Record, reply: Reply) -> tuple[str | None, float]:
         _fill(record, reply)
+        note = record.extra.pop("paid_note", None)
+        if note:
+            record.message = f"{record.message}; {note}" if record.message else note
         if reply.verdict is not Verdict.SUCCESS:
-            return None
-        assert reply.image is not None
-        self.journal.paid(work.key, record, reply.image, time.time())
-        return reply.image
+            if reply.error_class is ErrorClass.UNSUPPORTED_MULTIPART and work.item.path:
+                record.outcome = Outcome.NOT_ATTEMPTED
+                record.message = self._multipart_refused or reply.message
+            return None, 0.0
+        now = time.time()
+        image = reply.image or ""
+        if reply.result is not None:  # the reply was the image itself
+            image = base64.b64encode(reply.result).decode("ascii")
+        expires = api.link_expiry(image) if image.startswith(("http://", "https://")) else None
+        self.journal.paid(work.key, record, image, now, expires)
+        return image, (expires if expires is not None else now + rules.LINK_TTL) - LINK_MARGIN
 
     async def _save(
         self, work: Work, record: Record, image: str, deadline: float, note: str
@@ -377,7 +524,7 @@ class Batch:
             # the message may quote the server's link: mask the AppCode should it echo it
             message = str(exc).replace(self.config.spec.appcode, "****")
             record.error_class, record.message = exc.error_class, message
-            if exc.error_class == "link-expired":
+            if exc.error_class == ErrorClass.LINK_EXPIRED:
                 self.journal.link_expired(work.key)
             elif exc.error_class == DISK_ERROR:
                 self._halt_on_disk_error(str(exc))
@@ -392,42 +539,186 @@ class Batch:
         self.journal.saved(work.key, record, saved.path, saved.sha256)
         return True
 
-    async def _call(self, work: Work, record: Record) -> Reply | None:
-        """Call until success, a final answer, or the retry budgets are spent."""
-        cfg, item = self.config, work.item
-        reply: Reply | None = None
+    async def _call(self, work: Work, record: Record, reply: Reply | None) -> Reply | None:
+        """Call until success, a final answer, or the retry budgets are spent; each call
+        holds a unit of the --max-calls budget until it is known whether it was paid.
+        None when no call could start (run stopping, budget spent)."""
+        cfg = self.config
         failures = throttled = 0
         while True:
-            ticket = await self.gate.wait()
-            if ticket is None:
+            if not await self.budget.reserve():
+                _max_calls_reached(record, cfg.max_calls, tried=reply is not None)
                 return reply
-            if self._on_start is not None:
-                self._on_start(item)
-            record.attempts += 1
-            record.extra.setdefault("started", time.monotonic())
-            self.journal.calling(work.key, record)
+            billed = False
             try:
-                reply = await api.call_once(self._calls, cfg.spec, item, on_sent=ticket.sent)
+                attempt = await self._attempt(work, record)
+                if attempt is None:
+                    return reply
+                reply, billed = attempt
             finally:
-                ticket.sent()  # never went out (or no trace): it counts from now
-            if reply.http_status is None and self._http_log is not None:
-                self._http_log(f"http: POST {cfg.spec.endpoint} -> no reply: {reply.message}")
+                await self.budget.release(billed=billed)
+            self._settle(work, record, reply, billed=billed)
             if reply.verdict in (Verdict.SUCCESS, Verdict.FINAL):
+                if self._body_refused(work, reply):
+                    continue  # sent again in the other encoding: a 400 is not billed
                 return reply
-            self._note_reachability(reply)
             if reply.verdict is Verdict.HALT:
                 self._halt(reply)
                 return reply
+            if reply.verdict is Verdict.PENDING:
+                return reply  # the run stopped while the task ran: a re-run fetches it
             if reply.verdict is Verdict.THROTTLE:
                 throttled += 1
+                self.result.throttled += 1
                 self.gate.pause(reply.retry_after or cfg.throttle_pause)
                 if throttled > cfg.max_throttled:
                     return reply
                 continue
+            if billed and not self._may_pay_again(work, record):
+                return reply
             failures += 1
             if failures > cfg.retries:
                 return reply
             await self.gate.sleep(max(self._backoff(failures), reply.retry_after or 0.0))
+
+    async def _attempt(self, work: Work, record: Record) -> tuple[Reply, bool] | None:
+        """One call through the gate (and, for an asynchronous task, its fetches): the
+        reply that decides, and whether the attempt was (or may have been) paid."""
+        cfg, item, spec = self.config, work.item, self.spec
+        ticket = await self.gate.wait()
+        if ticket is None:
+            return None
+        if self._on_start is not None:
+            self._on_start(item)
+        record.attempts += 1
+        record.extra.setdefault("started", time.monotonic())
+        self.journal.calling(work.key, record)
+        try:
+            reply = await api.call_once(self._calls, spec, item, on_sent=ticket.sent)
+        finally:
+            ticket.sent()  # never went out (or no trace): it counts from now
+        if reply.http_status is None and self._http_log is not None:
+            self._http_log(f"http: POST {spec.endpoint} -> no reply: {reply.message}")
+        self._note_reachability(reply)
+        billed = reply.billed(cfg.billing)
+        if billed:
+            self._count_paid(work, record)
+        elif reply.lost_after_sending:
+            self._count_paid(work, record, certain=False)
+        if reply.verdict is Verdict.PENDING and reply.task_id:
+            _fill(record, reply)
+            self.journal.pending(work.key, record, reply.task_id, time.time())
+            reply = await self._poll(work, record, reply.task_id, billed=billed)
+        return reply, billed or reply.lost_after_sending or reply.billed(cfg.billing)
+
+    async def _poll(self, work: Work, record: Record, task_id: str, *, billed: bool) -> Reply:
+        """Fetch the task about once a second until it ends or ``poll_limit`` passes.
+
+        A task that ends with its result is billed now if its creation was not (a seller
+        billing successes only).  A task still running, or whose fetch path the endpoint
+        refuses, stays paid-and-pending in the journal, so a re-run fetches it."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.poll_limit
+        last = Reply(Verdict.PENDING, ErrorClass.UNFINISHED, task_id=task_id)
+        while loop.time() < deadline:
+            await self.gate.sleep(cfg.poll_interval)
+            ticket = await self.gate.wait() if cfg.polls_use_gate else None
+            if self.gate.closed or (cfg.polls_use_gate and ticket is None):
+                break
+            self.result.polls += 1
+            reply = await api.poll_once(
+                self._calls, self.spec, task_id, ticket.sent if ticket else _nothing
+            )
+            if ticket is not None:
+                ticket.sent()
+            if reply.verdict is Verdict.THROTTLE:
+                self.result.throttled += 1
+                self.gate.pause(reply.retry_after or cfg.throttle_pause)
+            elif reply.verdict is Verdict.HALT and reply.error_class in _ENDPOINT_REFUSALS:
+                return _unfetchable(task_id, reply)
+            elif reply.verdict is Verdict.HALT:
+                self._halt(reply)
+                break
+            elif reply.verdict is Verdict.PENDING:
+                last = reply  # still running
+            elif reply.verdict is not Verdict.RETRY or reply.state is not None:
+                # The task ended: with its result, a failing state, or a final answer.
+                if not billed and reply.billed(cfg.billing):
+                    self._count_paid(work, record)
+                return dataclasses.replace(reply, task_id=task_id)
+            # else the fetch itself failed (network, 5xx): fetch again
+        message = (
+            f"task {task_id} had not finished when this run stopped fetching it; "
+            "a re-run fetches it without paying again"
+        )
+        return dataclasses.replace(last, verdict=Verdict.PENDING, message=message, task_id=task_id)
+
+    def _count_paid(self, work: Work, record: Record, *, certain: bool = True) -> None:
+        record.paid_calls += 1
+        if certain:
+            self.result.paid_calls += 1
+        else:
+            self.result.possibly_paid += 1
+        self.journal.billed(work.key, certain=certain)
+
+    def _settle(self, work: Work, record: Record, reply: Reply, *, billed: bool) -> None:
+        """Book a paid attempt that brought no result against the input's allowance."""
+        if not billed or reply.verdict in (Verdict.SUCCESS, Verdict.PENDING):
+            return
+        self.result.paid_failures += 1
+        self.journal.paid_without_result(work.key)
+        if work.paid_failures_left is not None:
+            work.paid_failures_left -= 1
+
+    def _may_pay_again(self, work: Work, record: Record) -> bool:
+        """After a billed failure: whether --paid-retries allows another paid call."""
+        if work.paid_failures_left is None or work.paid_failures_left > 0:
+            self.result.paid_retries += 1
+            return True
+        record.extra["paid_note"] = (
+            f"not called again: {record.paid_calls} paid call(s) of this run brought no "
+            f"result (--paid-retries {self.config.paid_retries})"
+        )
+        return False
+
+    def _body_refused(self, work: Work, reply: Reply) -> bool:
+        """React to a reply saying the body encoding cannot work; True: send it again."""
+        if reply.error_class is ErrorClass.UNSUPPORTED_MULTIPART:
+            if work.item.path is not None:
+                self._multipart_refused = (
+                    "the gateway refuses multipart bodies (Unsupported Multipart), so local "
+                    "files cannot be sent: host them and pass their URLs"
+                )
+                return False
+            return self._switch_body(Body.FORM, reply, "refuses multipart bodies")
+        if reply.error_class is not ErrorClass.PARAMS_NOT_SEEN:
+            return False
+        if work.item.path is not None:
+            self._multipart_refused = (
+                "the endpoint did not read the fields of a multipart upload, so local "
+                f"files cannot be sent: {reply.message}"
+            )
+            return False
+        return self._switch_body(Body.MULTIPART, reply, "did not read the form fields")
+
+    def _switch_body(self, body: Body, reply: Reply, why: str) -> bool:
+        if self.spec.body is body:
+            return True  # another call switched it meanwhile: send this one again
+        if self.config.body_fixed or self.result.body_switched:
+            other = "multipart" if body is Body.MULTIPART else "form"
+            message = f"the endpoint {why} ({reply.message}); try --body {other}"
+            self._halt(dataclasses.replace(reply, message=message, halt_status=ExitStatus.USAGE))
+            return False
+        self.spec = dataclasses.replace(self.spec, body=body)
+        self.result.body_switched = True
+        self.journal.remember(BODY_SETTING, body.value)
+        if self._notice is not None:
+            self._notice(
+                f"the endpoint {why} ({reply.message}): sending {body.value} bodies from now "
+                "on (remembered for this output directory; --body sets it)"
+            )
+        return True
 
     async def _log_exchange(self, response: httpx.Response) -> None:
         if self._http_log is not None:
@@ -444,7 +735,7 @@ class Batch:
             self._halt(
                 Reply(
                     Verdict.HALT,
-                    "unreachable",
+                    ErrorClass.UNREACHABLE,
                     message=f"no reply to {self._unanswered} calls in a row; last: {reply.message}",
                     halt_status=ExitStatus.SOME_FAILED,
                 )
@@ -454,6 +745,37 @@ class Batch:
         """Full-jitter exponential backoff."""
         cfg = self.config
         return random.uniform(0, min(cfg.backoff_cap, cfg.backoff * 2 ** (failures - 1)))
+
+
+_ENDPOINT_REFUSALS = (ErrorClass.ENDPOINT_REFUSED, ErrorClass.ENDPOINT_NOT_FOUND)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _unfetchable(task_id: str, reply: Reply) -> Reply:
+    """The endpoint refuses to return tasks: the paid task stays pending in the journal."""
+    message = (
+        f"task {task_id} is unfinished and the endpoint refuses to return it "
+        f"({reply.message or reply.http_status}); it stays paid-and-pending in the journal"
+    )
+    return dataclasses.replace(
+        reply,
+        verdict=Verdict.FINAL,
+        error_class=ErrorClass.UNFINISHED,
+        message=message,
+        task_id=task_id,
+    )
+
+
+def _max_calls_reached(record: Record, limit: int | None, *, tried: bool) -> None:
+    record.extra["paid_note"] = f"--max-calls {limit} reached"
+    if tried:
+        return  # the input keeps its last failure, with the note
+    record.outcome = Outcome.NOT_ATTEMPTED
+    record.message = f"not attempted (max-calls {limit} reached)"
+    record.error_class = ErrorClass.MAX_CALLS
 
 
 def _fill(record: Record, reply: Reply) -> None:

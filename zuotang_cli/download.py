@@ -25,12 +25,12 @@ from typing import BinaryIO
 import httpx
 
 from zuotang_cli import naming
-from zuotang_cli.models import InputItem
+from zuotang_cli.models import ErrorClass, InputItem
 
 MAX_RESULT_BYTES = 100 * 1024 * 1024
 """A result larger than this is refused (4096 x 4096 PNG is well under it)."""
 TMP_DIRNAME = ".zuotang/tmp"
-DISK_ERROR = "disk-error"
+DISK_ERROR = ErrorClass.DISK_ERROR
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 
 

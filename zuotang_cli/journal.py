@@ -1,4 +1,4 @@
-"""The resume journal: what each input has cost and where its result is (design.md §3).
+r"""The resume journal: what each input has cost and where its result is (design.md §3).
 
 One SQLite database per output directory (``.zuotang/journal.sqlite``), keyed on
 (normalized input, type, scale).  SQLite because it is in the standard library, gives
@@ -10,11 +10,16 @@ last moments of a run.
 Each entry moves through::
 
     calling --> paid --> saved
-       |         |
+       |  \        |
+       |   pending (an asynchronous task: paid, its result still to be fetched)
+       |
        +--> failed (final | retryable)
 
 and holds the input's latest report record, so ``zuotang report`` can rebuild the report
-of every input from it at any time.
+of every input from it at any time, and what the input has cost over all runs: the calls
+billed (``paid_calls``), those that may have been (``possibly_paid``: timed out after the
+request went out), and how many of either brought no result (``paid_failures``), which
+caps the paid retries of an input across runs.
 """
 
 from __future__ import annotations
@@ -30,15 +35,28 @@ from pathlib import Path
 from zuotang_cli import rules
 from zuotang_cli.download import file_checksum
 from zuotang_cli.errors import LocalError, UsageError
-from zuotang_cli.models import InputItem, Record
+from zuotang_cli.models import ErrorClass, InputItem, Record
 
 JOURNAL_DIR = ".zuotang"
 JOURNAL_NAME = "journal.sqlite"
 LINK_MARGIN = 120.0
 """A link is treated as expired this long before its hour is up (transit, clocks)."""
 
+TASK_TTL = rules.LINK_TTL
+"""How long an asynchronous task can still be fetched after it was created (assumed equal
+to the result link's hour: the vendor keeps a task's result that long)."""
+
 FINAL_ERRORS = frozenset(
-    {"state-3", "state-5", "state-7", "too-large", "unfinished", "unreadable", "http-400"}
+    {
+        ErrorClass.STATE_3,
+        ErrorClass.STATE_5,
+        ErrorClass.STATE_7,
+        ErrorClass.TOO_LARGE,
+        ErrorClass.UNFINISHED,
+        ErrorClass.UNREADABLE,
+        ErrorClass.HTTP_400,
+        ErrorClass.HTTP_OTHER,
+    }
 )
 """Failures that another call cannot fix (the input itself is at fault)."""
 
@@ -52,6 +70,8 @@ class Status(str, enum.Enum):
     """A call was started and has not answered: it may have been paid (kill -9)."""
     PAID = "paid"
     """A call succeeded: the result link (or data) is stored, not yet saved."""
+    PENDING = "pending"
+    """A call was answered with an asynchronous task (paid): its result is to be fetched."""
     SAVED = "saved"
     FAILED_FINAL = "failed-final"
     FAILED_RETRYABLE = "failed-retryable"
@@ -60,6 +80,8 @@ class Status(str, enum.Enum):
 class Action(str, enum.Enum):
     CALL = "call"
     DOWNLOAD = "download"
+    POLL = "poll"
+    """An earlier run paid for an asynchronous task: fetch its result, do not call."""
     SKIP = "skip"
     """Done before (saved, output intact): counts as done."""
     SKIP_FAILED = "skip-failed"
@@ -77,6 +99,10 @@ class Entry:
     checksum: str | None
     size: int | None
     mtime_ns: int | None
+    task_id: str | None = None
+    paid_calls: int = 0
+    possibly_paid: int = 0
+    paid_failures: int = 0
 
     def link_alive(self, now: float) -> bool:
         return self.image is not None and (self.link_expires or 0.0) > now
@@ -100,9 +126,25 @@ CREATE TABLE IF NOT EXISTS entries (
     checksum TEXT,
     size INTEGER,
     mtime_ns INTEGER,
-    updated REAL NOT NULL
-)
+    updated REAL NOT NULL,
+    task_id TEXT,
+    paid_calls INTEGER NOT NULL DEFAULT 0,
+    possibly_paid INTEGER NOT NULL DEFAULT 0,
+    paid_failures INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_ADDED_COLUMNS = {
+    "task_id": "TEXT",
+    "paid_calls": "INTEGER NOT NULL DEFAULT 0",
+    "possibly_paid": "INTEGER NOT NULL DEFAULT 0",
+    "paid_failures": "INTEGER NOT NULL DEFAULT 0",
+}
+"""Columns a journal written before billing was counted lacks (added on open)."""
+_COLUMNS = (
+    "key, status, record, image, link_expires, output, checksum, size, mtime_ns,"
+    " task_id, paid_calls, possibly_paid, paid_failures"
+)
 
 
 def entry_key(item: InputItem, type_: str, scale: int | None) -> str:
@@ -133,7 +175,8 @@ class Journal:
             db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
+            _add_missing_columns(db)
         except sqlite3.Error as exc:
             raise UsageError(f"cannot open the journal {path}: {exc}") from exc
         return cls(db, path)
@@ -156,23 +199,47 @@ class Journal:
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, key: str) -> Entry | None:
-        row = self._exec(
-            "SELECT key, status, record, image, link_expires, output, checksum, size, mtime_ns"
-            " FROM entries WHERE key = ?",
-            (key,),
-        ).fetchone()
+        row = self._exec(f"SELECT {_COLUMNS} FROM entries WHERE key = ?", (key,)).fetchone()
         return None if row is None else _entry(row)
+
+    def setting(self, name: str) -> str | None:
+        """A value this output directory remembers between runs (e.g. the body encoding)."""
+        row = self._exec("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def remember(self, name: str, value: str) -> None:
+        self._exec(
+            "INSERT INTO meta (name, value) VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
 
     def records(self) -> Iterator[Record]:
         """Every input's latest record, oldest first."""
         for (record,) in self._exec("SELECT record FROM entries ORDER BY rowid"):
             yield Record.from_dict(json.loads(record))
 
-    def plan(self, key: str, *, force: bool, retry_failed: bool, now: float) -> Plan:
-        """What this run must do for the input of ``key``."""
+    def plan(
+        self,
+        key: str,
+        *,
+        force: bool,
+        retry_failed: bool,
+        now: float,
+        paid_failures_allowed: int | None = None,
+    ) -> Plan:
+        """What this run must do for the input of ``key``.
+
+        ``paid_failures_allowed``: how many billed calls without a result an input may cost
+        over all runs before it is given up (None: no limit, failures are not billed).
+        """
         entry = self.get(key)
         if entry is None:
             return Plan(Action.CALL, None)
+        if entry.status is Status.PENDING and not force:
+            if entry.task_id and (entry.link_expires or 0.0) > now:
+                return Plan(Action.POLL, entry, "paid earlier as a task: fetching its result")
+            return Plan(Action.CALL, entry, "its task of an earlier run is too old: calling again")
         if entry.status is Status.SAVED:
             if force:
                 return Plan(Action.CALL, entry, "--force: processing again")
@@ -186,8 +253,20 @@ class Journal:
             if entry.link_alive(now) and not force:
                 return Plan(Action.DOWNLOAD, entry, "paid earlier: downloading only")
             return Plan(Action.CALL, entry, "paid earlier but its link has expired: calling again")
-        if entry.status is Status.FAILED_FINAL and not (retry_failed or force):
+        if retry_failed or force:
+            return Plan(Action.CALL, entry)
+        if entry.status is Status.FAILED_FINAL:
             return Plan(Action.SKIP_FAILED, entry, "failed in an earlier run (--retry-failed)")
+        if (
+            entry.status is Status.FAILED_RETRYABLE
+            and paid_failures_allowed is not None
+            and entry.paid_failures >= paid_failures_allowed
+        ):
+            reason = (
+                f"paid {entry.paid_failures} times without a result in earlier runs "
+                "(--paid-retries; --retry-failed pays again)"
+            )
+            return Plan(Action.SKIP_FAILED, entry, reason)
         return Plan(Action.CALL, entry)
 
     # -- writing ---------------------------------------------------------------------------
@@ -196,9 +275,27 @@ class Journal:
         """Before a call: if the process dies now, the next run knows it may be paid."""
         self._upsert(key, Status.CALLING, record)
 
-    def paid(self, key: str, record: Record, image: str, now: float) -> None:
-        """After a successful call, before the download."""
-        expires = now + rules.LINK_TTL - LINK_MARGIN
+    def billed(self, key: str, *, certain: bool = True) -> None:
+        """One more call of this input was billed (``certain``) or may have been (a timeout
+        after the request went out)."""
+        column = "paid_calls" if certain else "possibly_paid"
+        self._exec(f"UPDATE entries SET {column} = {column} + 1 WHERE key = ?", (key,))
+
+    def paid_without_result(self, key: str) -> None:
+        """A billed (or possibly billed) call of this input ended without its result."""
+        self._exec("UPDATE entries SET paid_failures = paid_failures + 1 WHERE key = ?", (key,))
+
+    def pending(self, key: str, record: Record, task_id: str, now: float) -> None:
+        """A call was answered with an asynchronous task: paid; fetch it, do not pay again."""
+        self._upsert(key, Status.PENDING, record, link_expires=now + TASK_TTL - LINK_MARGIN)
+        self._exec("UPDATE entries SET task_id = ? WHERE key = ?", (task_id, key))
+
+    def paid(
+        self, key: str, record: Record, image: str, now: float, expires: float | None = None
+    ) -> None:
+        """After a successful call, before the download; ``expires``: when the link says it
+        stops working (else an hour from ``now``)."""
+        expires = (expires if expires is not None else now + rules.LINK_TTL) - LINK_MARGIN
         self._upsert(key, Status.PAID, record, image=image, link_expires=expires)
 
     def link_expired(self, key: str) -> None:
@@ -224,8 +321,8 @@ class Journal:
     def failed(self, key: str, record: Record) -> None:
         """The run is done with this input without saving it."""
         entry = self.get(key)
-        if entry is not None and entry.status is Status.PAID:
-            # Keep the paid link: a later run downloads it instead of paying again.
+        if entry is not None and entry.status in (Status.PAID, Status.PENDING):
+            # Keep the paid link or task: a later run fetches it instead of paying again.
             self._exec(
                 "UPDATE entries SET record = ?, updated = ? WHERE key = ?",
                 (_dump(record), time.time(), key),
@@ -275,12 +372,20 @@ def output_intact(entry: Entry) -> bool:
         return False
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
+    for name, declaration in _ADDED_COLUMNS.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE entries ADD COLUMN {name} {declaration}")
+
+
 def _dump(record: Record) -> str:
     return json.dumps(record.as_dict(), ensure_ascii=False)
 
 
 def _entry(row: tuple[object, ...]) -> Entry:
-    key, status, record, image, link_expires, output, checksum, size, mtime_ns = row
+    key, status, record, image, link_expires, output, checksum, size, mtime_ns = row[:9]
+    task_id, paid_calls, possibly_paid, paid_failures = row[9:]
     return Entry(
         key=str(key),
         status=Status(status),
@@ -291,4 +396,8 @@ def _entry(row: tuple[object, ...]) -> Entry:
         checksum=None if checksum is None else str(checksum),
         size=None if size is None else int(str(size)),
         mtime_ns=None if mtime_ns is None else int(str(mtime_ns)),
+        task_id=None if task_id is None else str(task_id),
+        paid_calls=int(str(paid_calls)),
+        possibly_paid=int(str(possibly_paid)),
+        paid_failures=int(str(paid_failures)),
     )

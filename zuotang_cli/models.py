@@ -8,6 +8,59 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 
+class ErrorClass(str, enum.Enum):
+    """Why an input did not end done: one name per cause, so that what a re-run does (and
+    pays for) never hangs on a string typed twice.  Written to reports as its value."""
+
+    # the reply of a call
+    THROTTLED = "throttled"
+    CIRCUIT_OPEN = "circuit-open"
+    SERVER_ERROR = "server-error"
+    NETWORK = "network"
+    TIMEOUT = "timeout"
+    BAD_REPLY = "bad-reply"
+    TOO_LARGE = "too-large"
+    UNFINISHED = "unfinished"
+    HTTP_400 = "http-400"
+    HTTP_OTHER = "http-error"
+    PARAMS_NOT_SEEN = "params-not-seen"
+    UNSUPPORTED_MULTIPART = "unsupported-multipart"
+    STATE_1 = "state-1"
+    STATE_2 = "state-2"
+    STATE_3 = "state-3"
+    STATE_5 = "state-5"
+    STATE_7 = "state-7"
+    STATE_8 = "state-8"
+    # the account or the endpoint (the run halts)
+    AUTH = "auth"
+    QUOTA_EXHAUSTED = "quota-exhausted"
+    QUOTA_EXPIRED = "quota-expired"
+    ARREARS = "arrears"
+    FORBIDDEN = "forbidden"
+    ENDPOINT_NOT_FOUND = "endpoint-not-found"
+    ENDPOINT_REFUSED = "endpoint-refused"
+    UNREACHABLE = "unreachable"
+    # before or after the call
+    UNREADABLE = "unreadable"
+    UPLOAD_TOO_LARGE = "upload-too-large"
+    LINK_EXPIRED = "link-expired"
+    DISK_ERROR = "disk-error"
+    MAX_CALLS = "max-calls"
+    NOT_ATTEMPTED = "not-attempted"
+    INTERNAL = "internal-error"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @classmethod
+    def for_state(cls, state: int) -> ErrorClass:
+        """The class of a failing ``data.state`` (-1 -> ``state-1``)."""
+        return cls(f"state{state}")
+
+
 class InputKind(str, enum.Enum):
     URL = "url"
     FILE = "file"
@@ -81,6 +134,7 @@ REPORT_FIELDS = (
     "input_width",
     "input_height",
     "factor",
+    "paid_calls",
     "error_class",
 )
 
@@ -111,6 +165,8 @@ class Record:
     input_height: int | None = None
     factor: float | None = None
     """Result width / input width, measured from the files."""
+    paid_calls: int = 0
+    """Calls of this run for this input that were (or may have been) billed."""
     error_class: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     """Room for later columns without changing the writers (not written today)."""
@@ -123,6 +179,8 @@ class Record:
         """The report fields in REPORT_FIELDS order, enum values as plain strings."""
         row = {name: getattr(self, name) for name in REPORT_FIELDS}
         row["outcome"] = self.outcome.value
+        if row["error_class"] is not None:
+            row["error_class"] = str(row["error_class"])
         if row["elapsed"] is not None:
             row["elapsed"] = round(row["elapsed"], 3)
         return row
@@ -135,4 +193,5 @@ class Record:
         fields["state_meaning"] = fields.get("state_meaning") or ""
         fields["message"] = fields.get("message") or ""
         fields["attempts"] = int(fields.get("attempts") or 0)
+        fields["paid_calls"] = int(fields.get("paid_calls") or 0)
         return cls(**fields)

@@ -124,3 +124,12 @@ def scale_note(requested: int | None, skipped: int) -> str:
         f"--scale {requested} does not apply to {skipped} image(s): the service applies "
         f"x{requested} only to a long side of {lo}-{hi} px (they stay x1)"
     )
+
+
+def uncertain_note(count: int) -> str:
+    """The once-per-batch note for images whose factor the documents disagree on."""
+    return (
+        f"{count} image(s) have a long side of 501-512 or 1001-1024 px, where the "
+        "marketplace's document and the vendor's disagree on the factor (x4 or x2, x2 or "
+        "x1): the report's factor column is measured from the result"
+    )

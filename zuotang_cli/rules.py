@@ -70,3 +70,18 @@ def effective_factor(long_side: int, requested: int | None) -> int:
         return 1
     lo, hi = REQUESTED_SCALE_RANGES[requested]
     return requested if lo <= long_side <= hi else 1
+
+
+# The vendor's own document puts the auto-scale (and requested-factor) limits at 512 and
+# 1024 px where the marketplace's says 500 and 1000 (contract-evidence.md).
+UNCERTAIN_BANDS: dict[int | None, tuple[tuple[int, int], ...]] = {
+    None: ((500, 512), (1000, 1024)),
+    2: ((1000, 1024),),
+    4: ((500, 512),),
+    1: (),
+}
+
+
+def factor_uncertain(long_side: int, requested: int | None) -> bool:
+    """Whether the two API documents disagree on the factor for this long side."""
+    return any(lo < long_side <= hi for lo, hi in UNCERTAIN_BANDS.get(requested, ()))

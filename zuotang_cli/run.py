@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from zuotang_cli import preflight, rules
-from zuotang_cli.api import CallSpec
-from zuotang_cli.batch import Batch, BatchConfig, BatchResult
+from zuotang_cli import api, preflight, rules
+from zuotang_cli.api import Billing, Body, CallSpec
+from zuotang_cli.batch import DEFAULT_TIMEOUT, Batch, BatchConfig, BatchResult
 from zuotang_cli.download import TMP_DIRNAME
 from zuotang_cli.errors import UsageError
 from zuotang_cli.inputs import iter_inputs
@@ -50,7 +50,13 @@ class EnhanceOptions:
     qps: float = rules.DEFAULT_QPS
     concurrency: int | None = None
     retries: int = 4
-    timeout: float = 45.0
+    timeout: float = DEFAULT_TIMEOUT
+    billing: Billing = Billing.EVERY_200
+    body: Body | None = None
+    """None: form, switched to multipart when the endpoint does not read form fields."""
+    paid_retries: int = 1
+    max_upload: int = api.MAX_UPLOAD_BYTES
+    polls_free: bool = False
     json: bool = False
     quiet: bool = False
     verbose: bool = False
@@ -163,8 +169,9 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         )
     endpoint = check_endpoint(options.endpoint or rules.DEFAULT_ENDPOINT)
     output_dir = _prepare_output(options.output_dir)
+    body = options.body or Body.FORM
     config = BatchConfig(
-        spec=CallSpec(endpoint, options.appcode, options.type, options.scale),
+        spec=CallSpec(endpoint, options.appcode, options.type, options.scale, body),
         output_dir=output_dir,
         qps=options.qps,
         concurrency=options.concurrency,
@@ -174,6 +181,11 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         retry_failed=options.retry_failed,
         max_calls=options.max_calls,
         probe=options.probe,
+        billing=options.billing,
+        paid_retries=options.paid_retries,
+        body_fixed=options.body is not None,
+        max_upload=options.max_upload,
+        polls_use_gate=not options.polls_free,
     )
     report_paths = [output_dir / DEFAULT_REPORT_NAME]
     if options.report is not None:
@@ -196,13 +208,15 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
                 reports, stdout, display, json_out=options.json, print0=options.print0
             )
             result = _run_batch(config, journal, items, emitter, display, options.verbose)
-    _summarize(result, display, report_paths)
+    _summarize(result, display, report_paths, options.billing)
     if options.gallery:
         from zuotang_cli.gallery import gallery_from_report
 
         display.log(f"gallery: {gallery_from_report(output_dir)}")
     if result.scale_not_applied:
         display.log(f"warning: {preflight.scale_note(options.scale, result.scale_not_applied)}")
+    if result.factor_uncertain:
+        display.log(f"note: {preflight.uncertain_note(result.factor_uncertain)}")
     return result.exit_status
 
 
@@ -222,7 +236,7 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
     """Say what a run would call, download and skip, from the inputs and the journal."""
     scale = options.scale
     counts: collections.Counter[str] = collections.Counter()
-    not_applied = 0
+    not_applied = uncertain = 0
     journal_path = options.output_dir / JOURNAL_DIR / JOURNAL_NAME
     journal = Journal.open(options.output_dir, create=False) if journal_path.exists() else None
     now = time.time()
@@ -242,6 +256,8 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
             if scale is not None and item.width is not None and item.height is not None:
                 effective = rules.effective_factor(max(item.width, item.height), scale)
                 not_applied += effective != scale
+            if item.width is not None and item.height is not None:
+                uncertain += rules.factor_uncertain(max(item.width, item.height), scale)
             _print_plan(stdout, item.source, action, reason, as_json=options.json)
     finally:
         if journal is not None:
@@ -256,9 +272,29 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
             f"zuotang: dry run: {parts or 'no inputs'}; {calls} paid calls would take about "
             f"{_duration(eta)} at --qps {options.qps:g} (plus the last call's 1-30 s)\n"
         )
+        retry_cost = _retry_cost(options, calls)
+        if retry_cost:
+            sys.stderr.write(f"zuotang: {retry_cost}\n")
         if not_applied:
             sys.stderr.write(f"zuotang: warning: {preflight.scale_note(scale, not_applied)}\n")
+        if uncertain:
+            sys.stderr.write(f"zuotang: note: {preflight.uncertain_note(uncertain)}\n")
     return ExitStatus.SUCCESS
+
+
+def _retry_cost(options: EnhanceOptions, calls: int) -> str:
+    """What retries of billed failures may add to the bill, at worst."""
+    if options.billing is Billing.SUCCESS_ONLY or not calls:
+        return ""
+    if options.paid_retries == 0:
+        return "a failed call is billed and never paid for again (--paid-retries 0)"
+    worst = calls * options.paid_retries
+    if options.max_calls is not None:
+        worst = max(0, min(worst, options.max_calls - calls))
+    return (
+        f"every HTTP-200 reply is billed: retries of failed calls (state -1/-2/-8, "
+        f"timeouts) may add up to {worst} paid calls (--paid-retries {options.paid_retries})"
+    )
 
 
 def _print_plan(stdout: TextIO, source: str, action: str, reason: str, *, as_json: bool) -> None:
@@ -302,6 +338,7 @@ def _run_batch(
         journal,
         on_start=display.started,
         http_log=display.log if verbose else None,
+        notice=display.error,
     )
 
     async def main() -> BatchResult:
@@ -328,18 +365,44 @@ def _run_batch(
     return asyncio.run(main())
 
 
-def _summarize(result: BatchResult, display: NullDisplay, report_paths: list[Path]) -> None:
+def _summarize(
+    result: BatchResult, display: NullDisplay, report_paths: list[Path], billing: Billing
+) -> None:
     counter = display.counter
     display.log(
         f"{counter.line()} in {counter.elapsed:.1f} s ({counter.calls} calls, "
         f"{counter.rate:.2f} images/s); report: {report_paths[0]}"
     )
+    display.log(money_line(result, billing))
+    if result.throttled:
+        display.log(
+            f"warning: {result.throttled} throttle replies: the account allows fewer "
+            "starts a second than --qps; lower --qps"
+        )
     if result.halt is not None:
         halt = result.halt
         detail = halt.message
         if halt.http_status is not None:
             detail += f" (HTTP {halt.http_status}, request id {halt.request_id})"
         display.error(f"halted: {_HALT_ADVICE.get(halt.error_class or '', '')}{detail}")
+
+
+def money_line(result: BatchResult, billing: Billing) -> str:
+    """What the run cost: paid calls, the part of them that brought nothing, retries."""
+    line = f"paid calls: {result.paid_calls}"
+    details = []
+    if result.paid_failures:
+        details.append(f"{result.paid_failures} without a result")
+    if result.paid_retries:
+        details.append(f"{result.paid_retries} paid retries")
+    if details:
+        line += f" ({', '.join(details)})"
+    if result.possibly_paid:
+        line += f"; possibly paid: {result.possibly_paid} (timed out after going out)"
+    if result.polls:
+        line += f"; task fetches: {result.polls}"
+    rule = "every HTTP-200 reply" if billing is Billing.EVERY_200 else "successes only"
+    return f"{line} [billing: {rule}]"
 
 
 _HALT_ADVICE = {
@@ -349,6 +412,8 @@ _HALT_ADVICE = {
     "arrears": "the account is in arrears; top it up: ",
     "forbidden": "the gateway refused the account: ",
     "endpoint-not-found": "the endpoint does not exist; check --endpoint: ",
+    "endpoint-refused": "the gateway refused the endpoint (wrong URL, path or method); "
+    "check --endpoint: ",
     "unreachable": "cannot reach the endpoint; check --endpoint and the network: ",
     "disk-error": "cannot save results (disk full or not writable); fix it and re-run: ",
 }

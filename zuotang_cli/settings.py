@@ -40,7 +40,7 @@ def _find_tomllib() -> ModuleType | None:
 
 tomllib = _find_tomllib()
 
-NAMES = ("appcode", "endpoint", "qps", "type", "scale", "output_dir")
+NAMES = ("appcode", "endpoint", "qps", "type", "scale", "output_dir", "billing", "body")
 """The settings, in display order; also the keys the config file may hold."""
 ENV_VARS = {name: f"ZUOTANG_{name.upper()}" for name in NAMES}
 FLAGS = {name: "--" + name.replace("_", "-") for name in NAMES}
@@ -51,6 +51,8 @@ DEFAULTS: dict[str, object | None] = {
     "type": "clean",
     "scale": "auto",
     "output_dir": Path("out"),
+    "billing": "every-200",
+    "body": None,
 }
 CONFIG_ENV_VAR = "ZUOTANG_CONFIG"
 CONFIG_NAME = "config.toml"
@@ -219,6 +221,8 @@ _CHECKS: dict[str, Callable[[object, _Place], object]] = {
     "type": _check_choice(rules.TYPES),
     "scale": _check_choice(rules.SCALES),
     "output_dir": _check_output_dir,
+    "billing": _check_choice(("every-200", "success-only")),
+    "body": _check_choice(("form", "multipart")),
 }
 
 
@@ -372,6 +376,17 @@ class Resolved:
         value = self.settings["output_dir"].value
         assert isinstance(value, Path)
         return value
+
+    @property
+    def billing(self) -> str:
+        """``every-200`` (the marketplace's rule) or ``success-only``."""
+        return str(self.settings["billing"].value)
+
+    @property
+    def body(self) -> str | None:
+        """``form``, ``multipart``, or None: form, switched when the endpoint needs it."""
+        value = self.settings["body"].value
+        return value if isinstance(value, str) else None
 
     @property
     def warnings(self) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ import contextlib
 import csv
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -245,6 +246,20 @@ def _read_all(path: Path) -> bytes:
 def report_rows(out: Path, name: str = "report.csv") -> list[dict[str, str]]:
     with (out / name).open(encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def journal_costs(out: Path) -> dict[str, tuple[int, int, int]]:
+    """Input -> (paid calls, possibly paid calls, paid calls without a result), as the
+    journal in ``out`` holds them over all runs."""
+    db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
+    try:
+        rows = db.execute("SELECT key, paid_calls, possibly_paid, paid_failures FROM entries")
+        return {
+            key.rsplit("\0", 1)[-1]: (paid, possibly, failed)
+            for key, paid, possibly, failed in rows
+        }
+    finally:
+        db.close()
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> Path:

@@ -143,7 +143,7 @@ SCENARIOS: dict[str, Scenario] = {
     "binary-garbage-200": Scenario(answer(200, bytes(range(256)) * 4), frozenset({"bad-reply"})),
     "nonjson-502": Scenario(
         answer(502, b"<html>Bad Gateway</html>", {"Content-Type": "text/html"}),
-        frozenset({"server-502"}),
+        frozenset({"server-error"}),
     ),
     "json-array": Scenario(answer(200, b"[1, 2, 3]"), frozenset({"bad-reply"})),
     "json-null": Scenario(answer(200, b"null"), frozenset({"bad-reply"})),

@@ -33,6 +33,16 @@ class ImageType(str, enum.Enum):
     face = "face"
 
 
+class BillingChoice(str, enum.Enum):
+    every_200 = "every-200"
+    success_only = "success-only"
+
+
+class BodyChoice(str, enum.Enum):
+    form = "form"
+    multipart = "multipart"
+
+
 class Scale(str, enum.Enum):
     auto = "auto"
     x1 = "1"
@@ -79,7 +89,44 @@ def enhance(
         None, min=1, help="Calls in flight [default: enough for qps at 30 s a call]."
     ),
     retries: int = typer.Option(4, min=0, help="Retries after a transient failure."),
-    timeout: float = typer.Option(45.0, min=1.0, help="Seconds to wait for one call."),
+    timeout: float = typer.Option(
+        150.0,
+        min=1.0,
+        help="Seconds to wait for one call: well above the service's 30 s, since a call may "
+        "queue first, and an abandoned call may still be billed.",
+    ),
+    paid_retries: int = typer.Option(
+        1,
+        "--paid-retries",
+        min=0,
+        help="Paid calls an input may make again after a billed failure (state -1/-2/-8, a "
+        "timeout), over all runs.",
+    ),
+    billing: BillingChoice | None = typer.Option(
+        None,
+        help="Which replies are billed: every-200 (the marketplace's rule) or success-only "
+        "[default: every-200].",
+        show_default=False,
+    ),
+    body: BodyChoice | None = typer.Option(
+        None,
+        help="Encoding of URL calls: form or multipart [default: form, switched to multipart "
+        "when the endpoint does not read form fields].",
+        show_default=False,
+    ),
+    max_upload: float = typer.Option(
+        8.0,
+        "--max-upload",
+        min=0.1,
+        help="Largest request body in MB the gateway takes (32 on a dedicated gateway); "
+        "bigger local files are refused unsent.",
+    ),
+    polls_free: bool = typer.Option(
+        False,
+        "--polls-free",
+        help="Fetches of asynchronous tasks do not count against --qps (by default they "
+        "pass the rate gate like calls).",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Say what would be called, downloaded and skipped; no call."
     ),
@@ -109,6 +156,7 @@ def enhance(
     ),
 ) -> None:
     from zuotang_cli import cli, settings
+    from zuotang_cli.api import Billing, Body
     from zuotang_cli.run import EnhanceOptions, run_enhance
 
     cli.show_tracebacks = verbose
@@ -122,6 +170,8 @@ def enhance(
             "type": type_.value if type_ else None,
             "scale": scale.value if scale else None,
             "output_dir": output_dir,
+            "billing": billing.value if billing else None,
+            "body": body.value if body else None,
         }
     )
     for warning in resolved.warnings:
@@ -139,6 +189,11 @@ def enhance(
         concurrency=concurrency,
         retries=retries,
         timeout=timeout,
+        billing=Billing(resolved.billing),
+        body=Body(resolved.body) if resolved.body else None,
+        paid_retries=paid_retries,
+        max_upload=int(max_upload * 1024 * 1024),
+        polls_free=polls_free,
         json=json_out,
         print0=print0,
         gallery=gallery,
