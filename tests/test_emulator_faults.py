@@ -80,21 +80,35 @@ INJECTED_STATES = sorted(s for s in rules.STATE_MEANINGS if s != rules.STATE_DON
 
 
 @pytest.mark.parametrize("state", INJECTED_STATES)
-def test_injected_states_come_in_a_200_and_are_not_billed(
+def test_injected_states_come_in_a_200_and_are_billed_as_one(
     emulator: EmulatorFactory, state: int
 ) -> None:
-    emu = emulator(faults={f"state{state}": 1.0})
+    emu = emulator(faults={f"state{state}": 1.0})  # billing="every-200", reply_shape="real"
     response = post(emu)
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == 200
+    assert body["status"] == 200 and "message" not in body
+    assert body["data"]["state"] == state
+    assert body["data"]["state_detail"] == rules.state_meaning(state)
+    assert body["data"]["progress"] == 0 and "image" not in body["data"]
+    stats = emu.stats()
+    assert stats["billed"] == stats["billed_failures"] == 1
+    assert stats["faults"] == {f"state{state}": 1}
+    assert stats["by_state"] == {str(state): 1}
+
+
+@pytest.mark.parametrize("state", INJECTED_STATES)
+def test_injected_states_are_not_billed_under_success_only(
+    emulator: EmulatorFactory, state: int
+) -> None:
+    emu = emulator(faults={f"state{state}": 1.0}, billing="success-only", reply_shape="doc")
+    body = post(emu).json()
     assert body["message"] == rules.state_meaning(state)
     assert body["data"]["state"] == state
     assert body["data"]["progress"] == 0 and body["data"]["image"] == ""
     stats = emu.stats()
-    assert stats["billed"] == 0
-    assert stats["faults"] == {f"state{state}": 1}
-    assert stats["by_state"] == {str(state): 1}
+    assert stats["billed"] == stats["billed_failures"] == 0
+    assert stats["billing"] == "success-only"
 
 
 def test_truncate_spoils_only_the_first_download(emulator: EmulatorFactory) -> None:

@@ -150,7 +150,8 @@ def test_bad_inputs_get_rows_and_are_never_sent(
             assert row["message"], row
     stats = emu.stats()
     assert stats["calls"] == 2  # the good URL once, the missing one once (-3 is final)
-    assert stats["billed_by_input"] == {good: 1}
+    # The -3 came in an HTTP 200: billed (the emulator's default billing, every-200).
+    assert stats["billed_by_input"] == {good: 1, emu.file_url("missing.png"): 1}
 
 
 def test_burst_at_qps_2_is_never_throttled_and_starts_are_spaced(
@@ -185,7 +186,9 @@ def test_transient_faults_are_retried_and_final_ones_are_not(tmp_path: Path, emu
     stats = emu.stats()
     assert stats["faults"].get("state-8", 0) + stats["faults"].get("500", 0) > 0
     assert stats["calls"] == 20 + stats["faults"].get("state-8", 0) + stats["faults"].get("500", 0)
-    assert all(n == 1 for n in stats["billed_by_input"].values())
+    # Each success is billed once; each -8 too, as it came in an HTTP 200 (every-200).
+    assert stats["billed"] == 20 + stats["faults"].get("state-8", 0)
+    assert stats["billed_failures"] == stats["faults"].get("state-8", 0)
     attempts = sum(int(r["attempts"]) for r in report_rows(out))
     assert attempts == stats["calls"]
 

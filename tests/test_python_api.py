@@ -46,7 +46,7 @@ def test_enhance_runs_a_batch_and_returns_typed_records(tmp_path: Path, emulator
         )
     )
     assert [r.outcome for r in again.records] == [Outcome.SKIPPED]
-    assert emu.stats()["billed"] == 1
+    assert emu.stats()["billed"] == 2  # the done one and the -3 (an HTTP 200: every-200)
 
 
 def test_scale_client_makes_one_classified_call(emulator: Any, samples_dir: Path) -> None:

@@ -26,16 +26,20 @@ def emulator(
     latency: str = typer.Option("1-2", help="Per-call processing time range MIN-MAX, seconds."),
     link_ttl: float = typer.Option(3600.0, help="Seconds a result link stays valid."),
     quota: int | None = typer.Option(
-        None, help="Successful calls allowed before 403 Quota Exhausted."
+        None, help="Billed calls (per --billing) allowed before 403 Quota Exhausted."
     ),
     appcode: list[str] = typer.Option(
         [], help="Accepted AppCode (repeatable). Default: any non-empty code is accepted."
     ),
     serve: str | None = typer.Option(None, help="Serve this folder's files under /files/."),
-    faults: str = typer.Option("", help="Fault probabilities, e.g. 429=0.05,500=0.02,reset=0.01."),
+    faults: str = typer.Option(
+        "", help="Fault probabilities, e.g. 429=0.05,500=0.02,reset=0.01,breaker=0.01."
+    ),
     seed: int | None = typer.Option(None, help="Seed for latency and fault draws."),
     throttle_style: str = typer.Option("429", help="Throttle reply: 429 (newer gateway) or 403."),
-    return_type: int = typer.Option(1, help="1: result as a URL; 2: result as base64 data."),
+    return_type: int = typer.Option(
+        1, help="1: result as a URL; 2: as base64 data; 3: a sync reply is the image itself."
+    ),
     cheap: bool = typer.Option(
         False, help="Skip fetching and resizing; answer a small fixed image (benchmarks only)."
     ),
@@ -44,6 +48,51 @@ def emulator(
     ),
     download_latency: float = typer.Option(
         0.0, help="Seconds each result download waits before answering (slow storage)."
+    ),
+    gateway_style: str = typer.Option(
+        "modern",
+        help="modern: X-Ca-Error-Code on gateway errors; classic: message only, "
+        "bad AppCode 400, throttling 403, wrong path 400 Invalid Url.",
+    ),
+    refuse_with: str | None = typer.Option(
+        None,
+        help="Refuse every scale call with 'STATUS MESSAGE[|CODE]', "
+        "e.g. '403 User Arrears' or '403 Quota Exhausted|B403MQ'.",
+    ),
+    billing: str = typer.Option(
+        "every-200", help="every-200: every HTTP-200 reply is billed; success-only: state 1 only."
+    ),
+    replies: str = typer.Option(
+        "sync",
+        help="sync; async-unless-sync: a task id unless the body has sync=1; async: always.",
+    ),
+    task_path: bool = typer.Option(
+        True, help="Serve GET /tasks/visual/scale/{task_id} (polling a task)."
+    ),
+    polls_count_qps: bool = typer.Option(
+        True, "--polls-count-qps/--polls-free", help="Polls take a place in the QPS window."
+    ),
+    body_accept: str = typer.Option(
+        "both", help="Body encodings the service reads: both, form or multipart."
+    ),
+    gateway_multipart: bool = typer.Option(
+        True, help="Without it the gateway refuses multipart bodies (400 Unsupported Multipart)."
+    ),
+    body_limit: int = typer.Option(
+        8 * 1024 * 1024,
+        help="Bodies over this many bytes get 413 (8 MiB serverless; 33554432 dedicated).",
+    ),
+    breaker_seconds: float = typer.Option(
+        90.0, help="How long the circuit breaker (fault 'breaker') stays open."
+    ),
+    breaker_retry_after: bool = typer.Option(
+        False, help="The breaker's 503 carries Retry-After (seconds left)."
+    ),
+    reply_shape: str = typer.Option(
+        "real", help="real: replies as seen in the wild; doc: as the marketplace document shows."
+    ),
+    link_style: str = typer.Option(
+        "oss", help="Result links: oss (Expires=), oss-v4 (x-oss-date/x-oss-expires) or plain."
     ),
 ) -> None:
     try:
@@ -67,6 +116,19 @@ def emulator(
             cheap=cheap,
             slow_seconds=slow_seconds,
             download_latency=download_latency,
+            gateway_style=gateway_style,
+            refuse_with=refuse_with,
+            billing=billing,
+            replies=replies,
+            task_path=task_path,
+            polls_count_qps=polls_count_qps,
+            body_accept=body_accept,
+            gateway_multipart=gateway_multipart,
+            body_limit=body_limit,
+            breaker_seconds=breaker_seconds,
+            breaker_retry_after=breaker_retry_after,
+            reply_shape=reply_shape,
+            link_style=link_style,
         )
     except ValueError as exc:
         raise UsageError(f"emulator: {exc}") from None

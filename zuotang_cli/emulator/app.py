@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from zuotang_cli import rules
 from zuotang_cli.emulator.fetch import make_client
+from zuotang_cli.emulator.polls import handle_poll, wrong_path
 from zuotang_cli.emulator.results import download
 from zuotang_cli.emulator.scale import handle_scale
 from zuotang_cli.emulator.state import EmulatorState
@@ -20,17 +21,28 @@ from zuotang_cli.emulator.state import EmulatorState
 STATS_PATH = "/__emulator__/stats"
 RESULTS_PREFIX = "/results"
 FILES_PREFIX = "/files"
+NOT_API_PREFIXES = (RESULTS_PREFIX + "/", FILES_PREFIX + "/", "/__emulator__/")
+"""The object store, the image host and the emulator's own routes: not behind the gateway."""
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
 def create_app(emu: EmulatorState) -> Starlette:
     async def scale(request: Request) -> Response:
         return await handle_scale(request, emu)
 
+    async def poll(request: Request) -> Response:
+        return await handle_poll(request, emu)
+
     async def result(request: Request) -> Response:
         return await download(request, emu.results, emu.stats, emu.config.download_latency)
 
     async def stats(request: Request) -> Response:
         return JSONResponse(emu.stats.snapshot())
+
+    async def elsewhere(request: Request) -> Response:
+        if request.url.path.startswith(NOT_API_PREFIXES):
+            return PlainTextResponse("Not Found", status_code=404)
+        return await wrong_path(request, emu)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -39,13 +51,16 @@ def create_app(emu: EmulatorState) -> Starlette:
             try:
                 yield
             finally:
+                await emu.tasks.shutdown()
                 emu.client = None
 
     routes: list[Route | Mount] = [
         Route(rules.SCALE_PATH, scale, methods=["POST"]),
+        Route(rules.SCALE_PATH + "/{task_id}", poll, methods=["GET"]),
         Route(RESULTS_PREFIX + "/{name}", result, methods=["GET"]),
         Route(STATS_PATH, stats, methods=["GET"]),
     ]
     if emu.config.serve_dir is not None:
         routes.append(Mount(FILES_PREFIX, StaticFiles(directory=emu.config.serve_dir)))
+    routes.append(Route("/{path:path}", elsewhere, methods=ALL_METHODS))
     return Starlette(routes=routes, lifespan=lifespan)

@@ -9,9 +9,24 @@ from pathlib import Path
 
 from zuotang_cli import rules
 from zuotang_cli.emulator.faults import parse_faults, validate_faults
+from zuotang_cli.emulator.form import BODY_ACCEPTS, MAX_BODY_BYTES
+from zuotang_cli.emulator.gateway import GATEWAY_STYLES, GatewayError, parse_refusal
+from zuotang_cli.emulator.links import LINK_STYLES
 
 THROTTLE_STYLES = ("429", "403")
-RETURN_TYPES = (1, 2)
+RETURN_TYPES = (1, 2, 3)
+BILLING_RULES = ("every-200", "success-only")
+REPLY_MODES = ("sync", "async-unless-sync", "async")
+REPLY_SHAPES = ("real", "doc")
+CHOICES = {
+    "gateway_style": GATEWAY_STYLES,
+    "throttle_style": THROTTLE_STYLES,
+    "billing": BILLING_RULES,
+    "replies": REPLY_MODES,
+    "body_accept": BODY_ACCEPTS,
+    "reply_shape": REPLY_SHAPES,
+    "link_style": LINK_STYLES,
+}
 
 
 def parse_latency(text: str) -> tuple[float, float]:
@@ -35,7 +50,8 @@ class EmulatorConfig:
     link_ttl: float = rules.LINK_TTL
     """Seconds a result link stays valid after the result is made."""
     quota: int | None = None
-    """Successful (billed) calls allowed before 403 Quota Exhausted; None = unlimited."""
+    """Billed calls (by the ``billing`` rule) allowed before 403 Quota Exhausted; None =
+    unlimited."""
     appcodes: frozenset[str] = frozenset()
     """Accepted AppCodes; empty = any non-empty code."""
     serve_dir: Path | None = None
@@ -47,7 +63,8 @@ class EmulatorConfig:
     throttle_style: str = "429"
     """``"429"`` (newer gateways, with X-Ca-Error-Code and Retry-After) or ``"403"``."""
     return_type: int = 1
-    """1: ``data.image`` is a URL on the emulator; 2: base64 of the result bytes."""
+    """1: ``data.image`` is a URL on the emulator; 2: base64 of the result bytes;
+    3: a synchronous reply is the image itself (async tasks fall back to a URL)."""
     cheap: bool = False
     """Skip fetching and resizing; answer a small fixed PNG (benchmarks)."""
     slow_seconds: float = 120.0
@@ -55,9 +72,38 @@ class EmulatorConfig:
     service_timeout: float = rules.SERVICE_TIMEOUT
     """Processing longer than this is answered with state -8 at this time."""
     fetch_timeout: float = 10.0
+    """Total time allowed to download ``image_url``."""
     download_latency: float = 0.0
     """Seconds each result download waits before its reply (a slow object store)."""
-    """Total time allowed to download ``image_url``."""
+    gateway_style: str = "modern"
+    """``modern`` (X-Ca-Error-Code on every gateway error, bad AppCode 401) or ``classic``
+    (message only, bad AppCode 400, throttling 403, a wrong path 400 ``Invalid Url``)."""
+    refuse_with: str | None = None
+    """``"STATUS MESSAGE[|CODE]"``: the gateway refuses every scale call so."""
+    billing: str = "every-200"
+    """``every-200`` (every HTTP-200 reply of a POST is billed) or ``success-only``."""
+    replies: str = "sync"
+    """``sync``; ``async-unless-sync`` (a task id unless ``sync=1``); ``async`` (always)."""
+    task_path: bool = True
+    """Serve ``GET {SCALE_PATH}/{task_id}``; False: that path is unknown to the gateway."""
+    polls_count_qps: bool = True
+    """Polls take a place in the AppCode's QPS window like a POST."""
+    body_accept: str = "both"
+    """Body encodings the service reads: ``both``, ``form`` or ``multipart``."""
+    gateway_multipart: bool = True
+    """False: the gateway refuses multipart bodies (400 Unsupported Multipart)."""
+    body_limit: int = MAX_BODY_BYTES
+    """Bodies over this many bytes get the gateway's 413 (8 MiB serverless, 32 MiB dedicated)."""
+    breaker_seconds: float = 90.0
+    """How long an opened circuit breaker (fault ``breaker``) refuses calls."""
+    breaker_retry_after: bool = False
+    """The breaker's 503 carries ``Retry-After`` (seconds left, rounded up)."""
+    reply_shape: str = "real"
+    """``real`` (as seen in real replies) or ``doc`` (as the marketplace document shows)."""
+    link_style: str = "oss"
+    """``oss`` (``Expires=``), ``oss-v4`` (``x-oss-date`` + ``x-oss-expires``) or ``plain``."""
+    refusal: GatewayError | None = field(default=None, init=False, compare=False, repr=False)
+    """``refuse_with`` parsed."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -66,6 +112,8 @@ class EmulatorConfig:
         set_(self, "faults", validate_faults(self.faults))
         if self.serve_dir is not None:
             set_(self, "serve_dir", Path(self.serve_dir))
+        if self.refuse_with is not None:
+            set_(self, "refusal", parse_refusal(self.refuse_with))
         self._check()
 
     def _check(self) -> None:
@@ -80,6 +128,7 @@ class EmulatorConfig:
             "service_timeout",
             "fetch_timeout",
             "download_latency",
+            "breaker_seconds",
         ):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -90,10 +139,15 @@ class EmulatorConfig:
             raise ValueError("an AppCode must be non-empty and without spaces")
         if self.serve_dir is not None and not self.serve_dir.is_dir():
             raise ValueError(f"serve directory {str(self.serve_dir)!r} is not a folder")
-        if self.throttle_style not in THROTTLE_STYLES:
-            raise ValueError(f"throttle style must be 429 or 403, not {self.throttle_style!r}")
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                shown = " or ".join(choices)
+                raise ValueError(f"{name.replace('_', ' ')} must be {shown}, not {value!r}")
         if self.return_type not in RETURN_TYPES:
-            raise ValueError(f"return type must be 1 or 2, not {self.return_type!r}")
+            raise ValueError(f"return type must be 1, 2 or 3, not {self.return_type!r}")
+        if self.body_limit <= 0:
+            raise ValueError(f"body limit must be a positive byte count, not {self.body_limit}")
 
     @classmethod
     def from_options(
@@ -112,6 +166,19 @@ class EmulatorConfig:
         cheap: bool = False,
         slow_seconds: float = 120.0,
         download_latency: float = 0.0,
+        gateway_style: str = "modern",
+        refuse_with: str | None = None,
+        billing: str = "every-200",
+        replies: str = "sync",
+        task_path: bool = True,
+        polls_count_qps: bool = True,
+        body_accept: str = "both",
+        gateway_multipart: bool = True,
+        body_limit: int = MAX_BODY_BYTES,
+        breaker_seconds: float = 90.0,
+        breaker_retry_after: bool = False,
+        reply_shape: str = "real",
+        link_style: str = "oss",
     ) -> EmulatorConfig:
         """Build from command-line strings. Raises ValueError with a one-line message."""
         return cls(
@@ -128,4 +195,17 @@ class EmulatorConfig:
             cheap=cheap,
             slow_seconds=slow_seconds,
             download_latency=download_latency,
+            gateway_style=gateway_style,
+            refuse_with=refuse_with or None,
+            billing=billing,
+            replies=replies,
+            task_path=task_path,
+            polls_count_qps=polls_count_qps,
+            body_accept=body_accept,
+            gateway_multipart=gateway_multipart,
+            body_limit=body_limit,
+            breaker_seconds=breaker_seconds,
+            breaker_retry_after=breaker_retry_after,
+            reply_shape=reply_shape,
+            link_style=link_style,
         )

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 
 from zuotang_cli import rules
 
-GATEWAY_FAULTS = ("429", "500", "503", "504", "reset", "slow")
-"""Faults the gateway answers itself: nothing is processed and nothing is billed."""
+GATEWAY_FAULTS = ("429", "500", "503", "504", "reset", "slow", "breaker")
+"""Faults the gateway answers itself: nothing is processed and nothing is billed.
+``breaker`` opens the circuit breaker (see :mod:`zuotang_cli.emulator.breaker`)."""
 LINK_FAULTS = ("truncate", "expire")
 """Faults of a successful (billed) call that spoil the download of its result."""
 STATE_FAULTS: dict[str, int] = {

@@ -14,8 +14,11 @@ from starlette.types import Message, Receive
 
 from zuotang_cli import rules
 
-MAX_BODY_BYTES = 20 * 1024 * 1024
-"""The gateway refuses larger request bodies with 413."""
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""The gateway of a serverless (shared) instance refuses larger bodies with 413."""
+DEDICATED_BODY_BYTES = 32 * 1024 * 1024
+"""The limit of a dedicated gateway instance (``--body-limit 33554432``)."""
+BODY_ACCEPTS = ("both", "form", "multipart")
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 FACTORS = {"1": 1, "2": 2, "4": 4}
@@ -40,6 +43,8 @@ class ScaleCall:
     """None for auto."""
     image_url: str | None = None
     upload: bytes | None = None
+    sync: bool = False
+    """The body carried ``sync=1`` (the vendor's "answer the finished result")."""
 
     @property
     def billing_key(self) -> str:
@@ -57,40 +62,49 @@ async def drain(request: Request) -> None:
         pass
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The whole body. Raises BodyTooLarge (after draining) or ClientDisconnect."""
     declared = request.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isdigit() and int(declared) > limit:
         await drain(request)
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             await drain(request)
             raise BodyTooLarge
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def parse_call(request: Request, body: bytes) -> ScaleCall:
-    """Check the fields of a scale call. Raises BadRequest."""
-    media_type = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
-    if media_type == FORM:
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("body is not valid UTF-8") from None
-        fields: Fields = {}
-        for name, value in parse_qsl(text, keep_blank_values=True):
-            fields.setdefault(name, value)
-    elif media_type == MULTIPART:
-        fields = await _multipart_fields(request, body)
-    else:
-        shown = media_type or "none"
-        raise BadRequest(f"Content-Type must be {FORM} or {MULTIPART}, not {shown}")
-    return _check_fields(fields)
+def media_type(request: Request) -> str:
+    return request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+
+async def read_fields(request: Request, body: bytes, accept: str = "both") -> Fields:
+    """The body's fields. A body in an encoding the service does not read (``accept``)
+    gives no fields at all. Raises BadRequest for other content types or garbage."""
+    kind = media_type(request)
+    if kind not in (FORM, MULTIPART):
+        raise BadRequest(f"Content-Type must be {FORM} or {MULTIPART}, not {kind or 'none'}")
+    if accept != "both" and kind != (FORM if accept == "form" else MULTIPART):
+        return {}
+    if kind == MULTIPART:
+        return await _multipart_fields(request, body)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not valid UTF-8") from None
+    fields: Fields = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        fields.setdefault(name, value)
+    return fields
+
+
+def wants_sync(fields: Fields) -> bool:
+    return fields.get("sync") == "1"
 
 
 async def _multipart_fields(request: Request, body: bytes) -> Fields:
@@ -124,7 +138,9 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-def _check_fields(fields: Fields) -> ScaleCall:
+def check_fields(fields: Fields) -> ScaleCall:
+    """The call the fields ask for. Raises BadRequest, checking ``type`` first (as the
+    marketplace document lists it), then ``scale_factor``, then the image source."""
     kind = _text(fields, "type")
     if kind is None or kind == "":
         raise BadRequest("type is required (clean or face)")
@@ -141,11 +157,11 @@ def _check_fields(fields: Fields) -> ScaleCall:
     if upload is not None and image_url is not None:
         raise BadRequest("give either image_url or image_file, not both")
     if upload is not None:
-        return ScaleCall(kind, requested, upload=upload)
+        return ScaleCall(kind, requested, upload=upload, sync=wants_sync(fields))
     if image_url is None:
         raise BadRequest("image_url is required")
     _check_url(image_url)
-    return ScaleCall(kind, requested, image_url=image_url)
+    return ScaleCall(kind, requested, image_url=image_url, sync=wants_sync(fields))
 
 
 def _text(fields: Fields, name: str) -> str | None:

@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from zuotang_cli.emulator.gateway import GatewayError
+
 REQUEST_ID = "X-Ca-Request-Id"
 ERROR_CODE = "X-Ca-Error-Code"
 ERROR_MESSAGE = "X-Ca-Error-Message"
-
-
-@dataclass(frozen=True)
-class GatewayError:
-    status: int
-    message: str
-    code: str | None = None
-    retry_after: int | None = None
-
-
-MISSING_APPCODE = GatewayError(400, "Missing AppCode", "A400MA")
-INVALID_APPCODE = GatewayError(401, "Invalid AppCode `not exists`", "A401AC")
-THROTTLED = {
-    "429": GatewayError(429, "Throttled by USER Flow Control", "T429QL", retry_after=1),
-    "403": GatewayError(403, "Throttled by USER Flow Control"),
-}
-"""By throttle style: newer gateways answer 429 with a code, older ones a bare 403."""
-QUOTA_EXHAUSTED = GatewayError(403, "Quota Exhausted", "B403MQ")
-BODY_TOO_LARGE = GatewayError(413, "Request body too Large", "I413RL")
-BACKEND_ERRORS = {
-    "500": GatewayError(500, "Internal Error", "D500IE"),
-    "503": GatewayError(503, "Service Unavailable", "D503BB"),
-    "504": GatewayError(504, "Backend Service Timeout", "D504TO"),
-}
 
 
 def gateway_reply(error: GatewayError, request_id: str) -> Response:
@@ -56,6 +33,11 @@ def json_reply(payload: dict[str, Any], request_id: str, status: int = 200) -> R
         headers={REQUEST_ID: request_id},
         media_type="application/json; charset=utf-8",
     )
+
+
+def image_reply(data: bytes, content_type: str, request_id: str) -> Response:
+    """``return_type=3``: the HTTP-200 reply is the result image itself."""
+    return Response(data, headers={REQUEST_ID: request_id}, media_type=content_type)
 
 
 def bad_request(message: str, request_id: str) -> Response:

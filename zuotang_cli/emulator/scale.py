@@ -1,53 +1,53 @@
-"""``POST /tasks/visual/scale``: the gateway's checks, then the service's work."""
+"""``POST /tasks/visual/scale``: the gateway's checks, the service's work, the bill."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from zuotang_cli import rules
-from zuotang_cli.emulator import replies
-from zuotang_cli.emulator.faults import GATEWAY_FAULTS, STATE_FAULTS, draw_fault
-from zuotang_cli.emulator.fetch import fetch_image
+from zuotang_cli.emulator import payloads, replies
+from zuotang_cli.emulator.faults import GATEWAY_FAULTS, draw_fault
 from zuotang_cli.emulator.form import (
+    MULTIPART,
     BadRequest,
     BodyTooLarge,
     ScaleCall,
-    drain,
-    parse_call,
+    check_fields,
+    media_type,
     read_body,
+    read_fields,
+    wants_sync,
 )
-from zuotang_cli.emulator.imaging import CHEAP_RESULT, ImageRejected, Rendered, check_size, render
-from zuotang_cli.emulator.replies import CutShortResponse, GatewayError
+from zuotang_cli.emulator.gatekeeper import admit, appcode_of, breaker_refusal, refuse
+from zuotang_cli.emulator.replies import CutShortResponse
+from zuotang_cli.emulator.service import Call, final_payload, process
 from zuotang_cli.emulator.state import EmulatorState
+from zuotang_cli.emulator.tasks import Task
 
-APPCODE_PREFIX = "APPCODE "
+__all__ = ["appcode_of", "handle_scale"]
 
 
-@dataclass
-class Call:
-    """One scale call in progress."""
-
-    request: Request
-    arrival: float
-    """Monotonic time handling began, before the body was read."""
-    request_id: str
-    created_at: int
-    fault: str | None = None
-    latency: float = 0.0
+@dataclass(frozen=True)
+class Answer:
+    response: Response
+    state: int | None = None
+    """The reply's ``data.state`` (None: it has none, e.g. a task id only)."""
+    billing_key: str | None = None
+    """Set when the service itself answered HTTP 200 (what ``every-200`` bills)."""
+    task: bool = False
+    """An asynchronous task was started; it ends (and may be billed) later."""
 
 
 async def handle_scale(request: Request, emu: EmulatorState) -> Response:
     """Entry point of the route: counts the call and records how it was answered."""
     arrival = time.monotonic()
-    call = Call(request, arrival, str(uuid.uuid4()), int(time.time()))
+    task_id = payloads.new_task_id(emu.config.reply_shape)
+    call = Call(request, arrival, str(uuid.uuid4()), int(time.time()), task_id)
     emu.stats.call_started()
     try:
         response = await _gateway(call, emu)
@@ -60,65 +60,93 @@ async def handle_scale(request: Request, emu: EmulatorState) -> Response:
     return response
 
 
-def appcode_of(header: str | None) -> str | None:
-    """The code of an ``Authorization: APPCODE <code>`` header (exactly one space)."""
-    if header is None or not header.startswith(APPCODE_PREFIX):
-        return None
-    code = header[len(APPCODE_PREFIX) :]
-    return code if code and not any(ch.isspace() for ch in code) else None
-
-
-async def _refuse(call: Call, error: GatewayError) -> Response:
-    await drain(call.request)
-    return replies.gateway_reply(error, call.request_id)
-
-
 async def _gateway(call: Call, emu: EmulatorState) -> Response:
-    """Auth, then flow control, then quota, like the Alibaba gateway."""
+    """A configured refusal, auth, flow control, quota, the breaker; then the service."""
     config = emu.config
-    code = appcode_of(call.request.headers.get("Authorization"))
-    if code is None:
-        return await _refuse(call, replies.MISSING_APPCODE)
-    if config.appcodes and code not in config.appcodes:
-        return await _refuse(call, replies.INVALID_APPCODE)
-    emu.stats.arrivals.append(call.arrival)
-    if not emu.flow.admit(code, call.arrival):
-        emu.stats.throttled += 1
-        return await _refuse(call, replies.THROTTLED[config.throttle_style])
-    emu.stats.accepted_arrivals.append(call.arrival)
+    if config.refusal is not None:
+        return await refuse(call.request, config.refusal, call.request_id)
+    refusal = admit(call.request, emu, call.arrival)
+    if refusal is not None:
+        return await refuse(call.request, refusal, call.request_id)
     if not emu.quota.hold():
-        return await _refuse(call, replies.QUOTA_EXHAUSTED)
-    # Draw now, in arrival order, so a seed gives the same story for the same calls.
-    call.fault = draw_fault(config.faults, emu.rng)
-    call.latency = emu.rng.uniform(*config.latency)
-    billed = False
+        return await refuse(call.request, emu.error("quota"), call.request_id)
+    billed = task_bills_later = False
     try:
-        response, billed = await _service(call, emu)
+        refusal = breaker_refusal(emu, call.arrival)
+        if refusal is not None:
+            return await refuse(call.request, refusal, call.request_id)
+        # Draw now, in arrival order, so a seed gives the same story for the same calls.
+        call.fault = draw_fault(config.faults, emu.rng)
+        call.latency = emu.rng.uniform(*config.latency)
+        answer = await _service(call, emu)
+        billed = _bill(answer, emu)
+        task_bills_later = answer.task and config.billing == "success-only"
+        return answer.response
     finally:
-        emu.quota.release(billed=billed)
-    return response
+        if not task_bills_later:
+            emu.quota.release(billed=billed)
 
 
-async def _service(call: Call, emu: EmulatorState) -> tuple[Response, bool]:
+def _bill(answer: Answer, emu: EmulatorState) -> bool:
+    """Bill the reply if the rule says so: every service 200, or only state 1."""
+    if answer.billing_key is None:
+        return False
+    if emu.config.billing == "every-200":
+        failure = answer.state is not None and answer.state != rules.STATE_DONE
+        emu.stats.bill(answer.billing_key, failure=failure)
+        return True
+    if answer.state == rules.STATE_DONE:
+        emu.stats.bill(answer.billing_key)
+        return True
+    return False
+
+
+async def _service(call: Call, emu: EmulatorState) -> Answer:
     """Read and check the body, apply a fault if one was drawn, else do the work."""
+    config = emu.config
     try:
-        body = await read_body(call.request)
+        body = await read_body(call.request, config.body_limit)
     except BodyTooLarge:
-        return replies.gateway_reply(replies.BODY_TOO_LARGE, call.request_id), False
+        return Answer(replies.gateway_reply(emu.error("body-too-large"), call.request_id))
+    if not config.gateway_multipart and media_type(call.request) == MULTIPART:
+        return Answer(replies.gateway_reply(emu.error("unsupported-multipart"), call.request_id))
     try:
-        scale_call = await parse_call(call.request, body)
+        fields = await read_fields(call.request, body, config.body_accept)
+        if wants_sync(fields):
+            emu.stats.sync_requested += 1
+        scale_call = check_fields(fields)
     except BadRequest as exc:
-        return replies.bad_request(str(exc), call.request_id), False
+        return Answer(replies.bad_request(str(exc), call.request_id))
     if call.fault in GATEWAY_FAULTS:
+        assert call.fault is not None
         emu.stats.faults[call.fault] += 1
-        return await _gateway_fault(call, emu), False
-    return await _process(call, scale_call, emu)
+        return Answer(await _gateway_fault(call, emu))
+    if config.replies == "async" or (config.replies == "async-unless-sync" and not scale_call.sync):
+        return _start_task(call, scale_call, emu)
+    hangup = None if config.billing == "every-200" else call.request
+    outcome = await process(call, scale_call, emu, hangup=hangup)
+    base_url = str(call.request.base_url)
+    if outcome.result is not None and config.return_type == 3:
+        emu.stats.by_state[outcome.state] += 1
+        response = replies.image_reply(
+            outcome.result.data, outcome.result.content_type, call.request_id
+        )
+    else:
+        return_type = config.return_type
+        payload = final_payload(
+            call, scale_call, outcome, emu, base_url=base_url, return_type=return_type
+        )
+        response = replies.json_reply(payload, call.request_id)
+    return Answer(response, outcome.state, scale_call.billing_key)
 
 
 async def _gateway_fault(call: Call, emu: EmulatorState) -> Response:
     config = emu.config
     if call.fault == "429":
-        return replies.gateway_reply(replies.THROTTLED[config.throttle_style], call.request_id)
+        return replies.gateway_reply(emu.error("throttled"), call.request_id)
+    if call.fault == "breaker":
+        emu.stats.breaker_refused += 1
+        return replies.gateway_reply(emu.breaker.open(time.monotonic()), call.request_id)
     if call.fault == "reset":
         return CutShortResponse(
             b'{"status":200,"message":"success","data":{"state":1,"progress":100}}',
@@ -127,83 +155,42 @@ async def _gateway_fault(call: Call, emu: EmulatorState) -> Response:
         )
     if call.fault == "slow":
         await emu.pause_until(call.arrival + config.slow_seconds, call.request)
-        return replies.gateway_reply(replies.BACKEND_ERRORS["504"], call.request_id)
+        return replies.gateway_reply(emu.error("504"), call.request_id)
     assert call.fault is not None
-    return replies.gateway_reply(replies.BACKEND_ERRORS[call.fault], call.request_id)
+    return replies.gateway_reply(emu.error(call.fault), call.request_id)
 
 
-async def _process(call: Call, scale_call: ScaleCall, emu: EmulatorState) -> tuple[Response, bool]:
+def _start_task(call: Call, scale_call: ScaleCall, emu: EmulatorState) -> Answer:
+    """The asynchronous service: answer the task id at once, work in the background."""
+    task = Task(call.task_id, started=call.arrival, latency=call.latency)
+    emu.tasks.add(task)
+    emu.tasks.spawn(_run_task(call, scale_call, task, str(call.request.base_url), emu))
+    payload = payloads.envelope(payloads.created_data(task.task_id), emu.config.reply_shape)
+    return Answer(replies.json_reply(payload, call.request_id), None, scale_call.billing_key, True)
+
+
+async def _run_task(
+    call: Call, scale_call: ScaleCall, task: Task, base_url: str, emu: EmulatorState
+) -> None:
+    """Process a task; keep its final reply for polls; settle its bill.
+
+    Binary results (return type 3) exist only for synchronous calls: a task gives a URL.
+    """
     config = emu.config
-    deadline = call.arrival + config.service_timeout
-    if call.latency > config.service_timeout:
-        await emu.pause_until(deadline, call.request)
-        return _failure(call, emu, -8, _timeout_message(config.service_timeout)), False
-    done_at = call.arrival + call.latency
-    if call.fault in STATE_FAULTS:
-        emu.stats.faults[call.fault] += 1
-        await emu.pause_until(done_at, call.request)
-        state = STATE_FAULTS[call.fault]
-        return _failure(call, emu, state, rules.state_meaning(state)), False
+    state: int | None = None
     try:
-        work = _render(scale_call, emu)
-        result = await asyncio.wait_for(work, timeout=max(deadline - time.monotonic(), 0.0))
-    except ImageRejected as exc:
-        await emu.pause_until(done_at, call.request)
-        return _failure(call, emu, exc.state, exc.message), False
-    except asyncio.TimeoutError:
-        return _failure(call, emu, -8, _timeout_message(config.service_timeout)), False
-    await emu.pause_until(done_at)  # the service finishes (and bills) even if the client left
-    return _success(call, scale_call, result, emu), True
-
-
-async def _render(scale_call: ScaleCall, emu: EmulatorState) -> Rendered:
-    source = scale_call.upload
-    if source is not None:
-        check_size(len(source))
-    if emu.config.cheap:
-        return CHEAP_RESULT
-    if source is None:
-        assert scale_call.image_url is not None
-        source = await fetch_image(
-            emu.client, scale_call.image_url, timeout=emu.config.fetch_timeout
+        outcome = await process(call, scale_call, emu, hangup=None)
+        state = outcome.state
+        return_type = 1 if config.return_type == 3 else config.return_type
+        payload = final_payload(
+            call, scale_call, outcome, emu, base_url=base_url, return_type=return_type
         )
-    return await asyncio.to_thread(render, source, scale_call.kind, scale_call.requested)
-
-
-def _timeout_message(seconds: float) -> str:
-    return f"processing timed out (over {seconds:g} s)"
-
-
-def _data(call: Call, emu: EmulatorState, *, state: int, image: str) -> dict[str, Any]:
-    return {
-        "state": state,
-        "progress": 100 if state == rules.STATE_DONE else 0,
-        "task_id": uuid.uuid4().hex,
-        "image": image,
-        "return_type": emu.config.return_type,
-        "type": 1,
-        "created_at": call.created_at,
-        "completed_at": int(time.time()),
-    }
-
-
-def _failure(call: Call, emu: EmulatorState, state: int, message: str) -> Response:
-    emu.stats.by_state[state] += 1
-    payload = {"status": 200, "message": message, "data": _data(call, emu, state=state, image="")}
-    return replies.json_reply(payload, call.request_id)
-
-
-def _success(call: Call, scale_call: ScaleCall, result: Rendered, emu: EmulatorState) -> Response:
-    config = emu.config
-    if call.fault in ("truncate", "expire"):
-        emu.stats.faults[call.fault] += 1
-    ttl = 0.0 if call.fault == "expire" else config.link_ttl
-    name = emu.results.add(result, ttl=ttl, truncate=call.fault == "truncate")
-    if config.return_type == 1:
-        image = f"{call.request.base_url}results/{name}"
-    else:
-        image = base64.b64encode(result.data).decode("ascii")
-    emu.stats.bill(scale_call.billing_key)
-    emu.stats.by_state[rules.STATE_DONE] += 1
-    data = _data(call, emu, state=rules.STATE_DONE, image=image)
-    return replies.json_reply({"status": 200, "message": "success", "data": data}, call.request_id)
+        emu.tasks.finish(task, payload, time.monotonic())
+    finally:
+        if config.billing == "success-only":  # the POST held its quota slot until now
+            billed = state == rules.STATE_DONE
+            if billed:
+                emu.stats.bill(scale_call.billing_key)
+            emu.quota.release(billed=billed)
+        elif state is not None and state != rules.STATE_DONE:
+            emu.stats.billed_failures += 1  # billed when created, failed since

@@ -11,10 +11,13 @@ from typing import Any
 import httpx
 from starlette.requests import Request
 
+from zuotang_cli.emulator.breaker import CircuitBreaker
 from zuotang_cli.emulator.config import EmulatorConfig
+from zuotang_cli.emulator.gateway import GatewayError, gateway_error
 from zuotang_cli.emulator.limits import FlowControl, Quota
 from zuotang_cli.emulator.results import ResultStore
 from zuotang_cli.emulator.stats import Stats
+from zuotang_cli.emulator.tasks import TaskStore
 
 
 class EmulatorState:
@@ -23,11 +26,20 @@ class EmulatorState:
         self.rng = random.Random(config.seed)
         self.flow = FlowControl(config.qps)
         self.quota = Quota(config.quota)
-        self.stats = Stats()
+        self.stats = Stats(billing=config.billing)
         self.results = ResultStore()
+        self.tasks = TaskStore(config.link_ttl)
+        self.breaker = CircuitBreaker(
+            self.error("breaker"), config.breaker_seconds, retry_after=config.breaker_retry_after
+        )
         self.stopping = asyncio.Event()
         """Set when the server shuts down: pending waits end at once."""
         self._client: httpx.AsyncClient | None = None
+
+    def error(self, name: str) -> GatewayError:
+        """The gateway's error ``name`` in the configured gateway and throttle styles."""
+        config = self.config
+        return gateway_error(config.gateway_style, name, throttle_style=config.throttle_style)
 
     @property
     def client(self) -> httpx.AsyncClient:
