@@ -232,7 +232,11 @@ def test_a_call_that_timed_out_is_counted_as_possibly_paid(tmp_path: Path, emula
 def test_dry_run_says_what_paid_retries_may_cost(tmp_path: Path, emulator: Any) -> None:
     emu = emulator(qps=20)
     proc = zuotang(
-        str(url_list(tmp_path, emu, 4)), "--dry-run", "-o", str(tmp_path / "o"), endpoint="http://127.0.0.1:9/x"
+        str(url_list(tmp_path, emu, 4)),
+        "--dry-run",
+        "-o",
+        str(tmp_path / "o"),
+        endpoint="http://127.0.0.1:9/x",
     )
     assert proc.returncode == ExitStatus.SUCCESS
     assert "may add up to 4 paid calls (--paid-retries 1)" in proc.stderr
@@ -375,6 +379,8 @@ def test_scale_predictions_where_the_documents_disagree_say_so(
     tmp_path: Path, make_image: Callable[..., Path]
 ) -> None:
     image = make_image("edge.png", (510, 300))
-    proc = zuotang(str(image), "--dry-run", "-o", str(tmp_path / "o"), endpoint="http://127.0.0.1:9/x")
+    proc = zuotang(
+        str(image), "--dry-run", "-o", str(tmp_path / "o"), endpoint="http://127.0.0.1:9/x"
+    )
     assert proc.returncode == ExitStatus.SUCCESS
     assert "disagree on the factor" in proc.stderr

@@ -133,7 +133,7 @@ def test_an_expired_link_is_called_again_and_says_so(tmp_path: Path, emulator: A
     assert set(stats["billed_by_input"].values()) == {2}
     rows = report_rows(out)
     assert all(r["outcome"] == "done" for r in rows)
-    assert all("expired" in r["message"] and "called again" in r["message"] for r in rows)
+    assert all("expired" in r["message"] and "again" in r["message"] for r in rows)
 
 
 def test_a_paid_but_unsaved_result_is_downloaded_not_paid_again(tmp_path: Path) -> None:

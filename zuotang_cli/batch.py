@@ -470,6 +470,10 @@ class Batch:
                 return self._result(work, record, reply)
         elif await self._refused_by_probe(work, record):
             return None, 0.0
+        if work.item.path is not None and self._multipart_refused is not None:
+            record.outcome, record.message = Outcome.NOT_ATTEMPTED, self._multipart_refused
+            record.error_class = ErrorClass.NOT_ATTEMPTED
+            return None, 0.0
         reply = await self._call(work, record, reply)
         if reply is None:
             if record.error_class != ErrorClass.MAX_CALLS:

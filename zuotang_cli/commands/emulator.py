@@ -36,6 +36,9 @@ def emulator(
         "", help="Fault probabilities, e.g. 429=0.05,500=0.02,reset=0.01,breaker=0.01."
     ),
     seed: int | None = typer.Option(None, help="Seed for latency and fault draws."),
+    fail_first: str | None = typer.Option(
+        None, help="A state fault (e.g. state-8) that every input's first call answers."
+    ),
     throttle_style: str = typer.Option("429", help="Throttle reply: 429 (newer gateway) or 403."),
     return_type: int = typer.Option(
         1, help="1: result as a URL; 2: as base64 data; 3: a sync reply is the image itself."
@@ -111,6 +114,7 @@ def emulator(
             serve_dir=serve,
             faults=faults,
             seed=seed,
+            fail_first=fail_first,
             throttle_style=throttle_style,
             return_type=return_type,
             cheap=cheap,

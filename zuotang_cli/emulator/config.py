@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zuotang_cli import rules
-from zuotang_cli.emulator.faults import parse_faults, validate_faults
+from zuotang_cli.emulator.faults import STATE_FAULTS, parse_faults, validate_faults
 from zuotang_cli.emulator.form import BODY_ACCEPTS, MAX_BODY_BYTES
 from zuotang_cli.emulator.gateway import GATEWAY_STYLES, GatewayError, parse_refusal
 from zuotang_cli.emulator.links import LINK_STYLES
@@ -60,6 +60,9 @@ class EmulatorConfig:
     """Fault kind → probability per call (see :mod:`zuotang_cli.emulator.faults`)."""
     seed: int | None = None
     """Seed of the one RNG that draws latencies and faults."""
+    fail_first: str | None = None
+    """A failing state fault (``state-8``...) that every input's first call answers, in
+    place of whatever fault was drawn: a paid failure each, then the real work."""
     throttle_style: str = "429"
     """``"429"`` (newer gateways, with X-Ca-Error-Code and Retry-After) or ``"403"``."""
     return_type: int = 1
@@ -117,6 +120,11 @@ class EmulatorConfig:
         self._check()
 
     def _check(self) -> None:
+        if self.fail_first is not None and self.fail_first not in STATE_FAULTS:
+            raise ValueError(
+                f"fail-first must be a state fault ({', '.join(STATE_FAULTS)}), "
+                f"not {self.fail_first!r}"
+            )
         low, high = self.latency
         if not (0.0 <= low <= high and math.isfinite(high)):
             raise ValueError(f"latency {low:g}-{high:g} must be 0 <= MIN <= MAX")
@@ -161,6 +169,7 @@ class EmulatorConfig:
         serve_dir: str | Path | None = None,
         faults: str = "",
         seed: int | None = None,
+        fail_first: str | None = None,
         throttle_style: str = "429",
         return_type: int = 1,
         cheap: bool = False,
@@ -190,6 +199,7 @@ class EmulatorConfig:
             serve_dir=Path(serve_dir) if serve_dir is not None else None,
             faults=parse_faults(faults),
             seed=seed,
+            fail_first=fail_first,
             throttle_style=throttle_style,
             return_type=return_type,
             cheap=cheap,

@@ -117,6 +117,9 @@ async def _service(call: Call, emu: EmulatorState) -> Answer:
         scale_call = check_fields(fields)
     except BadRequest as exc:
         return Answer(replies.bad_request(str(exc), call.request_id))
+    if config.fail_first and scale_call.billing_key not in emu.inputs_seen:
+        call.fault = config.fail_first  # this input's first call fails, whatever was drawn
+    emu.inputs_seen.add(scale_call.billing_key)
     if call.fault in GATEWAY_FAULTS:
         assert call.fault is not None
         emu.stats.faults[call.fault] += 1

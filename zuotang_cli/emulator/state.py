@@ -32,6 +32,8 @@ class EmulatorState:
         self.breaker = CircuitBreaker(
             self.error("breaker"), config.breaker_seconds, retry_after=config.breaker_retry_after
         )
+        self.inputs_seen: set[str] = set()
+        """Billing keys of the inputs called so far (for ``fail_first``)."""
         self.stopping = asyncio.Event()
         """Set when the server shuts down: pending waits end at once."""
         self._client: httpx.AsyncClient | None = None
