@@ -141,8 +141,9 @@ def test_bad_inputs_get_rows_and_are_never_sent(
     rows = {(r["input"], r["outcome"]): r for r in report_rows(out)}
     assert len(rows) == 8
     outcomes = sorted(r["outcome"] for r in rows.values())
-    assert outcomes.count("invalid") == 6  # ftp, javascript, too long, duplicate, text, missing
+    assert outcomes.count("invalid") == 5  # ftp, javascript, too long, text, missing
     assert outcomes.count("done") == 1
+    assert rows[(good, "skipped")]["message"] == "duplicate of input #1: the same result"
     failed = [r for r in rows.values() if r["outcome"] == "failed"]
     assert len(failed) == 1 and failed[0]["state"] == "-3"
     for row in rows.values():

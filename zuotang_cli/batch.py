@@ -11,22 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import httpx
 
-from zuotang_cli import api, preflight, rules
+from zuotang_cli import api, naming, preflight, rules
 from zuotang_cli.api import Billing, Body, CallSpec, Reply, Verdict
-from zuotang_cli.download import DISK_ERROR, Downloader, DownloadFailed
+from zuotang_cli.download import DISK_ERROR, Downloader, DownloadFailed, copy_result, file_checksum
 from zuotang_cli.errors import LocalError
 from zuotang_cli.http_pool import new_client
-from zuotang_cli.journal import LINK_MARGIN, Action, Journal, Plan, entry_key
+from zuotang_cli.inputs import DUPLICATE
+from zuotang_cli.journal import (
+    LINK_MARGIN,
+    Action,
+    Entry,
+    Journal,
+    Plan,
+    Status,
+    entry_key,
+    output_intact,
+)
 from zuotang_cli.models import ErrorClass, InputItem, Outcome, Record
 from zuotang_cli.ratelimit import RateGate
 from zuotang_cli.status import ExitStatus
@@ -109,6 +120,18 @@ class Work:
     plan: Plan
     paid_failures_left: int | None = None
     """Billed failures this input may still cost before it is given up (None: no cap)."""
+    record: Record | None = None
+    """What is known so far (set once processing starts), for a row if the run is cut."""
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """An input whose result is another's: same URL, or same bytes, type and scale."""
+
+    item: InputItem
+    key: str
+    first: str
+    """The input it duplicates, as the user gave it (or ``input #N``)."""
 
 
 class CallBudget:
@@ -214,7 +237,11 @@ class Batch:
         self.gate = RateGate(config.qps)
         self.result = BatchResult()
         self._stop_reason: str | None = None
+        self._stopping = asyncio.Event()
         self._feeder: asyncio.Task[None] | None = None
+        self._file_keys: dict[str, str] = {}
+        """Content keys of the local files met in this run -> the first one's input."""
+        self._duplicates: list[Duplicate] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
         self._unanswered = 0
@@ -223,12 +250,10 @@ class Batch:
     # -- control -------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """First Ctrl-C: start nothing new, let what is in flight finish."""
+        """First Ctrl-C: start nothing new, let what is in flight finish; the inputs not
+        yet started get their rows as not attempted."""
         self.result.interrupted = True
-        self._stop_reason = "interrupted"
-        self.gate.close()
-        if self._feeder is not None:
-            self._feeder.cancel()
+        self._stop("interrupted")
 
     def _halt(self, reply: Reply) -> None:
         if reply.error_class in (ErrorClass.ENDPOINT_REFUSED, ErrorClass.ENDPOINT_NOT_FOUND):
@@ -237,8 +262,14 @@ class Batch:
             )
         if self.result.halt is None:
             self.result.halt = reply
-            self._stop_reason = f"halted: {reply.error_class}"
+            self._stop(f"halted: {reply.error_class}")
         self.gate.close()
+
+    def _stop(self, reason: str) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self.gate.close()
+        self._stopping.set()
 
     # -- the run -------------------------------------------------------------------------
 
@@ -258,49 +289,185 @@ class Batch:
                 cfg.download_concurrency or default_download_concurrency(cfg.qps)
             )
             self._slots = asyncio.Semaphore(self.concurrency)
-            # The feeder runs apart so that a stop request can cancel it while it waits for
-            # input or for a slot, without touching the calls already in flight.
+            # The feeder runs apart: it keeps reading the inputs after a stop, so that each
+            # one gets its row, while the calls in flight finish.
             self._feeder = asyncio.create_task(self._feed(items))
             try:
-                await asyncio.wait({self._feeder})
-                if not self._feeder.cancelled() and self._feeder.exception() is not None:
-                    raise self._feeder.exception()  # type: ignore[misc]
-                while self._tasks:
-                    await asyncio.wait(set(self._tasks))
-                if self._fatal is not None:
-                    raise self._fatal
+                await self._finish_all()
+            except asyncio.CancelledError:
+                # A second Ctrl-C: cut what is in flight short, but still give every input
+                # its row (a third one gives up on the rows of inputs not yet read).
+                self.result.interrupted = True
+                self._stop("interrupted")
+                for task in list(self._tasks):
+                    task.cancel()
+                await self._finish_all()
             finally:
                 self._feeder.cancel()
                 for task in self._tasks:
                     task.cancel()
         return self.result
 
+    async def _finish_all(self) -> None:
+        """Wait for the feeder and every input in flight, then settle the duplicates."""
+        assert self._feeder is not None
+        await asyncio.wait({self._feeder})
+        if not self._feeder.cancelled() and self._feeder.exception() is not None:
+            raise self._feeder.exception()  # type: ignore[misc]
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        if self._fatal is not None:
+            raise self._fatal
+        duplicates, self._duplicates = self._duplicates, []
+        for duplicate in duplicates:
+            self._emit(self._settle_duplicate(duplicate))
+
     async def _feed(self, items: AsyncIterator[InputItem]) -> None:
-        cfg = self.config
         async for item in items:
-            if item.error is not None:
-                self._emit(_invalid(item))
-                continue
-            key = entry_key(item, cfg.spec.type, cfg.spec.scale)
-            plan = self.journal.plan(
-                key,
-                force=cfg.force,
-                retry_failed=cfg.retry_failed,
-                now=time.time(),
-                paid_failures_allowed=cfg.paid_failures_allowed,
+            await self._dispatch(item)
+
+    async def _dispatch(self, item: InputItem) -> None:
+        """Decide one input: a row at once (invalid, done before, not attempted), a
+        duplicate settled at the end, or work started in a free slot."""
+        cfg = self.config
+        if item.error is not None and item.error_class != DUPLICATE:
+            self._emit(_invalid(item))
+            return
+        if self._stop_reason is not None:
+            self._not_attempted(item)
+            return
+        key = await self._key(item)
+        if key is None:
+            return
+        first = self._file_keys.get(key) if item.path is not None else None
+        if item.error_class == DUPLICATE or first is not None:
+            self._duplicates.append(Duplicate(item, key, first or _first_of(item)))
+            return
+        if item.path is not None:
+            self._file_keys[key] = item.source
+        plan = self.journal.plan(
+            key,
+            force=cfg.force,
+            retry_failed=cfg.retry_failed,
+            now=time.time(),
+            paid_failures_allowed=cfg.paid_failures_allowed,
+        )
+        if plan.action is Action.SKIP and plan.entry is not None:
+            self._emit(self._skipped(item, key, plan))
+        elif plan.action is Action.SKIP_FAILED:
+            self._emit(_from_journal(item, plan))
+        elif item.path is not None and plan.action is Action.CALL and self._unsendable(item):
+            return
+        elif not await self._free_slot():
+            self._not_attempted(item)
+        else:
+            work = Work(item, key, plan, self._paid_failures_left(plan))
+            task = asyncio.create_task(self._run_one(work))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    async def _free_slot(self) -> bool:
+        """Wait for a slot; False (no slot taken) if the run stops meanwhile."""
+        if self._stop_reason is not None:
+            return False
+        if not self._slots.locked():  # free: take it without yielding to the loop
+            await self._slots.acquire()
+            return True
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if acquire.done() and not acquire.cancelled() and self._stop_reason is None:
+            return True
+        if acquire.done() and not acquire.cancelled():
+            self._slots.release()
+        acquire.cancel()
+        return False
+
+    async def _key(self, item: InputItem) -> str | None:
+        """The journal key of ``item``; a local file is read (once: the journal caches its
+        digest by size and mtime) and known by its content.  None: an unreadable file,
+        whose row is emitted here."""
+        spec = self.config.spec
+        if item.path is None:
+            return entry_key(item, spec.type, spec.scale)
+        try:
+            stat = item.path.stat()
+            digest = self.journal.known_digest(item.path, stat.st_size, stat.st_mtime_ns)
+            if digest is None:
+                digest = await asyncio.to_thread(file_checksum, item.path)
+                self.journal.remember_digest(item.path, stat.st_size, stat.st_mtime_ns, digest)
+        except OSError as exc:
+            self._emit(_invalid(dataclasses.replace(item, error=f"cannot read: {exc.strerror}")))
+            return None
+        self.journal.forget(entry_key(item, spec.type, spec.scale))  # a stopped run's row
+        return entry_key(item, spec.type, spec.scale, digest)
+
+    def _not_attempted(self, item: InputItem) -> None:
+        """The row of an input the run stopped before, kept in the journal too (unless it
+        holds more of it), so that ``zuotang report`` lists every input."""
+        record = _not_attempted(item, self._stop_reason or "")
+        spec = self.config.spec
+        with contextlib.suppress(LocalError):  # a journal that failed: the report has it
+            self.journal.placeholder(entry_key(item, spec.type, spec.scale), record)
+        self._emit(record)
+
+    def _skipped(self, item: InputItem, key: str, plan: Plan) -> Record:
+        """An input done before: its row, and (when it is the same content under another
+        name, a copied or moved file) a copy of the result under its own name."""
+        assert plan.entry is not None
+        earlier = plan.entry.record.input
+        if earlier == item.source:
+            return _from_journal(item, plan, self.journal)
+        return self._deliver(item, key, plan.entry, f"same content as {earlier}, done before")
+
+    def _settle_duplicate(self, duplicate: Duplicate) -> Record:
+        """A duplicate gets the result of the input it duplicates, once that is settled."""
+        entry = self.journal.get(duplicate.key)
+        label = f"duplicate of {duplicate.first}"
+        if (
+            entry is None
+            or entry.status is not Status.SAVED
+            or not output_intact(entry, self.journal.root)
+        ):
+            first = entry.record if entry is not None else None
+            record = Record(
+                input=duplicate.item.source,
+                outcome=Outcome.NOT_ATTEMPTED if first is None else first.outcome,
+                message=f"{label}, which was not done"
+                + (f": {first.message}" if first is not None and first.message else ""),
+                error_class=ErrorClass.DUPLICATE,
             )
-            if plan.action in (Action.SKIP, Action.SKIP_FAILED):
-                self._emit(_from_journal(item, plan))
-            elif self._stop_reason is not None:
-                self._emit(_not_attempted(item, self._stop_reason))
-            elif item.path is not None and plan.action is Action.CALL and self._unsendable(item):
-                continue
-            else:
-                await self._slots.acquire()
-                work = Work(item, key, plan, self._paid_failures_left(plan))
-                task = asyncio.create_task(self._run_one(work))
-                self._tasks.add(task)
-                task.add_done_callback(self._task_done)
+            if record.outcome is Outcome.DONE:
+                record.outcome = Outcome.FAILED
+            return record
+        return self._deliver(duplicate.item, duplicate.key, entry, label)
+
+    def _deliver(self, item: InputItem, key: str, entry: Entry, label: str) -> Record:
+        """A ``skipped`` row for ``item`` whose result is ``entry``'s: at its own name (a
+        copy, made once and reserved) when that differs from the saved one's."""
+        source = self.journal.output_path(entry)
+        assert source is not None
+        record = self.journal.located(Record.from_dict(entry.record.as_dict()))
+        record.input, record.outcome, record.attempts, record.elapsed = (
+            item.source,
+            Outcome.SKIPPED,
+            0,
+            None,
+        )
+        record.paid_calls, record.error_class = 0, None
+        wanted = naming.output_relpath(item, source.suffix.lstrip(".") or "png")
+        relpath = self.journal.claim(key, wanted)
+        dest = naming.safe_join(self.config.output_dir, relpath)
+        if dest == source:
+            record.message = f"{label}: the same result"
+            return record
+        if not (dest.exists() and dest.stat().st_size == source.stat().st_size):
+            copy_result(source, dest, self._downloader.tmp_path())
+        record.output = str(dest)
+        record.message = f"{label}: copied from {entry.output}"
+        self.journal.duplicate(item, key, record)
+        return record
 
     def _paid_failures_left(self, plan: Plan) -> int | None:
         allowed = self.config.paid_failures_allowed
@@ -345,13 +512,15 @@ class Batch:
         if not task.cancelled() and task.exception() is not None and self._fatal is None:
             # Only the sink (report / stdout) can fail here: nothing more can be recorded.
             self._fatal = task.exception()
-            self.gate.close()
+            self._stop("the report could not be written")
             if self._feeder is not None:
                 self._feeder.cancel()
 
     async def _run_one(self, work: Work) -> None:
         try:
             record = await self._process(work)
+        except asyncio.CancelledError:  # a second Ctrl-C: say what was left undone
+            record = self._cut_short(work)
         except (LocalError, OSError) as exc:  # the journal or the disk: nothing can be saved
             record = self._failure(work, DISK_ERROR, str(exc))
             self._halt_on_disk_error(record.message)
@@ -379,6 +548,24 @@ class Batch:
         self.result.counts[record.outcome] += 1
         self._sink(record)
 
+    def _cut_short(self, work: Work) -> Record:
+        """The row of an input whose processing a second Ctrl-C cut short."""
+        record = work.record or Record(input=work.item.source, outcome=Outcome.FAILED)
+        entry = self.journal.get(work.key)
+        if entry is not None and entry.status is Status.SAVED:
+            return self.journal.located(entry.record)
+        paid = entry is not None and entry.status in (Status.PAID, Status.PENDING)
+        if paid:
+            record.message = "interrupted: paid, not saved yet; the next run fetches it"
+        elif record.attempts:
+            record.message = "interrupted while calling: the next run calls it again"
+        record.outcome, record.error_class = Outcome.FAILED, ErrorClass.INTERRUPTED
+        if not paid and not record.attempts:
+            record.outcome, record.error_class = Outcome.NOT_ATTEMPTED, ErrorClass.NOT_ATTEMPTED
+            record.message = "interrupted"
+        self.journal.failed(work.key, record)  # keeps a paid link or task for the next run
+        return record
+
     async def _process(self, work: Work) -> Record:
         item = work.item
         record = Record(
@@ -387,6 +574,7 @@ class Batch:
             input_width=item.width,
             input_height=item.height,
         )
+        work.record = record
         self._note_scale(record)
         try:
             await self._download_or_call(work, record)
@@ -523,7 +711,9 @@ class Batch:
     ) -> bool:
         try:
             async with self._download_slots:
-                saved = await self._downloader.save(work.item, image, deadline)
+                saved = await self._downloader.save(
+                    work.item, image, deadline, lambda wanted: self._claim(work, record, wanted)
+                )
         except DownloadFailed as exc:
             # the message may quote the server's link: mask the AppCode should it echo it
             message = str(exc).replace(self.config.spec.appcode, "****")
@@ -536,12 +726,22 @@ class Batch:
         record.outcome = Outcome.DONE
         record.error_class = None
         record.message = note or record.message
+        name_note = record.extra.pop("name_note", None)
+        if name_note:
+            record.message = f"{record.message}; {name_note}" if record.message else name_note
         record.output = str(saved.path)
         record.result_bytes, record.width, record.height = saved.size, saved.width, saved.height
         if record.input_width:
             record.factor = round(saved.width / record.input_width, 2)
         self.journal.saved(work.key, record, saved.path, saved.sha256)
         return True
+
+    def _claim(self, work: Work, record: Record, wanted: PurePosixPath) -> PurePosixPath:
+        """Reserve the result's name in the journal; another input's name is never taken."""
+        relpath = self.journal.claim(work.key, wanted)
+        if relpath != wanted:
+            record.extra["name_note"] = f"named {relpath}: {wanted} is another input's result"
+        return relpath
 
     async def _call(self, work: Work, record: Record, reply: Reply | None) -> Reply | None:
         """Call until success, a final answer, or the retry budgets are spent; each call
@@ -807,10 +1007,17 @@ def _loop_deadline(wall_time: float) -> float:
     return asyncio.get_running_loop().time() + (wall_time - time.time())
 
 
-def _from_journal(item: InputItem, plan: Plan) -> Record:
+def _first_of(item: InputItem) -> str:
+    """The input a duplicate repeats, from the words of the input reader."""
+    return (item.error or "").removeprefix("duplicate of ") or "an earlier input"
+
+
+def _from_journal(item: InputItem, plan: Plan, journal: Journal | None = None) -> Record:
     assert plan.entry is not None
     earlier = plan.entry.record
     record = Record.from_dict(earlier.as_dict())
+    if journal is not None:
+        record = journal.located(record)
     record.input = item.source
     record.attempts = 0
     record.elapsed = None

@@ -16,8 +16,9 @@ import hashlib
 import os
 import random
 import re
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -31,6 +32,8 @@ MAX_RESULT_BYTES = 100 * 1024 * 1024
 """A result larger than this is refused (4096 x 4096 PNG is well under it)."""
 TMP_DIRNAME = ".zuotang/tmp"
 DISK_ERROR = ErrorClass.DISK_ERROR
+Namer = Callable[[PurePosixPath], PurePosixPath]
+"""Given the name a result would get, the name it may have (reserved in the journal)."""
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 
 
@@ -67,19 +70,37 @@ class Downloader:
             tmp_dir.mkdir(parents=True, exist_ok=True)
         return tmp_dir / f"{uuid.uuid4().hex}.part"
 
-    async def save(self, item: InputItem, image: str, deadline: float) -> Saved:
-        """Save the result ``image`` (URL or base64) of ``item``; raise DownloadFailed."""
-        if image.startswith(("http://", "https://")):
-            return await self._save_url(item, image, deadline)
-        return await self._save_base64(item, image)
+    async def save(self, item: InputItem, image: str, deadline: float, name: Namer) -> Saved:
+        """Save the result ``image`` (URL or base64) of ``item``; raise DownloadFailed.
 
-    async def _save_url(self, item: InputItem, url: str, deadline: float) -> Saved:
+        ``name`` turns the name the result would get into the one it may have (the journal
+        reserves it), once the result's real format is known.
+        """
+        if image.startswith(("http://", "https://")):
+            return await self._save_url(item, image, deadline, name)
+        return await self._save_base64(item, image, name)
+
+    async def _finish(self, tmp: Path, item: InputItem, checksum: str, name: Namer) -> Saved:
+        """Check the downloaded ``tmp``, reserve its name, rename it into place."""
+        checked = await asyncio.to_thread(_check, tmp)
+        wanted = naming.output_relpath(item, naming.extension_for_format(checked.format))
+        relpath = name(wanted)
+        try:
+            dest = naming.safe_join(self.output_dir, relpath)
+        except naming.UnsafePathError as exc:
+            raise DownloadFailed("unsafe-path", str(exc), retryable=False) from exc
+        await asyncio.to_thread(_place, tmp, dest)
+        return Saved(
+            dest, relpath, checked.size, checked.width, checked.height, checked.format, checksum
+        )
+
+    async def _save_url(self, item: InputItem, url: str, deadline: float, name: Namer) -> Saved:
         loop = asyncio.get_running_loop()
         for attempt in range(1, self.attempts + 1):
             tmp = self.tmp_path()
             try:
                 checksum = await self._fetch(url, tmp)
-                return await asyncio.to_thread(_finish, tmp, item, self.output_dir, checksum)
+                return await self._finish(tmp, item, checksum, name)
             except DownloadFailed as exc:
                 _unlink(tmp)
                 delay = random.uniform(0, self.backoff * 2**attempt)
@@ -126,7 +147,7 @@ class Downloader:
             ) from exc
         return digest.hexdigest()
 
-    async def _save_base64(self, item: InputItem, image: str) -> Saved:
+    async def _save_base64(self, item: InputItem, image: str, name: Namer) -> Saved:
         data = _DATA_URL.sub("", image.strip(), count=1)
         try:
             raw = base64.b64decode(data, validate=True)
@@ -141,7 +162,7 @@ class Downloader:
             with _disk_errors(tmp):
                 await asyncio.to_thread(tmp.write_bytes, raw)
             checksum = hashlib.sha256(raw).hexdigest()
-            return await asyncio.to_thread(_finish, tmp, item, self.output_dir, checksum)
+            return await self._finish(tmp, item, checksum, name)
         finally:
             _unlink(tmp)
 
@@ -198,9 +219,17 @@ def _ends_with(fh: BinaryIO, end: bytes) -> bool:
     return fh.read() == end
 
 
-def _finish(tmp: Path, item: InputItem, output_dir: Path, checksum: str) -> Saved:
-    """Check ``tmp`` is a whole image, fsync it and rename it to its final name; the file
-    is opened once for the check, the fsync and its size."""
+@dataclass(frozen=True)
+class _Checked:
+    format: str
+    width: int
+    height: int
+    size: int
+
+
+def _check(tmp: Path) -> _Checked:
+    """Check ``tmp`` is a whole image and fsync it; the file is opened once for the check,
+    the fsync and its size."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -218,18 +247,16 @@ def _finish(tmp: Path, item: InputItem, output_dir: Path, checksum: str) -> Save
             Image.DecompressionBombError,
         ) as exc:
             raise _not_an_image(exc, tmp, fh) from exc
-        relpath = naming.output_relpath(item, naming.extension_for_format(fmt))
-        try:
-            dest = naming.safe_join(output_dir, relpath)
-        except naming.UnsafePathError as exc:
-            raise DownloadFailed("unsafe-path", str(exc), retryable=False) from exc
-        with _disk_errors(dest):
-            dest.parent.mkdir(parents=True, exist_ok=True)
+        with _disk_errors(tmp):
             os.fsync(fh.fileno())
             size = os.fstat(fh.fileno()).st_size
+    return _Checked(fmt, width, height, size)
+
+
+def _place(tmp: Path, dest: Path) -> None:
     with _disk_errors(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(dest)
-    return Saved(dest, relpath, size, width, height, fmt, checksum)
 
 
 def _not_an_image(exc: Exception, tmp: Path, fh: BinaryIO | None = None) -> DownloadFailed:
@@ -250,6 +277,15 @@ def _disk_errors(path: Path) -> Iterator[None]:
         raise DownloadFailed(
             DISK_ERROR, f"cannot write {path}: {exc.strerror or exc}", retryable=False
         ) from exc
+
+
+def copy_result(source: Path, dest: Path, tmp: Path) -> None:
+    """Copy a saved result to another name, through a temporary file and a rename."""
+    try:
+        shutil.copyfile(source, tmp)
+        _place(tmp, dest)
+    finally:
+        _unlink(tmp)
 
 
 def file_checksum(path: Path) -> str:

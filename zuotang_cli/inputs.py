@@ -193,8 +193,10 @@ def iter_inputs(
     """
     seen = _Seen()
     index = 0
+    # Several folders mirror each under its own name, as `cp -r a b out/` would.
+    several = sum(1 for source in sources if _is_folder(source)) > 1
     for source in sources:
-        for item in _expand(source, stdin, recursive):
+        for item in _expand(source, stdin, recursive, several):
             yield seen.check(dataclasses.replace(item, index=index))
             index += 1
 
@@ -273,7 +275,14 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _expand(source: str, stdin: BinaryIO, recursive: bool) -> Iterator[InputItem]:
+def _is_folder(source: str) -> bool:
+    # os.path.isdir, not Path.is_dir: it answers False (not ValueError) for a NUL byte
+    return source not in ("", "-") and not looks_like_url(source) and os.path.isdir(source)  # noqa: PTH112
+
+
+def _expand(
+    source: str, stdin: BinaryIO, recursive: bool, named: bool = False
+) -> Iterator[InputItem]:
     if source == "-":
         yield from _list_lines(stdin, "stdin")
     elif not source:
@@ -281,10 +290,10 @@ def _expand(source: str, stdin: BinaryIO, recursive: bool) -> Iterator[InputItem
     elif looks_like_url(source):
         yield _url_item(source)
     else:
-        yield from _expand_path(source, recursive)
+        yield from _expand_path(source, recursive, named)
 
 
-def _expand_path(source: str, recursive: bool) -> Iterator[InputItem]:
+def _expand_path(source: str, recursive: bool, named: bool = False) -> Iterator[InputItem]:
     try:
         mode = Path(source).stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -294,7 +303,8 @@ def _expand_path(source: str, recursive: bool) -> Iterator[InputItem]:
         yield _bad(source, f"cannot read: {_reason(exc)}")
         return
     if stat.S_ISDIR(mode):
-        yield from _walk_dir(Path(source), recursive)
+        prefix = (Path(source).resolve().name or "root",) if named else ()
+        yield from _walk_dir(Path(source), recursive, prefix)
     elif stat.S_ISREG(mode):
         yield from _expand_file(source)
     else:  # a pipe such as <(command), or a device: only a list makes sense
@@ -425,8 +435,9 @@ def _listed_file(text: str) -> InputItem:
 # Folders
 
 
-def _walk_dir(root: Path, recursive: bool) -> Iterator[InputItem]:
-    """Image files under ``root`` sorted by relative path, depth first, without recursion.
+def _walk_dir(root: Path, recursive: bool, prefix: tuple[str, ...] = ()) -> Iterator[InputItem]:
+    """Image files under ``root`` sorted by relative path, depth first, without recursion;
+    their relative paths start with ``prefix`` (the folder's name, when several are given).
 
     Hidden entries (``.name``) are skipped; symlinked folders are not followed.
     """
@@ -435,7 +446,7 @@ def _walk_dir(root: Path, recursive: bool) -> Iterator[InputItem]:
         parts, is_dir = pending.pop()
         here = root.joinpath(*parts)
         if not is_dir:
-            yield _found_file(here, parts)
+            yield _found_file(here, parts, prefix)
             continue
         try:
             children = _listing(here)
@@ -460,8 +471,8 @@ def _listing(folder: Path) -> list[tuple[str, bool]]:
     return sorted(found)
 
 
-def _found_file(found: Path, parts: tuple[str, ...]) -> InputItem:
-    source, path, relpath = str(found), found.resolve(), PurePosixPath(*parts)
+def _found_file(found: Path, parts: tuple[str, ...], prefix: tuple[str, ...] = ()) -> InputItem:
+    source, path, relpath = str(found), found.resolve(), PurePosixPath(*prefix, *parts)
     try:
         head = _read_head(found)
     except OSError as exc:

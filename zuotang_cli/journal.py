@@ -25,12 +25,15 @@ caps the paid retries of an input across runs.
 from __future__ import annotations
 
 import enum
+import hashlib
+import itertools
 import json
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from zuotang_cli import rules
 from zuotang_cli.download import file_checksum
@@ -75,6 +78,8 @@ class Status(str, enum.Enum):
     SAVED = "saved"
     FAILED_FINAL = "failed-final"
     FAILED_RETRYABLE = "failed-retryable"
+    DUPLICATE = "duplicate"
+    """The row of an input served from another input's result (never planned)."""
 
 
 class Action(str, enum.Enum):
@@ -133,7 +138,21 @@ CREATE TABLE IF NOT EXISTS entries (
     paid_failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS names (
+    folded TEXT PRIMARY KEY,
+    relpath TEXT NOT NULL,
+    key TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
 """
+FORMAT = 2
+"""The journal's format: 2 keeps outputs relative to the output directory, reserves
+output names, and knows local inputs by their content."""
 _ADDED_COLUMNS = {
     "task_id": "TEXT",
     "paid_calls": "INTEGER NOT NULL DEFAULT 0",
@@ -147,23 +166,24 @@ _COLUMNS = (
 )
 
 
-def entry_key(item: InputItem, type_: str, scale: int | None) -> str:
-    """(normalized input, type, scale); a local file also by its size and mtime, so an
-    edited image is processed again."""
-    key = item.key
-    if item.path is not None:
-        try:
-            stat = item.path.stat()
-            key = f"{key}\0{stat.st_size}\0{stat.st_mtime_ns}"
-        except OSError:
-            pass
+def entry_key(item: InputItem, type_: str, scale: int | None, digest: str | None = None) -> str:
+    """(input, type, scale): a URL by its normalized form, a local file by the SHA-256 of
+    its bytes (``digest``), so that a touched, copied or moved file is the same input."""
+    key = f"sha256:{digest}" if item.path is not None and digest else item.key
     return f"{type_}\0{scale or 'auto'}\0{key}"
+
+
+def folded(relpath: PurePosixPath) -> str:
+    """A name as a case-insensitive, normalization-insensitive disk compares it."""
+    return unicodedata.normalize("NFC", relpath.as_posix()).casefold()
 
 
 class Journal:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        self.root = path.parent.parent.resolve()
+        """The output directory: every output path is stored relative to it."""
 
     @classmethod
     def open(cls, output_dir: Path, *, create: bool = True) -> Journal:
@@ -179,7 +199,10 @@ class Journal:
             _add_missing_columns(db)
         except sqlite3.Error as exc:
             raise UsageError(f"cannot open the journal {path}: {exc}") from exc
-        return cls(db, path)
+        journal = cls(db, path)
+        if create and journal.setting("format") != str(FORMAT):
+            journal._migrate()
+        return journal
 
     def close(self) -> None:
         self._db.close()
@@ -215,9 +238,136 @@ class Journal:
         )
 
     def records(self) -> Iterator[Record]:
-        """Every input's latest record, oldest first."""
+        """Every input's latest record, oldest first, outputs under the output directory
+        where it is now."""
         for (record,) in self._exec("SELECT record FROM entries ORDER BY rowid"):
-            yield Record.from_dict(json.loads(record))
+            yield self.located(Record.from_dict(json.loads(record)))
+
+    def output_path(self, entry: Entry) -> Path | None:
+        """Where the entry's saved result is now (the journal stores it relative)."""
+        return None if entry.output is None else self.root / entry.output
+
+    def located(self, record: Record) -> Record:
+        """``record`` with its output under the output directory where it is now."""
+        if record.output is not None and not Path(record.output).is_absolute():
+            record.output = str(self.root / record.output)
+        return record
+
+    def _relative(self, output: Path) -> str:
+        try:
+            return output.resolve().relative_to(self.root).as_posix()
+        except ValueError:  # outside the output directory (never written so today)
+            return str(output)
+
+    def _relocated(self, output: str) -> str:
+        """An output path of an older journal, made relative to the output directory; if
+        the directory moved before this format, the longest tail of the path found here."""
+        path = Path(output)
+        if not path.is_absolute():
+            return output
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            pass
+        for start in range(1, len(path.parts)):
+            tail = PurePosixPath(*path.parts[start:])
+            if (self.root / tail).exists():
+                return tail.as_posix()
+        return output
+
+    def _migrate(self) -> None:
+        """Bring a journal of an earlier format up to this one, in one transaction: outputs
+        made relative, their names reserved, local inputs keyed by their content."""
+        rows = self._exec(f"SELECT {_COLUMNS} FROM entries").fetchall()
+        self._exec("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                self._migrate_entry(_entry(row))
+            self.remember("format", str(FORMAT))
+            self._exec("COMMIT")
+        except BaseException:
+            self._exec("ROLLBACK")
+            raise
+
+    def _migrate_entry(self, entry: Entry) -> None:
+        key = entry.key
+        if entry.output is not None:
+            relative = self._relocated(entry.output)
+            record = entry.record.as_dict()
+            if record.get("output"):
+                record["output"] = relative
+            self._exec(
+                "UPDATE entries SET output = ?, record = ? WHERE key = ?",
+                (relative, json.dumps(record, ensure_ascii=False), key),
+            )
+            if entry.status is Status.SAVED and not Path(relative).is_absolute():
+                self._exec(
+                    "INSERT OR IGNORE INTO names (folded, relpath, key) VALUES (?, ?, ?)",
+                    (folded(PurePosixPath(relative)), relative, key),
+                )
+        parts = key.split("\0")
+        if len(parts) != 5:  # (type, scale, path, size, mtime): a file known by its path
+            return
+        type_, scale, path, size, mtime_ns = parts
+        try:
+            stat = Path(path).stat()
+            if (str(stat.st_size), str(stat.st_mtime_ns)) != (size, mtime_ns):
+                return  # changed since: its old entry stays as it was
+            digest = self.digest(Path(path))
+        except OSError:
+            return
+        new_key = f"{type_}\0{scale}\0sha256:{digest}"
+        try:
+            self._db.execute("UPDATE entries SET key = ? WHERE key = ?", (new_key, key))
+            self._db.execute("UPDATE names SET key = ? WHERE key = ?", (new_key, key))
+        except sqlite3.IntegrityError:
+            pass  # the same content is already known under its new key
+
+    # -- names and contents -------------------------------------------------------------
+
+    def claim(self, key: str, wanted: PurePosixPath) -> PurePosixPath:
+        """Reserve an output name for ``key``: ``wanted`` if no other input holds it (case
+        and Unicode normalization aside), else a distinct name made from ``key``."""
+        for relpath in _candidates(wanted, key):
+            row = self._exec(
+                "SELECT key FROM names WHERE folded = ?", (folded(relpath),)
+            ).fetchone()
+            if row is not None and row[0] != key:
+                continue
+            if row is None:
+                self._exec(
+                    "INSERT INTO names (folded, relpath, key) VALUES (?, ?, ?)",
+                    (folded(relpath), relpath.as_posix(), key),
+                )
+            return relpath
+        raise AssertionError("unreachable: the candidates never run out")
+
+    def known_digest(self, path: Path, size: int, mtime_ns: int) -> str | None:
+        """The SHA-256 of ``path`` as last read, if its size and mtime are unchanged (the
+        cache that spares re-reading unchanged files on every run, like git's index)."""
+        row = self._exec(
+            "SELECT sha256 FROM files WHERE path = ? AND size = ? AND mtime_ns = ?",
+            (str(path), size, mtime_ns),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def remember_digest(self, path: Path, size: int, mtime_ns: int, digest: str) -> None:
+        self._exec(
+            "INSERT INTO files (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(path) DO UPDATE SET size = excluded.size,"
+            " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256",
+            (str(path), size, mtime_ns, digest),
+        )
+
+    def digest(self, path: Path) -> str:
+        """The SHA-256 of a local input, from the cache when the file is unchanged."""
+        stat = path.stat()
+        known = self.known_digest(path, stat.st_size, stat.st_mtime_ns)
+        if known is not None:
+            return known
+        digest = file_checksum(path)
+        self.remember_digest(path, stat.st_size, stat.st_mtime_ns, digest)
+        return digest
 
     def plan(
         self,
@@ -243,7 +393,7 @@ class Journal:
         if entry.status is Status.SAVED:
             if force:
                 return Plan(Action.CALL, entry, "--force: processing again")
-            if output_intact(entry):
+            if output_intact(entry, self.root):
                 return Plan(Action.SKIP, entry, "done in an earlier run")
             reason = "the output was deleted or changed"
             if entry.link_alive(now):
@@ -303,18 +453,52 @@ class Journal:
 
     def saved(self, key: str, record: Record, output: Path, checksum: str) -> None:
         stat = output.stat()
+        relative = self._relative(output)
+        stored = Record.from_dict({**record.as_dict(), "output": relative})
         self._exec(
             "UPDATE entries SET status = ?, record = ?, output = ?, checksum = ?, size = ?,"
             " mtime_ns = ?, updated = ? WHERE key = ?",
             (
                 Status.SAVED.value,
-                _dump(record),
-                str(output),
+                _dump(stored),
+                relative,
                 checksum,
                 stat.st_size,
                 stat.st_mtime_ns,
                 time.time(),
                 key,
+            ),
+        )
+
+    def placeholder(self, key: str, record: Record) -> None:
+        """The record of an input the run stopped before, unless the input has an entry."""
+        self._exec(
+            "INSERT OR IGNORE INTO entries (key, status, record, updated) VALUES (?, ?, ?, ?)",
+            (key, Status.FAILED_RETRYABLE.value, _dump(record), time.time()),
+        )
+
+    def forget(self, key: str) -> None:
+        """Drop the placeholder row a stopped run left for a local file, now that it is
+        known by its content."""
+        self._exec(
+            "DELETE FROM entries WHERE key = ? AND status = ?",
+            (key, Status.FAILED_RETRYABLE.value),
+        )
+
+    def duplicate(self, item: InputItem, key: str, record: Record) -> None:
+        """The row of an input served from another's result, so the report lists it too
+        (kept under a key of its own: what is paid for stays with ``key``)."""
+        stored = Record.from_dict(
+            {**record.as_dict(), "output": self._relative(Path(record.output or ""))}
+        )
+        self._exec(
+            "INSERT INTO entries (key, status, record, updated) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET record = excluded.record, updated = excluded.updated",
+            (
+                f"duplicate\0{item.source}\0{key}",
+                Status.DUPLICATE.value,
+                _dump(stored),
+                time.time(),
             ),
         )
 
@@ -353,11 +537,11 @@ class Journal:
         )
 
 
-def output_intact(entry: Entry) -> bool:
+def output_intact(entry: Entry, root: Path) -> bool:
     """The saved file is still there and unchanged (size and mtime, else its checksum)."""
     if entry.output is None:
         return False
-    path = Path(entry.output)
+    path = root / entry.output
     try:
         stat = path.stat()
     except OSError:
@@ -370,6 +554,16 @@ def output_intact(entry: Entry) -> bool:
         return file_checksum(path) == entry.checksum
     except OSError:
         return False
+
+
+def _candidates(wanted: PurePosixPath, key: str) -> Iterator[PurePosixPath]:
+    """``wanted``, then ``stem-<hash of key>.ext``, then that with -2, -3, ..."""
+    yield wanted
+    stem, suffix = wanted.stem, wanted.suffix
+    tag = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=4).hexdigest()
+    yield wanted.with_name(f"{stem}-{tag}{suffix}")
+    for n in itertools.count(2):
+        yield wanted.with_name(f"{stem}-{tag}-{n}{suffix}")
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

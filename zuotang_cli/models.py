@@ -47,6 +47,8 @@ class ErrorClass(str, enum.Enum):
     DISK_ERROR = "disk-error"
     MAX_CALLS = "max-calls"
     NOT_ATTEMPTED = "not-attempted"
+    INTERRUPTED = "interrupted"
+    DUPLICATE = "duplicate"
     INTERNAL = "internal-error"
 
     def __str__(self) -> str:

@@ -1,0 +1,207 @@
+"""Never pay twice for a result we already have (issue 12): the journal owns identity.
+
+Each rule is proved with the emulator's billed counters, over the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from tests.test_enhance_e2e import APPCODE, report_rows, write_list, zuotang
+from zuotang_cli.status import ExitStatus
+
+
+def run(emu: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return zuotang(*args, "--qps", "50", endpoint=emu.endpoint)
+
+
+def image(path: Path, size: tuple[int, int], shade: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (shade, 90, 200)).save(path, "PNG")
+    return path
+
+
+def test_moving_the_output_directory_pays_nothing(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(link_ttl=2.0, qps=50)
+    urls = write_list(
+        tmp_path / "u.txt",
+        [emu.file_url("harbour-320x240.jpg"), emu.file_url("garden-480x640.png")],
+    )
+    out = tmp_path / "out"
+    assert run(emu, str(urls), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    moved = tmp_path / "elsewhere" / "renamed"
+    moved.parent.mkdir()
+    shutil.move(str(out), str(moved))
+    time.sleep(2.5)  # the links have expired: only the journal can save the bill
+    again = run(emu, str(urls), "-o", str(moved))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    stats = emu.stats()
+    assert stats["billed"] == 2 and stats["downloads"] == 2  # no call, no download
+    rows = report_rows(moved)
+    assert [r["outcome"] for r in rows] == ["skipped", "skipped"]
+    assert all(Path(r["output"]).is_relative_to(moved) for r in rows)
+
+
+def test_a_journal_of_the_old_format_is_migrated_not_discarded(
+    tmp_path: Path, emulator: Any
+) -> None:
+    emu = emulator(qps=50)
+    photo = image(tmp_path / "in" / "photo.png", (64, 48))
+    out = tmp_path / "out"
+    assert run(emu, str(photo), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    # Make it the journal of the version before: absolute outputs, files keyed by their
+    # path, size and mtime, no names or digests.
+    db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
+    (key, output) = db.execute("SELECT key, output FROM entries").fetchone()
+    stat = photo.stat()
+    old_key = key.rsplit("\0", 1)[0] + f"\0{photo.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    db.execute("UPDATE entries SET key = ?, output = ?", (old_key, str(out.resolve() / output)))
+    db.execute("DELETE FROM names")
+    db.execute("DELETE FROM files")
+    db.execute("DELETE FROM meta")
+    db.commit()
+    db.close()
+    again = run(emu, str(photo), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["billed"] == 1
+    assert [r["outcome"] for r in report_rows(out)] == ["skipped"]
+
+
+def test_two_folders_with_the_same_names_keep_both_results_and_pay_nothing_on_rerun(
+    tmp_path: Path, emulator: Any
+) -> None:
+    emu = emulator(qps=50)
+    image(tmp_path / "a" / "pic.png", (40, 30), shade=10)
+    image(tmp_path / "b" / "pic.png", (50, 30), shade=200)
+    out = tmp_path / "out"
+    first = run(emu, str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out))
+    assert first.returncode == ExitStatus.SUCCESS, first.stderr
+    with Image.open(out / "a" / "pic.png") as a, Image.open(out / "b" / "pic.png") as b:
+        assert (a.width, b.width) == (160, 200)  # each folder's own result, x4
+    for _ in range(2):
+        again = run(emu, str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out))
+        assert again.returncode == ExitStatus.SUCCESS
+    assert emu.stats()["billed"] == 2
+    assert {r["outcome"] for r in report_rows(out)} == {"skipped"}
+
+
+def test_names_that_differ_only_by_case_never_share_a_file(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=50)
+    image(tmp_path / "in" / "Pic.png", (40, 30), shade=10)
+    image(tmp_path / "in" / "pic.png", (48, 30), shade=200)
+    out = tmp_path / "out"
+    proc = run(emu, str(tmp_path / "in"), "-o", str(out))
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    rows = report_rows(out)
+    outputs = {row["output"].casefold() for row in rows}
+    assert len(outputs) == 2  # distinct even on a case-insensitive disk
+    renamed = [row for row in rows if "another input's result" in row["message"]]
+    assert len(renamed) == 1
+    assert run(emu, str(tmp_path / "in"), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    assert emu.stats()["billed"] == 2
+
+
+def test_a_touched_or_moved_input_pays_nothing(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=50)
+    photo = image(tmp_path / "in" / "photo.png", (64, 48))
+    out = tmp_path / "out"
+    assert run(emu, str(photo), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    os.utime(photo, (time.time() + 100, time.time() + 100))
+    touched = run(emu, str(photo), "-o", str(out))
+    assert touched.returncode == ExitStatus.SUCCESS
+    moved = tmp_path / "other" / "renamed.png"
+    moved.parent.mkdir()
+    shutil.move(str(photo), str(moved))
+    again = run(emu, str(moved), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["billed"] == 1
+    (row,) = [r for r in report_rows(out) if r["input"] == str(moved)]
+    assert row["outcome"] == "skipped" and "same content" in row["message"]
+    assert Path(row["output"]).is_file()
+
+
+def test_the_same_image_given_twice_is_paid_once(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=50)
+    photo = image(tmp_path / "in" / "a.png", (64, 48))
+    copy = tmp_path / "in" / "b.png"
+    shutil.copyfile(photo, copy)
+    url = emu.file_url("harbour-320x240.jpg")
+    out = tmp_path / "out"
+    proc = run(emu, str(photo), str(copy), url, url + "#again", "-o", str(out))
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    stats = emu.stats()
+    assert stats["billed"] == 2  # one image file, one URL
+    rows = {row["input"]: row for row in report_rows(out)}
+    assert len(rows) == 4
+    assert rows[str(copy)]["outcome"] == "skipped"
+    assert "duplicate of" in rows[str(copy)]["message"]
+    with Image.open(rows[str(copy)]["output"]) as result:
+        assert result.size == (256, 192)
+    assert rows[url + "#again"]["outcome"] == "skipped"
+    assert run(emu, str(photo), str(copy), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    assert emu.stats()["billed"] == 2
+
+
+def test_a_double_ctrl_c_leaves_a_complete_report(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=4, latency=(2.0, 3.0), cheap=True)
+    urls = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(20)])
+    out = tmp_path / "out"
+    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zuotang_cli", "enhance", str(urls), "-o", str(out), "--qps", "4"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while emu.stats()["calls"] < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == ExitStatus.INTERRUPTED, stderr
+    rows = report_rows(out)
+    assert len(rows) == 20 and len({r["input"] for r in rows}) == 20
+    assert all(r["message"] for r in rows if r["outcome"] != "done")
+    listed = zuotang_report(out)
+    assert len(listed.splitlines()) == 1 + 20, listed
+    # What was paid is not lost: the next run pays again only for the calls that were
+    # cut while in flight (the journal held them as calling: nobody can know their reply).
+    cut = sum("interrupted while calling" in r["message"] for r in rows)
+    assert cut >= 1
+    again = zuotang(str(urls), "-o", str(out), "--qps", "4", endpoint=emu.endpoint)
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["billed"] <= 20 + cut
+
+
+def test_a_halt_accounts_for_every_input(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=50, appcodes=frozenset({"the-right-one"}), cheap=True)
+    urls = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(300)])
+    out = tmp_path / "out"
+    proc = run(emu, str(urls), "-o", str(out))
+    assert proc.returncode == ExitStatus.HALTED
+    assert len(report_rows(out)) == 300
+    assert len(zuotang_report(out).splitlines()) == 1 + 300
+
+
+def zuotang_report(out: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "zuotang_cli", "report", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
