@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import io
 import json
 import os
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -316,16 +317,50 @@ def _run_batch(
             batch.request_stop()
             display.error("interrupted: finishing the calls in flight (Ctrl-C again to quit now)")
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, on_signal)
+        restore = install_signal_handlers(loop, on_signal)
         try:
             return await batch.run(aiter_in_thread(items))
         except asyncio.CancelledError:
             batch.result.interrupted = True
             return batch.result
+        finally:
+            restore()
 
     return asyncio.run(main())
+
+
+def install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, on_signal: Callable[[], None]
+) -> Callable[[], None]:
+    """Call ``on_signal`` on the loop at each Ctrl-C (SIGINT) or SIGTERM; returns the undo.
+
+    ``loop.add_signal_handler`` where the loop has it (POSIX); elsewhere (Windows, whose
+    loops raise NotImplementedError) a plain ``signal.signal`` handler, which runs in the
+    main thread between bytecodes, hands the work to the loop with
+    ``call_soon_threadsafe`` so the loop wakes up at once.
+    """
+    undo: list[Callable[[], None]] = []
+    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        if sig is None:
+            continue
+        try:
+            loop.add_signal_handler(sig, on_signal)
+            undo.append(functools.partial(loop.remove_signal_handler, sig))
+            continue
+        except (NotImplementedError, RuntimeError):
+            pass
+        try:
+            previous = signal.signal(sig, lambda *_: loop.call_soon_threadsafe(on_signal))
+        except (ValueError, OSError):  # not the main thread, or not a signal here
+            continue
+        undo.append(functools.partial(signal.signal, sig, previous))
+
+    def restore() -> None:
+        for step in reversed(undo):
+            with contextlib.suppress(ValueError, OSError, RuntimeError):
+                step()
+
+    return restore
 
 
 def _summarize(result: BatchResult, display: NullDisplay, report_paths: list[Path]) -> None:
