@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 import sys
@@ -12,8 +11,6 @@ from typing import Any
 
 import platformdirs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from zuotang_cli import rules, settings
 from zuotang_cli.errors import UsageError

@@ -182,17 +182,22 @@ class Batch:
         cfg = self.config
         timeout = httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, 15.0))
         hooks = {"response": [self._log_exchange]} if self._http_log else {}
+        downloads_at_once = cfg.download_concurrency or default_download_concurrency(cfg.qps)
         async with (
-            new_client(self._transport, timeout=timeout, event_hooks=hooks) as calls,
             new_client(
-                self._transport, timeout=timeout, follow_redirects=True, event_hooks=hooks
+                self._transport, connections=self.concurrency, timeout=timeout, event_hooks=hooks
+            ) as calls,
+            new_client(
+                self._transport,
+                connections=downloads_at_once,
+                timeout=timeout,
+                follow_redirects=True,
+                event_hooks=hooks,
             ) as downloads,
         ):
             self._calls = calls
             self._downloader = Downloader(downloads, cfg.output_dir, backoff=cfg.backoff / 2)
-            self._download_slots = asyncio.Semaphore(
-                cfg.download_concurrency or default_download_concurrency(cfg.qps)
-            )
+            self._download_slots = asyncio.Semaphore(downloads_at_once)
             self._slots = asyncio.Semaphore(self.concurrency)
             # The feeder runs apart so that a stop request can cancel it while it waits for
             # input or for a slot, without touching the calls already in flight.

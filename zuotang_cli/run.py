@@ -339,7 +339,7 @@ def install_signal_handlers(
     main thread between bytecodes, hands the work to the loop with
     ``call_soon_threadsafe`` so the loop wakes up at once.
     """
-    undo: list[Callable[[], None]] = []
+    undo: list[Callable[[], object]] = []
     for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
         if sig is None:
             continue

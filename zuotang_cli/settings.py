@@ -505,9 +505,10 @@ def _sync_dir(folder: Path) -> None:
 def parse_toml(text: str, path: Path) -> dict[str, Any]:
     """The top-level table of ``text``; :class:`UsageError` naming ``path`` if malformed."""
     try:
-        return tomllib.loads(text)
+        result: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path}: not valid TOML: {exc}") from None
+    return result
 
 
 def describe(settings: Mapping[str, Setting], file: ConfigFile) -> dict[str, Any]:
