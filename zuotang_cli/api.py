@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import errno
 import json
 import mimetypes
 import urllib.parse
@@ -188,8 +189,19 @@ def _snippet(body: bytes, limit: int = 120) -> str:
 def network_reply(exc: Exception) -> Reply:
     """An attempt that got no HTTP reply at all (always worth another try)."""
     error_class = "timeout" if isinstance(exc, httpx.TimeoutException) else "network"
+    if _out_of_file_descriptors(exc):  # the client's own limit, not the network's fault
+        error_class = "too-many-open-files"
     text = str(exc) or type(exc).__name__
     return Reply(Verdict.RETRY, error_class, message=f"{type(exc).__name__}: {text}")
+
+
+def _out_of_file_descriptors(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 @dataclass(frozen=True)

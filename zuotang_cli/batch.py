@@ -21,7 +21,13 @@ import httpx
 
 from zuotang_cli import api, preflight, rules
 from zuotang_cli.api import CallSpec, Reply, Verdict
-from zuotang_cli.download import DISK_ERROR, Downloader, DownloadFailed
+from zuotang_cli.download import (
+    DISK_ERROR,
+    TOO_MANY_OPEN_FILES,
+    Downloader,
+    DownloadFailed,
+    os_error_class,
+)
 from zuotang_cli.errors import LocalError
 from zuotang_cli.http_pool import new_client
 from zuotang_cli.journal import LINK_MARGIN, Action, Journal, Plan, entry_key
@@ -249,9 +255,12 @@ class Batch:
     async def _run_one(self, work: Work) -> None:
         try:
             record = await self._process(work)
-        except (LocalError, OSError) as exc:  # the journal or the disk: nothing can be saved
-            record = self._failure(work, DISK_ERROR, str(exc))
-            self._halt_on_disk_error(record.message)
+        except (LocalError, OSError) as exc:  # the journal or the disk
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            error_class = os_error_class(cause) if isinstance(cause, OSError) else DISK_ERROR
+            record = self._failure(work, error_class, str(exc))
+            if error_class == DISK_ERROR:  # nothing more can be saved
+                self._halt_on_disk_error(record.message)
         except Exception as exc:  # a bug must cost one input, not the batch
             record = self._failure(work, "internal-error", f"{type(exc).__name__}: {exc}")
         self._emit(record)
@@ -444,6 +453,8 @@ class Batch:
         if reply.http_status is not None:
             self._unanswered = 0
             return
+        if reply.error_class == TOO_MANY_OPEN_FILES:
+            return  # this process's limit, not the endpoint's silence
         self._unanswered += 1
         if self._unanswered >= UNREACHABLE_AFTER:
             self._halt(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from zuotang_cli import preflight, rules
+from zuotang_cli import fdlimit, preflight, rules
 from zuotang_cli.api import CallSpec
 from zuotang_cli.batch import Batch, BatchConfig, BatchResult
 from zuotang_cli.download import TMP_DIRNAME
@@ -29,7 +29,7 @@ from zuotang_cli.inputs import iter_inputs
 from zuotang_cli.journal import JOURNAL_DIR, JOURNAL_NAME, Action, Journal, entry_key
 from zuotang_cli.lock import output_lock
 from zuotang_cli.models import InputItem, Record
-from zuotang_cli.progress import NullDisplay, PlainDisplay, RichDisplay
+from zuotang_cli.progress import NullDisplay, PlainDisplay, RichDisplay, write_stderr
 from zuotang_cli.pump import aiter_in_thread
 from zuotang_cli.report import ReportSet, report_format
 from zuotang_cli.status import ExitStatus
@@ -142,7 +142,7 @@ class Emitter:
 
 
 def _display(options: EnhanceOptions) -> NullDisplay:
-    if options.quiet:
+    if options.quiet or sys.stderr is None:  # None: started with stderr closed
         return NullDisplay()
     if sys.stderr.isatty():
         from rich.console import Console
@@ -176,6 +176,7 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         max_calls=options.max_calls,
         probe=options.probe,
     )
+    config, fd_note = fdlimit.fit_batch(config)
     report_paths = [output_dir / DEFAULT_REPORT_NAME]
     if options.report is not None:
         report_paths.append(options.report)
@@ -183,6 +184,8 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
     host = urllib.parse.urlsplit(endpoint).hostname or ""
     if endpoint.startswith("http://") and not _is_loopback(host):
         display.error("warning: --endpoint is plain http: the AppCode travels unencrypted")
+    if fd_note is not None:
+        display.error(f"note: {fd_note}")
     items = iter_inputs(options.inputs, stdin=stdin, recursive=options.recursive)
     if display.wants_total and "-" not in options.inputs:
         count_inputs_ahead(options, display)
@@ -253,12 +256,14 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
     eta = calls / options.qps
     if not options.quiet:
         parts = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
-        sys.stderr.write(
+        write_stderr(
+            sys.stderr,
             f"zuotang: dry run: {parts or 'no inputs'}; {calls} paid calls would take about "
-            f"{_duration(eta)} at --qps {options.qps:g} (plus the last call's 1-30 s)\n"
+            f"{_duration(eta)} at --qps {options.qps:g} (plus the last call's 1-30 s)\n",
         )
         if not_applied:
-            sys.stderr.write(f"zuotang: warning: {preflight.scale_note(scale, not_applied)}\n")
+            note = preflight.scale_note(scale, not_applied)
+            write_stderr(sys.stderr, f"zuotang: warning: {note}\n")
     return ExitStatus.SUCCESS
 
 
