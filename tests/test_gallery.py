@@ -37,6 +37,8 @@ def find_chromium() -> Path | None:
         if found:
             return Path(found)
     return None
+
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
