@@ -20,7 +20,7 @@ import functools
 import os
 import ssl
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -47,7 +47,13 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
     (aiohttp.ClientPayloadError, httpx.ReadError),
     (aiohttp.ClientOSError, httpx.ReadError),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),  # file:, javascript: (a redirect)
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # a reply that does not parse
+    (aiohttp.ClientError, httpx.ReadError),
 )
+MAX_HEADER_LINE = 65536
+"""Longest status or header line read (h11's limit, as httpx's own transport; aiohttp's
+default is 8,190 bytes)."""
 
 
 class AiohttpStack(httpx.AsyncBaseTransport):
@@ -65,18 +71,30 @@ class AiohttpStack(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(
                 limit=connections, keepalive_timeout=KEEPALIVE_EXPIRY, ssl=ssl_context
             )
-            return aiohttp.ClientSession(connector=connector, trace_configs=[tracing])
+            return aiohttp.ClientSession(
+                connector=connector,
+                trace_configs=[tracing],
+                max_line_size=MAX_HEADER_LINE,
+                max_field_size=MAX_HEADER_LINE,
+            )
 
         self._inner = AiohttpTransport(verify=ssl_context, trust_env=False, client=session)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         token = _trace.set(request.extensions.get("trace"))
         try:
-            return await self._inner.handle_async_request(request)
-        except httpx.TransportError as exc:
-            raise _precise(exc, request) from exc.__cause__
+            response = await self._inner.handle_async_request(request)
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise _precise(exc, request) from exc
         finally:
             _trace.reset(token)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_Body(response.stream, request),
+            extensions=response.extensions,
+        )
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -90,12 +108,38 @@ async def _headers_sent(
         await trace("http11.send_request_headers.complete", {})
 
 
-def _precise(exc: httpx.TransportError, request: httpx.Request) -> httpx.TransportError:
-    cause = exc.__cause__
+class _Body(httpx.AsyncByteStream):
+    """A reply body whose read errors are httpx's, as precise as at the request."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request) -> None:
+        self._stream, self._request = stream, request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise _precise(exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise _precise(exc, self._request) from exc
+
+
+def _precise(exc: Exception, request: httpx.Request) -> httpx.TransportError:
+    """The httpx error for an aiohttp one, whether httpx-aiohttp mapped it or not."""
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.ProxyError):
+        return exc  # httpx-aiohttp's own mapping is right for these
+    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
     for aiohttp_type, httpx_type in _ERRORS:
         if isinstance(cause, aiohttp_type):
-            return httpx_type(str(exc) or type(cause).__name__, request=request)
-    return exc
+            text = cause.message if isinstance(cause, aiohttp.ClientResponseError) else str(exc)
+            return httpx_type(text or type(cause).__name__, request=request)
+    if isinstance(exc, httpx.TransportError):
+        return exc
+    return httpx.ReadError(str(exc) or type(exc).__name__, request=request)
 
 
 def new_client(
