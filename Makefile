@@ -5,7 +5,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test reliability lint format demo bench clean
+.PHONY: install test test-pythons reliability lint format demo bench clean
+
+# The other Python versions `make test-pythons` runs the whole suite on, each in its own
+# venv (.venv-3.10, ...).  Found with pyenv when it is there, else as python3.X on PATH.
+OTHER_PYTHONS ?= 3.10 3.13
 
 install: $(STAMP)
 
@@ -16,6 +20,15 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q -m "not reliability"
+
+# `make test PYTHON=/path/to/python3.10 VENV=.venv-3.10` runs one version by hand.
+test-pythons:
+	@set -e; for v in $(OTHER_PYTHONS); do \
+	    py="$$(pyenv prefix $$v 2>/dev/null)/bin/python"; \
+	    [ -x "$$py" ] || py="$$(command -v python$$v)" || { echo "no python$$v found" >&2; exit 1; }; \
+	    echo "== Python $$v: $$py"; \
+	    $(MAKE) --no-print-directory test PYTHON="$$py" VENV=.venv-$$v; \
+	done
 
 # The long fault-storm / bad-input / secrets suites; rewrites tests/RELIABILITY.md.
 reliability: install
@@ -39,4 +52,4 @@ bench: install
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-* out .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -419,6 +419,26 @@ def test_settings_come_from_the_config_file_below_env_and_flags(
     assert (row["width"], row["height"]) == ("1280", "960")  # env beats the file
 
 
+def test_a_nul_byte_in_a_list_line_is_an_invalid_row(tmp_path: Path, emulator: Any) -> None:
+    """On every Python (3.10's csv cannot write a NUL): the run goes on, the row says why."""
+    emu = emulator(qps=50)
+    urls = tmp_path / "u.txt"
+    good = emu.file_url("harbour-320x240.jpg")
+    urls.write_bytes(b"http://example.com/a\x00b.jpg\n" + good.encode() + b"\n")
+    out = tmp_path / "o"
+    proc = zuotang(str(urls), "-o", str(out), "--report", str(tmp_path / "r.jsonl"),
+                   endpoint=emu.endpoint)  # fmt: skip
+    assert proc.returncode == ExitStatus.SOME_FAILED, proc.stderr
+    assert "Traceback" not in proc.stderr
+    bad, ok = report_rows(out)
+    assert (bad["outcome"], bad["input"]) == ("invalid", "http://example.com/a\u2400b.jpg")
+    assert "control characters" in bad["message"]
+    assert ok["outcome"] == "done" and Path(ok["output"]).is_file()
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert rows[0]["input"] == "http://example.com/a\x00b.jpg"  # JSON keeps it exactly
+    assert emu.stats()["calls"] == 1
+
+
 def test_print0_ends_saved_paths_with_nul(tmp_path: Path, emulator: Any) -> None:
     emu = emulator(qps=50)
     urls = write_list(

@@ -1,11 +1,12 @@
-"""The keep-alive pool under httpx, against a small HTTP/1.1 server that counts its
-connections (so reuse, and the lack of it, is seen from the server's side)."""
+"""The batch's HTTP stack (httpx on aiohttp's pool), against a small HTTP/1.1 server that
+counts its connections (so reuse, and the lack of it, is seen from the server's side)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import shutil
+import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,9 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+import truststore
 
 from zuotang_cli import http_pool
-from zuotang_cli.http_pool import KeepAlivePool, new_client
+from zuotang_cli.http_pool import new_client
 
 
 @dataclass
@@ -43,7 +45,11 @@ class CountingServer:
                 self.requests += 1
                 served += 1
                 path = head.split(b" ", 2)[1]
-                body = path * 1000 if path.startswith(b"/big") else path
+                if path.startswith(b"/drop"):
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+                    await writer.drain()
+                    break  # the reply cut short: the call reached the server
+                body = path * 250_000 if path.startswith(b"/big") else path  # 1 MB
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
                 await writer.drain()
                 if self.close_after is not None and served >= self.close_after:
@@ -68,8 +74,7 @@ def run(
 ) -> CountingServer:
     async def main() -> CountingServer:
         async with CountingServer(**server).running() as srv:
-            async with new_client(timeout=5) as client:
-                assert isinstance(client._transport._pool, KeepAlivePool)  # type: ignore[attr-defined]
+            async with new_client(timeout=5, trust_env=False) as client:
                 await scenario(srv, client)
             await asyncio.sleep(0.05)  # let the server see the closes
             return srv
@@ -129,23 +134,51 @@ def test_closing_the_client_closes_its_idle_connections() -> None:
     assert (srv.connections, srv.open_now) == (3, 0)
 
 
-def test_expired_idle_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_idle_connections_are_closed_after_the_keepalive_expiry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(http_pool, "KEEPALIVE_EXPIRY", 0.1)
-    monkeypatch.setattr(http_pool, "SWEEP_INTERVAL", 0.0)
 
     async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
         await asyncio.gather(*(client.get(f"{srv.url}/e{n}") for n in range(4)))
         assert srv.open_now == 4
-        # One connection stays busy and fresh; the three under it expire and are swept.
-        for n in range(12):
-            await client.get(f"{srv.url}/busy{n}")
-            await asyncio.sleep(0.03)
-        assert srv.open_now == 1
-        await asyncio.sleep(0.15)  # now the last one has expired too: it is replaced
+        await asyncio.sleep(0.5)  # a quiet spell: no socket is left open for nothing
+        assert srv.open_now == 0
         await client.get(f"{srv.url}/later")
 
     srv = run(scenario)
-    assert (srv.requests, srv.connections) == (17, 5)
+    assert (srv.requests, srv.connections) == (5, 5)
+
+
+def test_the_trace_extension_says_when_the_request_went_out() -> None:
+    """The rate gate times each call start by this event (httpx's ``trace`` extension)."""
+    events: list[str] = []
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        events.append(event)
+
+    async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
+        request = client.build_request("POST", f"{srv.url}/p", content=b"x=1")
+        request.extensions["trace"] = trace
+        response = await client.send(request)
+        assert response.text == "/p"
+        await client.get(f"{srv.url}/untraced")
+
+    run(scenario)
+    assert events == ["http11.send_request_headers.complete"]
+
+
+def test_errors_are_classed_for_what_they_are() -> None:
+    async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            await client.get(f"{srv.url}/drop")  # not a ConnectTimeout: the call went out
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/refused")
+
+    run(scenario)
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -165,8 +198,8 @@ def test_https_connections_are_verified_and_reused(
     )
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx's context then trusts it
-    monkeypatch.setattr(http_pool, "_ssl_context", http_pool._ssl_context.__wrapped__)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted besides the OS store
+    http_pool.ssl_context.cache_clear()
 
     async def scenario(srv: CountingServer, client: httpx.AsyncClient) -> None:
         for n in range(5):
@@ -180,16 +213,31 @@ def test_https_connections_are_verified_and_reused(
     assert (srv.requests, srv.connections) == (5, 1)
 
 
-def test_a_configured_proxy_keeps_httpx_own_transport(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    client = new_client()
-    assert http_pool.proxies_configured()
-    assert not isinstance(getattr(client._transport, "_pool", None), KeepAlivePool)
-    asyncio.run(client.aclose())
+def test_the_os_trust_store_is_used() -> None:
+    http_pool.ssl_context.cache_clear()
+    context = http_pool.ssl_context()
+    assert isinstance(context, truststore.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_a_proxy_from_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY routes the request through the proxy (here the counting server, which
+    echoes the absolute URL a proxy is sent)."""
+
+    async def main() -> tuple[CountingServer, str]:
+        async with CountingServer().running() as srv:
+            monkeypatch.setenv("HTTP_PROXY", srv.url)
+            monkeypatch.setenv("NO_PROXY", "")
+            async with new_client(timeout=5) as client:
+                text = (await client.get("http://example.invalid/via-proxy")).text
+            return srv, text
+
+    srv, text = asyncio.run(main())
+    assert text == "http://example.invalid/via-proxy"
+    assert srv.requests == 1
 
 
 def test_a_given_transport_is_used_as_it_is() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(204))
     client = new_client(transport)
-    assert client._transport is transport
     assert asyncio.run(client.get("https://example.test/")).status_code == 204

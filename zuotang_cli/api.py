@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import datetime
 import enum
+import errno
 import json
 import mimetypes
 import urllib.parse
@@ -302,6 +303,8 @@ def network_reply(exc: Exception, *, sent: bool = False) -> Reply:
     error_class = (
         ErrorClass.TIMEOUT if isinstance(exc, httpx.TimeoutException) else (ErrorClass.NETWORK)
     )
+    if _out_of_file_descriptors(exc):  # the client's own limit, not the network's fault
+        error_class = ErrorClass.TOO_MANY_OPEN_FILES
     text = str(exc) or type(exc).__name__
     return Reply(
         Verdict.RETRY,
@@ -309,6 +312,15 @@ def network_reply(exc: Exception, *, sent: bool = False) -> Reply:
         message=f"{type(exc).__name__}: {text}",
         lost_after_sending=sent and not isinstance(exc, httpx.ConnectError),
     )
+
+
+def _out_of_file_descriptors(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,15 @@ import httpx
 
 from zuotang_cli import api, naming, preflight, rules
 from zuotang_cli.api import Billing, Body, CallSpec, Reply, Verdict
-from zuotang_cli.download import DISK_ERROR, Downloader, DownloadFailed, copy_result, file_checksum
+from zuotang_cli.download import (
+    DISK_ERROR,
+    TOO_MANY_OPEN_FILES,
+    Downloader,
+    DownloadFailed,
+    copy_result,
+    file_checksum,
+    os_error_class,
+)
 from zuotang_cli.errors import LocalError
 from zuotang_cli.http_pool import new_client
 from zuotang_cli.inputs import DUPLICATE
@@ -277,17 +285,22 @@ class Batch:
         cfg = self.config
         timeout = httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, 15.0))
         hooks = {"response": [self._log_exchange]} if self._http_log else {}
+        downloads_at_once = cfg.download_concurrency or default_download_concurrency(cfg.qps)
         async with (
-            new_client(self._transport, timeout=timeout, event_hooks=hooks) as calls,
             new_client(
-                self._transport, timeout=timeout, follow_redirects=True, event_hooks=hooks
+                self._transport, connections=self.concurrency, timeout=timeout, event_hooks=hooks
+            ) as calls,
+            new_client(
+                self._transport,
+                connections=downloads_at_once,
+                timeout=timeout,
+                follow_redirects=True,
+                event_hooks=hooks,
             ) as downloads,
         ):
             self._calls = calls
             self._downloader = Downloader(downloads, cfg.output_dir, backoff=cfg.backoff / 2)
-            self._download_slots = asyncio.Semaphore(
-                cfg.download_concurrency or default_download_concurrency(cfg.qps)
-            )
+            self._download_slots = asyncio.Semaphore(downloads_at_once)
             self._slots = asyncio.Semaphore(self.concurrency)
             # The feeder runs apart: it keeps reading the inputs after a stop, so that each
             # one gets its row, while the calls in flight finish.
@@ -521,9 +534,12 @@ class Batch:
             record = await self._process(work)
         except asyncio.CancelledError:  # a second Ctrl-C: say what was left undone
             record = self._cut_short(work)
-        except (LocalError, OSError) as exc:  # the journal or the disk: nothing can be saved
-            record = self._failure(work, DISK_ERROR, str(exc))
-            self._halt_on_disk_error(record.message)
+        except (LocalError, OSError) as exc:  # the journal or the disk
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            error_class = os_error_class(cause) if isinstance(cause, OSError) else DISK_ERROR
+            record = self._failure(work, error_class, str(exc))
+            if error_class == DISK_ERROR:  # nothing more can be saved
+                self._halt_on_disk_error(record.message)
         except Exception as exc:  # a bug must cost one input, not the batch
             record = self._failure(work, "internal-error", f"{type(exc).__name__}: {exc}")
         self._emit(record)
@@ -934,6 +950,8 @@ class Batch:
         if reply.http_status is not None:
             self._unanswered = 0
             return
+        if reply.error_class == TOO_MANY_OPEN_FILES:
+            return  # this process's limit, not the endpoint's silence
         self._unanswered += 1
         if self._unanswered >= UNREACHABLE_AFTER:
             self._halt(

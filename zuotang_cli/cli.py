@@ -6,6 +6,8 @@ them together and is the single boundary where exceptions become exit codes.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,6 +22,7 @@ from zuotang_cli.commands import enhance as enhance_cmd
 from zuotang_cli.commands import gallery as gallery_cmd
 from zuotang_cli.commands import report as report_cmd
 from zuotang_cli.errors import ZuotangError
+from zuotang_cli.progress import write_stderr
 from zuotang_cli.status import EXIT_CODES_HELP, ExitStatus
 
 app = typer.Typer(
@@ -62,7 +65,7 @@ show_tracebacks = False
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"zuotang: error: {message}\n")
+    write_stderr(sys.stderr, f"zuotang: error: {message}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -72,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     our own exception family is mapped here, the one place errors become exit codes.
     Commands end with ``raise typer.Exit(status)``.
     """
+    _hold_standard_descriptors()
     try:
         app(args=argv, prog_name="zuotang")
     except ZuotangError as exc:
@@ -81,9 +85,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(exc, message, ExitStatus.SOME_FAILED)
 
 
+def _hold_standard_descriptors() -> None:
+    """Started with stdin, stdout or stderr closed (``2>&-``): put the null device there,
+    so no file the run opens (journal, report, result) lands on 0-2 and gets its output."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+
+
 def _fail(exc: BaseException, message: str, status: ExitStatus) -> NoReturn:
     """One line (and with --verbose the traceback first), then the error's exit code."""
-    if show_tracebacks:
+    if show_tracebacks and sys.stderr is not None:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     _error(message)
     sys.exit(status)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from types import TracebackType
 
 import httpx
 
-from zuotang_cli import rules
+from zuotang_cli import fdlimit, rules
 from zuotang_cli.api import CallSpec, Reply, call_once
 from zuotang_cli.batch import DEFAULT_TIMEOUT, Batch, BatchConfig
 from zuotang_cli.inputs import iter_inputs
@@ -67,6 +68,9 @@ async def enhance(
         retry_failed=retry_failed,
         max_calls=max_calls,
     )
+    config, fd_note = fdlimit.fit_batch(config)
+    if fd_note is not None:
+        warnings.warn(fd_note, RuntimeWarning, stacklevel=2)
     records: list[Record] = []
 
     def sink(record: Record) -> None:

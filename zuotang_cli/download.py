@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import errno
 import hashlib
 import os
 import random
@@ -32,6 +33,33 @@ MAX_RESULT_BYTES = 100 * 1024 * 1024
 """A result larger than this is refused (4096 x 4096 PNG is well under it)."""
 TMP_DIRNAME = ".zuotang/tmp"
 DISK_ERROR = ErrorClass.DISK_ERROR
+"""The disk cannot take the result: full, over quota, read-only, not permitted, or a file
+where a folder must be.  The run halts on it (retrying cannot help, paying more is waste)."""
+TOO_MANY_OPEN_FILES = ErrorClass.TOO_MANY_OPEN_FILES
+OS_ERROR = ErrorClass.OS_ERROR
+DISK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENOSPC", "EDQUOT", "EFBIG",  # out of space, over quota, over the file size limit
+        "EROFS",  # read-only
+        "EACCES", "EPERM",  # not permitted
+        "ENOTDIR", "EISDIR", "EEXIST",  # a file where a folder must be, or the reverse
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
+_FD_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+def os_error_class(exc: OSError) -> ErrorClass:
+    """What a local OSError is: DISK_ERROR only for the disk's own refusals (above);
+    EMFILE/ENFILE are TOO_MANY_OPEN_FILES; anything else (EPIPE, EIO, ...) OS_ERROR."""
+    if exc.errno in DISK_ERRNOS:
+        return DISK_ERROR
+    if exc.errno in _FD_ERRNOS:
+        return TOO_MANY_OPEN_FILES
+    return OS_ERROR
+
+
 Namer = Callable[[PurePosixPath], PurePosixPath]
 """Given the name a result would get, the name it may have (reserved in the journal)."""
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
@@ -233,7 +261,7 @@ def _check(tmp: Path) -> _Checked:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        fh = tmp.open("rb")
+        fh = tmp.open("r+b")  # writable: Windows refuses to fsync a read-only handle
     except OSError as exc:
         raise _not_an_image(exc, tmp) from exc
     with fh:
@@ -270,12 +298,16 @@ def _not_an_image(exc: Exception, tmp: Path, fh: BinaryIO | None = None) -> Down
 
 @contextlib.contextmanager
 def _disk_errors(path: Path) -> Iterator[None]:
-    """A local write that fails (disk full, read-only, a file where a folder should be)."""
+    """A local write that fails: a disk error (full, read-only, a file where a folder
+    should be) is final; out of file descriptors and other OS errors may pass."""
     try:
         yield
     except OSError as exc:
+        error_class = os_error_class(exc)
         raise DownloadFailed(
-            DISK_ERROR, f"cannot write {path}: {exc.strerror or exc}", retryable=False
+            error_class,
+            f"cannot write {path}: {exc.strerror or exc}",
+            retryable=error_class != DISK_ERROR,
         ) from exc
 
 

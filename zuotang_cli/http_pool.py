@@ -1,170 +1,191 @@
-"""HTTP clients whose keep-alive pool costs the same at 2 and at 3,000 connections.
+"""HTTP clients for the batch: httpx's API on aiohttp's connection pool, public APIs only.
 
-httpcore's ``AsyncConnectionPool`` walks every connection it holds on every request and on
-every response close, and one of its checks inside that walk is itself a walk, so the cost
-per request grows with the square of the idle connections.  At 100 QPS with calls of 1-3 s,
-over 200 connections are open.  ``make bench`` (part 6) runs a bare httpx client doing
-2,000 calls and their downloads at QPS 100 against the emulator: on httpx's own pool it
-used 40 ms of CPU an image and fell far behind (85 s for a 20 s schedule); on
-:class:`KeepAlivePool`, 2.6 ms.
+httpx's own pool (httpcore) walks every connection it holds on every request and every
+response close, so its cost per request grows with the connections open; at 100 QPS with
+calls of 1-3 s over 200 are.  ``make bench`` part 6 runs a call and its download per image
+on each stack alone: at QPS 100 httpx's pool (its ``httpx.Limits`` sized to the batch)
+took 25 ms of CPU an image and fell behind its schedule, httpx on the ``httpx-aiohttp``
+transport 3.9 ms (README, Performance).  So the batch's clients are ``httpx.AsyncClient``
+on :class:`AiohttpStack`; proxies from the environment are still routed by httpx's own
+transport (on its pool, sized the same), and tests pass an ``httpx.MockTransport``.
 
-:class:`KeepAlivePool` keeps httpcore's connections (TLS, timeouts, HTTP/1.1) and replaces
-only the bookkeeping: idle connections wait on a stack per origin, a request takes the
-most recently used one that is still good, and a closed response puts its connection back.
-The batch's own semaphores bound the requests in flight, so the pool needs no limit and
-no queue of its own.
+Certificates: the OS trust store (``truststore``, as pip does), plus ``SSL_CERT_FILE`` /
+``SSL_CERT_DIR`` when set.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import os
 import ssl
-import time
 import urllib.request
-from collections.abc import AsyncIterable, AsyncIterator
-from types import TracebackType
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
-import httpcore
+import aiohttp
 import httpx
+import truststore
+from httpx_aiohttp import AiohttpTransport
 
 KEEPALIVE_EXPIRY = 5.0
 """Seconds an idle connection is kept (as httpx's default)."""
-SWEEP_INTERVAL = 1.0
-"""Seconds between looks for expired idle connections."""
-MAX_IDLE_PER_ORIGIN = 1024
-"""Idle connections kept per origin; more are closed when they come back."""
+DEFAULT_CONNECTIONS = 100
+"""Connections a client opens at most when the caller does not size it."""
 
-_Key = tuple[bytes, bytes, int]
+Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
+_trace: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("zuotang_trace")
+
+# aiohttp's errors as httpx's, most specific first (httpx-aiohttp maps every connection
+# error to ConnectTimeout, which would say a dropped reply never reached the server).
+_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientPayloadError, httpx.ReadError),
+    (aiohttp.ClientOSError, httpx.ReadError),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),  # file:, javascript: (a redirect)
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # a reply that does not parse
+    (aiohttp.ClientError, httpx.ReadError),
+)
+MAX_HEADER_LINE = 65536
+"""Longest status or header line read (h11's limit, as httpx's own transport; aiohttp's
+default is 8,190 bytes)."""
 
 
-class KeepAlivePool:
-    """What ``httpx.AsyncHTTPTransport`` needs of its pool, in O(1) per request."""
+class AiohttpStack(httpx.AsyncBaseTransport):
+    """``httpx_aiohttp.AiohttpTransport`` on one aiohttp session of ``connections``
+    connections at most, keeping two things httpx's own transport gives: the ``trace``
+    request extension's "request headers sent" event (the rate gate times call starts by
+    it) and "body sent" event (a reply lost after it may have been billed), and precise
+    error classes."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, keepalive_expiry: float | None = None) -> None:
-        self._ssl_context = ssl_context
-        self._keepalive_expiry = KEEPALIVE_EXPIRY if keepalive_expiry is None else keepalive_expiry
-        self._idle: dict[_Key, list[httpcore.AsyncHTTPConnection]] = {}
-        self._closed = False
-        self._next_sweep = 0.0
+    def __init__(self, ssl_context: ssl.SSLContext, connections: int) -> None:
+        self.connections = connections
+        tracing = aiohttp.TraceConfig()
+        tracing.on_request_headers_sent.append(_headers_sent)
+        tracing.on_request_chunk_sent.append(_body_sent)
 
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        scheme = request.url.scheme
-        if scheme not in (b"http", b"https"):
-            raise httpcore.UnsupportedProtocol(
-                f"Request URL has an unsupported protocol '{scheme.decode()}://'."
+        def session() -> aiohttp.ClientSession:  # made on first use, inside the loop
+            connector = aiohttp.TCPConnector(
+                limit=connections, keepalive_timeout=KEEPALIVE_EXPIRY, ssl=ssl_context
             )
-        origin = request.url.origin
-        key = (origin.scheme, origin.host, origin.port)
-        while True:
-            connection = await self._take(key, origin)
-            try:
-                response = await connection.handle_async_request(request)
-            except httpcore.ConnectionNotAvailable:
-                continue  # it went bad between the check and the send: take another
-            # On any other error httpcore has already closed the connection if it cannot
-            # be reused; it is simply not put back.
-            return httpcore.Response(
-                status=response.status,
-                headers=response.headers,
-                content=_Released(response, connection, self, key),
-                extensions=response.extensions,
+            return aiohttp.ClientSession(
+                connector=connector,
+                trace_configs=[tracing],
+                max_line_size=MAX_HEADER_LINE,
+                max_field_size=MAX_HEADER_LINE,
             )
 
-    async def _take(self, key: _Key, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
-        idle = self._idle.get(key)
-        while idle:
-            connection = idle.pop()
-            if connection.is_idle() and not connection.has_expired():
-                return connection
-            await connection.aclose()
-        return httpcore.AsyncHTTPConnection(
-            origin=origin,
-            ssl_context=self._ssl_context,
-            keepalive_expiry=self._keepalive_expiry,
+        self._inner = AiohttpTransport(verify=ssl_context, trust_env=False, client=session)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        token = _trace.set(request.extensions.get("trace"))
+        try:
+            response = await self._inner.handle_async_request(request)
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise _precise(exc, request) from exc
+        finally:
+            _trace.reset(token)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_Body(response.stream, request),
+            extensions=response.extensions,
         )
 
-    async def _put_back(self, key: _Key, connection: httpcore.AsyncHTTPConnection) -> None:
-        idle = self._idle.setdefault(key, [])
-        if self._closed or not connection.is_idle() or len(idle) >= MAX_IDLE_PER_ORIGIN:
-            await connection.aclose()
-            return
-        idle.append(connection)
-        now = time.monotonic()
-        if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_INTERVAL
-            await self._sweep(idle)
-
-    @staticmethod
-    async def _sweep(idle: list[httpcore.AsyncHTTPConnection]) -> None:
-        """Close the idle connections that have expired: the oldest are at the bottom, so
-        a quiet spell does not leave sockets open that the server has long closed."""
-        while len(idle) > 1 and idle[0].has_expired():
-            await idle.pop(0).aclose()
-
     async def aclose(self) -> None:
-        self._closed = True
-        idle, self._idle = self._idle, {}
-        for connections in idle.values():
-            for connection in connections:
-                await connection.aclose()
-
-    async def __aenter__(self) -> KeepAlivePool:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc: BaseException | None = None,
-        tb: TracebackType | None = None,
-    ) -> None:
-        await self.aclose()
+        await self._inner.aclose()
 
 
-class _Released:
-    """A response body that puts its connection back in the pool once closed."""
+async def _headers_sent(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
+) -> None:
+    trace = _trace.get(None)
+    if trace is not None:
+        await trace("http11.send_request_headers.complete", {})
 
-    def __init__(
-        self,
-        response: httpcore.Response,
-        connection: httpcore.AsyncHTTPConnection,
-        pool: KeepAlivePool,
-        key: _Key,
-    ) -> None:
-        self._response, self._connection, self._pool, self._key = response, connection, pool, key
+
+async def _body_sent(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
+) -> None:
+    """Body bytes went out (the whole body, for anything but a large upload): from now
+    on a lost reply may have been billed."""
+    trace = _trace.get(None)
+    if trace is not None:
+        await trace("http11.send_request_body.complete", {})
+
+
+class _Body(httpx.AsyncByteStream):
+    """A reply body whose read errors are httpx's, as precise as at the request."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request) -> None:
+        self._stream, self._request = stream, request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        assert isinstance(self._response.stream, AsyncIterable)
-        async for part in self._response.stream:
-            yield part
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise _precise(exc, self._request) from exc
 
     async def aclose(self) -> None:
         try:
-            await self._response.aclose()
-        finally:
-            await self._pool._put_back(self._key, self._connection)
+            await self._stream.aclose()
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise _precise(exc, self._request) from exc
+
+
+def _precise(exc: Exception, request: httpx.Request) -> httpx.TransportError:
+    """The httpx error for an aiohttp one, whether httpx-aiohttp mapped it or not."""
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.ProxyError):
+        return exc  # httpx-aiohttp's own mapping is right for these
+    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
+    for aiohttp_type, httpx_type in _ERRORS:
+        if isinstance(cause, aiohttp_type):
+            text = cause.message if isinstance(cause, aiohttp.ClientResponseError) else str(exc)
+            return httpx_type(text or type(cause).__name__, request=request)
+    if isinstance(exc, httpx.TransportError):
+        return exc
+    return httpx.ReadError(str(exc) or type(exc).__name__, request=request)
+
+
+def new_client(
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    connections: int | None = None,
+    **options: Any,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` on :class:`AiohttpStack` of ``connections`` connections,
+    unless a transport is given (tests).  When the environment sets a proxy, httpx's own
+    transport (which alone honours it), with the same certificates and size."""
+    context = ssl_context()
+    connections = connections or DEFAULT_CONNECTIONS
+    if transport is None and options.get("trust_env", True) and proxies_configured():
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        return httpx.AsyncClient(verify=context, limits=limits, **options)
+    if transport is None:
+        transport = AiohttpStack(context, connections)
+    return httpx.AsyncClient(transport=transport, verify=context, **options)
 
 
 def proxies_configured() -> bool:
-    """HTTP(S)_PROXY or ALL_PROXY is set: httpx's own transport must route the requests."""
+    """HTTP(S)_PROXY or ALL_PROXY is set: httpx's own transport must route the requests
+    (httpx honours the environment's proxies only on its own transport)."""
     proxies = urllib.request.getproxies()
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
-def new_client(
-    transport: httpx.AsyncBaseTransport | None = None, **options: Any
-) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` on a :class:`KeepAlivePool`, unless a transport is given
-    (tests) or a proxy is configured (httpx's own transport then honours it)."""
-    if transport is None and not proxies_configured():
-        context = _ssl_context()
-        transport = httpx.AsyncHTTPTransport(verify=context)
-        # httpx's transport maps requests, responses and errors; only its pool is swapped.
-        transport._pool = KeepAlivePool(context)  # type: ignore[assignment]
-    return httpx.AsyncClient(transport=transport, **options)
-
-
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """One for every client: loading the certificate store takes tens of milliseconds."""
-    return httpx.create_ssl_context()
+def ssl_context() -> ssl.SSLContext:
+    """The OS trust store, and ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` if set; one for every
+    client (loading certificates takes tens of milliseconds)."""
+    context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        context.load_verify_locations(cafile=cafile or None, capath=capath or None)
+    return context

@@ -137,7 +137,8 @@ def _ipv6_host(text: str) -> str:
     try:
         ipaddress.IPv6Address(text)
     except ValueError:
-        raise InvalidURL(f"invalid IPv6 address {text!r}") from None
+        # the words Python 3.11+'s urlsplit uses for it, so 3.10 reports it the same
+        raise InvalidURL(f"malformed URL (invalid IPv6 address {text!r})") from None
     return f"[{text.lower()}]"
 
 

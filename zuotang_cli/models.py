@@ -40,6 +40,8 @@ class ErrorClass(str, enum.Enum):
     ENDPOINT_NOT_FOUND = "endpoint-not-found"
     ENDPOINT_REFUSED = "endpoint-refused"
     UNREACHABLE = "unreachable"
+    TOO_MANY_OPEN_FILES = "too-many-open-files"
+    OS_ERROR = "os-error"
     # before or after the call
     UNREADABLE = "unreadable"
     UPLOAD_TOO_LARGE = "upload-too-large"

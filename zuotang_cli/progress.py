@@ -7,6 +7,8 @@ Three interchangeable displays (the plain and null ones are what tests and cron 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from types import TracebackType
@@ -51,12 +53,34 @@ def describe_failure(record: Record) -> str:
     return f"{record.outcome.value}: {record.input}: {label}: {reason}"
 
 
+def write_stderr(stream: TextIO | None, text: str) -> bool:
+    """Write ``text`` to ``stream`` (stderr); False when it is closed or its reader went
+    away (``2>&1 | head -1``): a message that cannot be shown never fails an image.  Once
+    sys.stderr fails it is swapped for the null device, so exit does not complain."""
+    if stream is None:
+        return False
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):  # EPIPE, EBADF, or a closed file object
+        if stream is sys.stderr:
+            with contextlib.suppress(OSError):
+                # lives until exit, like stderr itself
+                sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115, PTH123
+        return False
+    return True
+
+
 class NullDisplay:
     """``--quiet``: only errors that end the run are shown."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
+        self.stream: TextIO | None = stream or sys.stderr
         self.counter = Counter()
+
+    def _write(self, message: str) -> None:
+        if not write_stderr(self.stream, f"zuotang: {message}\n"):
+            self.stream = None
 
     def __enter__(self) -> NullDisplay:
         return self
@@ -87,8 +111,7 @@ class NullDisplay:
         return None
 
     def error(self, message: str) -> None:
-        self.stream.write(f"zuotang: {message}\n")
-        self.stream.flush()
+        self._write(message)
 
 
 class PlainDisplay(NullDisplay):
@@ -106,8 +129,7 @@ class PlainDisplay(NullDisplay):
             self.log(f"{record.outcome.value}: {record.input} -> {record.output}")
 
     def log(self, message: str) -> None:
-        self.stream.write(f"zuotang: {message}\n")
-        self.stream.flush()
+        self._write(message)
 
 
 class RichDisplay(PlainDisplay):
@@ -183,4 +205,5 @@ class RichDisplay(PlainDisplay):
         self._refresh()
 
     def log(self, message: str) -> None:
-        self.console.print(f"zuotang: {message}", markup=False, highlight=False)
+        with contextlib.suppress(OSError, ValueError):  # a terminal that went away
+            self.console.print(f"zuotang: {message}", markup=False, highlight=False)

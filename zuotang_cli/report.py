@@ -21,6 +21,8 @@ from zuotang_cli.errors import UsageError
 from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
 
 FORMATS = (".csv", ".json", ".jsonl")
+NUL_SHOWN = "\u2400"
+"""What a NUL character in a cell is written as in a CSV report."""
 
 
 def report_format(path: Path) -> str:
@@ -101,7 +103,17 @@ class CsvReportWriter(ReportWriter):
         self._csv.writerow(REPORT_FIELDS)
 
     def _row(self, row: dict[str, Any]) -> None:
-        self._csv.writerow("" if value is None else value for value in row.values())
+        self._csv.writerow(_cell(value) for value in row.values())
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: None is empty; a NUL shows as U+2400 (csv on Python 3.10 cannot write
+    one, and no CSV reader before 3.11 or spreadsheet reads one back)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and "\0" in value:
+        return value.replace("\0", NUL_SHOWN)
+    return value
 
 
 class JsonLinesReportWriter(ReportWriter):

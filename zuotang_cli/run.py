@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import io
 import json
 import os
@@ -14,12 +15,12 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from zuotang_cli import api, preflight, rules
+from zuotang_cli import api, fdlimit, preflight, rules
 from zuotang_cli.api import Billing, Body, CallSpec
 from zuotang_cli.batch import DEFAULT_TIMEOUT, Batch, BatchConfig, BatchResult
 from zuotang_cli.download import TMP_DIRNAME
@@ -28,7 +29,7 @@ from zuotang_cli.inputs import iter_inputs
 from zuotang_cli.journal import JOURNAL_DIR, JOURNAL_NAME, Action, Journal, entry_key
 from zuotang_cli.lock import output_lock
 from zuotang_cli.models import InputItem, Record
-from zuotang_cli.progress import NullDisplay, PlainDisplay, RichDisplay
+from zuotang_cli.progress import NullDisplay, PlainDisplay, RichDisplay, write_stderr
 from zuotang_cli.pump import aiter_in_thread
 from zuotang_cli.report import ReportSet, report_format
 from zuotang_cli.status import ExitStatus
@@ -147,7 +148,7 @@ class Emitter:
 
 
 def _display(options: EnhanceOptions) -> NullDisplay:
-    if options.quiet:
+    if options.quiet or sys.stderr is None:  # None: started with stderr closed
         return NullDisplay()
     if sys.stderr.isatty():
         from rich.console import Console
@@ -187,6 +188,7 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         max_upload=options.max_upload,
         polls_use_gate=not options.polls_free,
     )
+    config, fd_note = fdlimit.fit_batch(config)
     report_paths = [output_dir / DEFAULT_REPORT_NAME]
     if options.report is not None:
         report_paths.append(options.report)
@@ -194,6 +196,8 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
     host = urllib.parse.urlsplit(endpoint).hostname or ""
     if endpoint.startswith("http://") and not _is_loopback(host):
         display.error("warning: --endpoint is plain http: the AppCode travels unencrypted")
+    if fd_note is not None:
+        display.error(f"note: {fd_note}")
     items = iter_inputs(options.inputs, stdin=stdin, recursive=options.recursive)
     if display.wants_total and "-" not in options.inputs:
         count_inputs_ahead(options, display)
@@ -268,17 +272,19 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
     eta = calls / options.qps
     if not options.quiet:
         parts = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
-        sys.stderr.write(
+        write_stderr(
+            sys.stderr,
             f"zuotang: dry run: {parts or 'no inputs'}; {calls} paid calls would take about "
-            f"{_duration(eta)} at --qps {options.qps:g} (plus the last call's 1-30 s)\n"
+            f"{_duration(eta)} at --qps {options.qps:g} (plus the last call's 1-30 s)\n",
         )
         retry_cost = _retry_cost(options, calls)
         if retry_cost:
-            sys.stderr.write(f"zuotang: {retry_cost}\n")
+            write_stderr(sys.stderr, f"zuotang: {retry_cost}\n")
         if not_applied:
-            sys.stderr.write(f"zuotang: warning: {preflight.scale_note(scale, not_applied)}\n")
+            note = preflight.scale_note(scale, not_applied)
+            write_stderr(sys.stderr, f"zuotang: warning: {note}\n")
         if uncertain:
-            sys.stderr.write(f"zuotang: note: {preflight.uncertain_note(uncertain)}\n")
+            write_stderr(sys.stderr, f"zuotang: note: {preflight.uncertain_note(uncertain)}\n")
     return ExitStatus.SUCCESS
 
 
@@ -353,16 +359,50 @@ def _run_batch(
             batch.request_stop()
             display.error("interrupted: finishing the calls in flight (Ctrl-C again to quit now)")
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, on_signal)
+        restore = install_signal_handlers(loop, on_signal)
         try:
             return await batch.run(aiter_in_thread(items))
         except asyncio.CancelledError:
             batch.result.interrupted = True
             return batch.result
+        finally:
+            restore()
 
     return asyncio.run(main())
+
+
+def install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, on_signal: Callable[[], None]
+) -> Callable[[], None]:
+    """Call ``on_signal`` on the loop at each Ctrl-C (SIGINT) or SIGTERM; returns the undo.
+
+    ``loop.add_signal_handler`` where the loop has it (POSIX); elsewhere (Windows, whose
+    loops raise NotImplementedError) a plain ``signal.signal`` handler, which runs in the
+    main thread between bytecodes, hands the work to the loop with
+    ``call_soon_threadsafe`` so the loop wakes up at once.
+    """
+    undo: list[Callable[[], object]] = []
+    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        if sig is None:
+            continue
+        try:
+            loop.add_signal_handler(sig, on_signal)
+            undo.append(functools.partial(loop.remove_signal_handler, sig))
+            continue
+        except (NotImplementedError, RuntimeError):
+            pass
+        try:
+            previous = signal.signal(sig, lambda *_: loop.call_soon_threadsafe(on_signal))
+        except (ValueError, OSError):  # not the main thread, or not a signal here
+            continue
+        undo.append(functools.partial(signal.signal, sig, previous))
+
+    def restore() -> None:
+        for step in reversed(undo):
+            with contextlib.suppress(ValueError, OSError, RuntimeError):
+                step()
+
+    return restore
 
 
 def _summarize(

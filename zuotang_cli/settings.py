@@ -1,7 +1,7 @@
 """Settings of ``zuotang enhance`` resolved from flags, environment, config file, defaults.
 
 Precedence: a flag beats its environment variable (``ZUOTANG_QPS``...), which beats the
-config file (flat TOML, see :func:`config_path`), which beats the default.  Every value
+config file (TOML, see :func:`config_path`), which beats the default.  Every value
 is validated where it comes from, and a bad one is a :class:`UsageError` naming that
 place (the flag, the variable, or the file and key).  The AppCode is never shown: errors
 leave it out and :func:`mask` hides all but its first and last two characters.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import importlib
 import math
 import os
 import re
@@ -23,22 +22,17 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+import platformdirs
 
 from zuotang_cli import rules
 from zuotang_cli.errors import UsageError
 
-
-def _find_tomllib() -> ModuleType | None:
-    """:mod:`tomllib` on Python 3.11+; None on 3.10 (the flat reader below is used)."""
-    try:
-        return importlib.import_module("tomllib")
-    except ModuleNotFoundError:
-        return None
-
-
-tomllib = _find_tomllib()
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, published for 3.10
+    import tomli as tomllib
 
 NAMES = ("appcode", "endpoint", "qps", "type", "scale", "output_dir", "billing", "body")
 """The settings, in display order; also the keys the config file may hold."""
@@ -105,18 +99,19 @@ def _shown(value: object | None, secret: bool) -> str:
 # Where the config file is
 
 
-def config_path(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
-    """The config file: ``$ZUOTANG_CONFIG``, else the platform's per-user config folder.
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """The config file: ``$ZUOTANG_CONFIG``, else the platform's per-user config folder
+    as :mod:`platformdirs` finds it (from the process environment).
 
     Linux and others: ``$XDG_CONFIG_HOME/zuotang/config.toml`` (default ``~/.config``);
     macOS: ``~/Library/Application Support/zuotang/config.toml``;
     Windows: ``%APPDATA%\\zuotang\\config.toml``.
     """
     env = os.environ if env is None else env
-    platform = sys.platform if platform is None else platform
     if env.get(CONFIG_ENV_VAR):
         return _expand_home(env[CONFIG_ENV_VAR], env)
-    return _config_dir(env, platform) / "zuotang" / CONFIG_NAME
+    folder = platformdirs.user_config_path("zuotang", appauthor=False, roaming=True)
+    return folder / CONFIG_NAME
 
 
 def _home(env: Mapping[str, str]) -> Path:
@@ -127,17 +122,6 @@ def _expand_home(text: str, env: Mapping[str, str]) -> Path:
     if text == "~" or text.startswith(("~/", "~\\")):
         return _home(env) / text[2:]
     return Path(text).expanduser()  # ~user, or no tilde
-
-
-def _config_dir(env: Mapping[str, str], platform: str) -> Path:
-    home = _home(env)
-    if platform == "win32":
-        appdata = env.get("APPDATA")
-        return Path(appdata) if appdata else home / "AppData" / "Roaming"
-    if platform == "darwin":
-        return home / "Library" / "Application Support"
-    xdg = env.get("XDG_CONFIG_HOME", "")
-    return Path(xdg) if Path(xdg).is_absolute() else home / ".config"  # XDG: ignore relative
 
 
 # ---------------------------------------------------------------------------------------
@@ -396,14 +380,13 @@ class Resolved:
 def load(
     flags: Mapping[str, object | None] | None = None,
     env: Mapping[str, str] | None = None,
-    platform: str | None = None,
 ) -> Resolved:
     """Read the config file and resolve every setting (the one call the CLI makes).
 
     ``env`` defaults to ``os.environ``. Print ``.warnings`` on stderr.
     """
     env = os.environ if env is None else env
-    file = read_config(config_path(env, platform))
+    file = read_config(config_path(env))
     return Resolved(resolve(flags or {}, env, file), file)
 
 
@@ -531,157 +514,16 @@ def _sync_dir(folder: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# TOML: tomllib on 3.11+; on 3.10 a strict reader of the flat subset zuotang writes
+# TOML: tomllib (tomli on 3.10)
 
 
 def parse_toml(text: str, path: Path) -> dict[str, Any]:
-    """The top-level table of ``text``; :class:`UsageError` naming ``path`` if malformed.
-
-    Without :mod:`tomllib` (Python 3.10) only flat ``key = value`` lines are understood
-    (see :func:`parse_flat_toml`); anything else is an error that says so.
-    """
-    if tomllib is not None:
-        try:
-            result: dict[str, Any] = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"config file {path}: not valid TOML: {exc}") from None
-        return result
+    """The top-level table of ``text``; :class:`UsageError` naming ``path`` if malformed."""
     try:
-        return parse_flat_toml(text)
-    except FlatTomlError as exc:
-        raise UsageError(
-            f"config file {path}: {exc} (on Python 3.10 zuotang reads only flat "
-            '`key = "value"` lines; Python 3.11+ reads any TOML)'
-        ) from None
-
-
-class FlatTomlError(ValueError):
-    """A line the flat TOML reader does not understand (its text is never quoted)."""
-
-
-_BARE_KEY = r"[A-Za-z0-9_-]+"
-_BASIC_RE = re.compile(r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\.)*)"')
-_LITERAL_RE = re.compile(r"'([^'\x00-\x08\x0a-\x1f\x7f]*)'")
-_INT_RE = re.compile(r"[+-]?(?:0|[1-9](?:_?[0-9])*)")
-_FLOAT_RE = re.compile(
-    r"[+-]?(?:0|[1-9](?:_?[0-9])*)(?:\.[0-9](?:_?[0-9])*)?(?:[eE][+-]?[0-9](?:_?[0-9])*)?"
-)
-_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
-
-
-def parse_flat_toml(text: str) -> dict[str, Any]:
-    """A strict reader of flat TOML: comments, blank lines and ``key = value`` lines whose
-    value is a one-line string, an integer, a float or a boolean.
-
-    Tables, arrays, inline tables, multi-line strings, dates and dotted keys raise
-    :class:`FlatTomlError`, as do duplicate keys and malformed lines.  What it accepts,
-    it reads exactly as :mod:`tomllib` does (tested against it).
-    """
-    result: dict[str, Any] = {}
-    for number, line in enumerate(text.removesuffix("\n").split("\n"), start=1):
-        line = line.removesuffix("\r")
-        stripped = line.strip(" \t")
-        if not stripped or stripped.startswith("#"):
-            continue
-        key, value = _flat_line(line, number)
-        if key in result:
-            raise FlatTomlError(f"line {number}: key {key!r} defined twice")
-        result[key] = value
+        result: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path}: not valid TOML: {exc}") from None
     return result
-
-
-def _flat_line(line: str, number: int) -> tuple[str, Any]:
-    key, rest = _split_key(line, number)
-    value, tail = _flat_value(rest, number)
-    tail = tail.strip(" \t")
-    if tail and not tail.startswith("#"):
-        raise FlatTomlError(f"line {number}: unexpected text after the value")
-    return key, value
-
-
-def _split_key(line: str, number: int) -> tuple[str, str]:
-    match = re.match(rf"[ \t]*({_BARE_KEY}|\"[^\"\\\n]*\"|'[^'\n]*')[ \t]*=[ \t]*", line)
-    if match is None:
-        raise FlatTomlError(f"line {number}: not a `key = value` line")
-    key = match.group(1)
-    if key[0] in "\"'":
-        key = key[1:-1]
-    return key, line[match.end() :]
-
-
-def _flat_value(rest: str, number: int) -> tuple[Any, str]:
-    for parse in (_basic_string, _literal_string, _boolean, _number):
-        found = parse(rest)
-        if found is not None:
-            return found
-    raise FlatTomlError(f"line {number}: unsupported or malformed value")
-
-
-def _basic_string(rest: str) -> tuple[str, str] | None:
-    if rest.startswith('"""'):
-        return None
-    match = _BASIC_RE.match(rest)
-    if match is None:
-        return None
-    return _unescape(match.group(1)), rest[match.end() :]
-
-
-def _unescape(body: str) -> str:
-    out: list[str] = []
-    index = 0
-    while index < len(body):
-        char = body[index]
-        if char != "\\":
-            out.append(char)
-            index += 1
-            continue
-        code = body[index + 1]
-        if code in _ESCAPES:
-            out.append(_ESCAPES[code])
-            index += 2
-        elif code in "uU":
-            index = _unicode_escape(body, index, 4 if code == "u" else 8, out)
-        else:
-            raise FlatTomlError("invalid escape in a string")
-    return "".join(out)
-
-
-def _unicode_escape(body: str, index: int, digits: int, out: list[str]) -> int:
-    hex_digits = body[index + 2 : index + 2 + digits]
-    if len(hex_digits) != digits or not re.fullmatch(r"[0-9A-Fa-f]+", hex_digits):
-        raise FlatTomlError("invalid unicode escape in a string")
-    code_point = int(hex_digits, 16)
-    if code_point > 0x10FFFF or 0xD800 <= code_point <= 0xDFFF:
-        raise FlatTomlError("invalid unicode escape in a string")
-    out.append(chr(code_point))
-    return index + 2 + digits
-
-
-def _literal_string(rest: str) -> tuple[str, str] | None:
-    if rest.startswith("'''"):
-        return None
-    match = _LITERAL_RE.match(rest)
-    return None if match is None else (match.group(1), rest[match.end() :])
-
-
-def _boolean(rest: str) -> tuple[bool, str] | None:
-    for word, value in (("true", True), ("false", False)):
-        if re.match(rf"{word}(?![A-Za-z0-9_.:-])", rest):
-            return value, rest[len(word) :]
-    return None
-
-
-def _number(rest: str) -> tuple[int | float, str] | None:
-    token = re.match(r"[^ \t#]*", rest)
-    assert token is not None
-    word, tail = token.group(0), rest[token.end() :]
-    if _INT_RE.fullmatch(word):
-        return int(word.replace("_", "")), tail
-    if word.lstrip("+-") in ("inf", "nan"):
-        return float(word), tail
-    if _FLOAT_RE.fullmatch(word) and any(mark in word for mark in ".eE"):
-        return float(word.replace("_", "")), tail
-    return None
 
 
 def describe(settings: Mapping[str, Setting], file: ConfigFile) -> dict[str, Any]:

@@ -52,9 +52,11 @@ def measure_startup(sizes: bf.Sizes, workdir: Path) -> bf.Figures:
 
 
 def measure_http(sizes: bf.Sizes, workdir: Path) -> bf.Figures:
-    qps, n = sizes.http
-    log(f"the HTTP stacks alone at QPS {qps:g}, N={n}")
-    return {"http": bf.http_stacks(qps, n, workdir)}
+    rows = []
+    for qps, n in sizes.http:
+        log(f"the HTTP stacks alone at QPS {qps:g}, N={n}")
+        rows += bf.http_stacks(qps, n, workdir)
+    return {"http": rows}
 
 
 MEASUREMENTS: dict[str, Callable[[bf.Sizes, Path], bf.Figures]] = {

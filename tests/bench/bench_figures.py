@@ -57,12 +57,14 @@ class Sizes:
     memory_qps: float
     startup_runs: int
 
-    http: tuple[float, int]
-    """(QPS, N) of the HTTP stacks compared on their own."""
+    http: tuple[tuple[float, int], ...]
+    """(QPS, N) of each run of the HTTP stacks compared on their own."""
 
 
-FULL = Sizes(((2, 60), (20, 400), (100, 2000)), (2, 60), 1_000_000, 100_000, 1000, 9, (100, 2000))
-QUICK = Sizes(((2, 10), (20, 60), (100, 300)), (2, 10), 100_000, 10_000, 1000, 3, (100, 300))
+_UTILIZATION_FULL = ((2, 60), (20, 400), (100, 2000))
+_UTILIZATION_QUICK = ((2, 10), (20, 60), (100, 300))
+FULL = Sizes(_UTILIZATION_FULL, (2, 60), 1_000_000, 100_000, 1000, 9, _UTILIZATION_FULL)
+QUICK = Sizes(_UTILIZATION_QUICK, (2, 10), 100_000, 10_000, 1000, 3, _UTILIZATION_QUICK)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -5,10 +5,10 @@
 process's CPU seconds.  Run once per stack, each in its own process (so one's imports and
 garbage do not count in another's), against the same emulator:
 
-* ``httpx-pool``: httpx on its own connection pool, raised to 1,000 connections (what a
-  user's httpx client gets);
-* ``httpx-keepalive``: httpx on zuotang's :class:`~zuotang_cli.http_pool.KeepAlivePool`
-  (what ``zuotang enhance`` uses);
+* ``httpx-pool``: httpx on its own connection pool, its ``httpx.Limits`` sized to the
+  batch as ``zuotang enhance`` sizes them (calls in flight plus downloads);
+* ``httpx-aiohttp``: httpx on the ``httpx-aiohttp`` transport (aiohttp's connector), the
+  fast transport the OpenAI and Anthropic SDKs offer, with the same limits;
 * ``asyncio-sockets``: hand-written HTTP/1.1 on bare asyncio sockets, keep-alive, no
   checks at all: the floor under any HTTP library on this event loop.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
+import os
 import sys
 import time
 import urllib.parse
@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from tests.bench.bench_procs import SCALE_PATH
-from zuotang_cli.http_pool import new_client
+from zuotang_cli.batch import default_concurrency, default_download_concurrency
 
-STACKS = ("httpx-pool", "httpx-keepalive", "asyncio-sockets")
+STACKS = ("httpx-pool", "httpx-aiohttp", "asyncio-sockets")
 
 OneImage = Callable[[int], Awaitable[int]]
 
@@ -115,14 +115,32 @@ def socket_client(base: str, appcode: str) -> OneImage:
     return one
 
 
-async def run(stack: str, base: str, appcode: str, n: int, qps: float) -> dict[str, float]:
-    # httpx's default of 100 connections cannot hold 100 QPS of 1-3 s calls in flight.
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-    client = None
+def cpu_seconds() -> float:
+    """This process's CPU time, user and system (``resource`` where it exists)."""
+    try:
+        import resource
+    except ImportError:
+        times = os.times()
+        return times.user + times.system
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stack_client(stack: str, qps: float) -> httpx.AsyncClient | None:
+    connections = default_concurrency(qps) + default_download_concurrency(qps)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     if stack == "httpx-pool":
-        client = httpx.AsyncClient(limits=limits, timeout=60, trust_env=False)
-    elif stack == "httpx-keepalive":
-        client = new_client(timeout=60, trust_env=False)
+        return httpx.AsyncClient(limits=limits, timeout=60, trust_env=False)
+    if stack == "httpx-aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(limits=limits, trust_env=False)
+        return httpx.AsyncClient(transport=transport, timeout=60, trust_env=False)
+    return None
+
+
+async def run(stack: str, base: str, appcode: str, n: int, qps: float) -> dict[str, float]:
+    client = stack_client(stack, qps)
     one = socket_client(base, appcode) if client is None else httpx_client(client, base, appcode)
     start, tasks = time.monotonic(), []
     for i in range(n):
@@ -131,8 +149,7 @@ async def run(stack: str, base: str, appcode: str, n: int, qps: float) -> dict[s
     sizes = await asyncio.gather(*tasks)
     if client is not None:
         await client.aclose()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = usage.ru_utime + usage.ru_stime
+    cpu = cpu_seconds()
     return {"ok": sum(size > 0 for size in sizes), "cpu_s": cpu, "wall_s": time.monotonic() - start}
 
 

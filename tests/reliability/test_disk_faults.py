@@ -12,7 +12,6 @@ fail with EFBIG, SIGXFSZ ignored) while the results are larger than the limit.
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import sqlite3
 from collections import Counter
@@ -32,6 +31,8 @@ from tests.reliability.support import (
     write_lines,
 )
 from zuotang_cli.status import ExitStatus
+
+resource = pytest.importorskip("resource", reason="POSIX resource limits (RLIMIT_FSIZE)")
 
 SUITE = "Disk faults"
 DISK_ADVICE = "cannot save results"

@@ -157,6 +157,7 @@ def enhance(
 ) -> None:
     from zuotang_cli import cli, settings
     from zuotang_cli.api import Billing, Body
+    from zuotang_cli.progress import write_stderr
     from zuotang_cli.run import EnhanceOptions, run_enhance
 
     cli.show_tracebacks = verbose
@@ -175,7 +176,7 @@ def enhance(
         }
     )
     for warning in resolved.warnings:
-        sys.stderr.write(f"zuotang: warning: {warning}\n")
+        write_stderr(sys.stderr, f"zuotang: warning: {warning}\n")
     options = EnhanceOptions(
         inputs=inputs,
         type=resolved.type,
