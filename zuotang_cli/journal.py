@@ -178,7 +178,7 @@ class Journal:
             db.executescript(_SCHEMA)
             _add_missing_columns(db)
         except sqlite3.Error as exc:
-            raise UsageError(f"cannot open the journal {path}: {exc}") from exc
+            raise LocalError(f"cannot open the journal {path}: {exc}") from exc
         return cls(db, path)
 
     def close(self) -> None:
