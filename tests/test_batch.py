@@ -261,7 +261,7 @@ def test_an_unreachable_endpoint_halts_the_run(tmp_path: Path) -> None:
     server = Server(replies)
     result, records = run(tmp_path, server, urls(40), concurrency=4)
     assert result.halt is not None and result.halt.error_class == "unreachable"
-    assert result.exit_status is ExitStatus.SOME_FAILED
+    assert result.exit_status is ExitStatus.TROUBLE  # trouble on the way: alert, retry later
     assert server.calls <= 12 + 4
     assert len(records) == 40
     assert sum(r.outcome is Outcome.NOT_ATTEMPTED for r in records) >= 30
@@ -280,7 +280,7 @@ def test_a_result_that_cannot_be_written_halts_the_run(tmp_path: Path) -> None:
     (tmp_path / ".zuotang" / "tmp").write_text("a file where the temp folder should be")
     result, records = run(tmp_path, server, urls(20), concurrency=2)
     assert result.halt is not None and result.halt.error_class == "disk-error"
-    assert result.exit_status is ExitStatus.SOME_FAILED
+    assert result.exit_status is ExitStatus.TROUBLE
     assert server.calls <= 2  # what was in flight; no call is paid for nothing after that
     failed = [r for r in records if r.outcome is Outcome.FAILED]
     assert failed and all(r.error_class == "disk-error" for r in failed)

@@ -130,7 +130,6 @@ def test_bad_inputs_get_rows_and_are_never_sent(
     proc = zuotang(
         str(url_list),
         str(not_image),
-        str(tmp_path / "nope.png"),
         "-o",
         str(out),
         "--qps",
@@ -139,9 +138,9 @@ def test_bad_inputs_get_rows_and_are_never_sent(
     )
     assert proc.returncode == ExitStatus.SOME_FAILED
     rows = {(r["input"], r["outcome"]): r for r in report_rows(out)}
-    assert len(rows) == 8
+    assert len(rows) == 7
     outcomes = sorted(r["outcome"] for r in rows.values())
-    assert outcomes.count("invalid") == 5  # ftp, javascript, too long, text, missing
+    assert outcomes.count("invalid") == 4  # ftp, javascript, too long, text
     assert outcomes.count("done") == 1
     assert rows[(good, "skipped")]["message"] == "duplicate of input #1: the same result"
     failed = [r for r in rows.values() if r["outcome"] == "failed"]

@@ -151,7 +151,8 @@ def test_idle_connections_are_closed_after_the_keepalive_expiry(
 
 
 def test_the_trace_extension_says_when_the_request_went_out() -> None:
-    """The rate gate times each call start by this event (httpx's ``trace`` extension)."""
+    """The rate gate times each call start by the first event (httpx's ``trace``
+    extension); the second says the body went out (a lost reply may have been billed)."""
     events: list[str] = []
 
     async def trace(event: str, info: dict[str, Any]) -> None:
@@ -165,7 +166,10 @@ def test_the_trace_extension_says_when_the_request_went_out() -> None:
         await client.get(f"{srv.url}/untraced")
 
     run(scenario)
-    assert events == ["http11.send_request_headers.complete"]
+    assert events == [
+        "http11.send_request_headers.complete",
+        "http11.send_request_body.complete",
+    ]
 
 
 def test_errors_are_classed_for_what_they_are() -> None:

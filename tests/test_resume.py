@@ -207,7 +207,7 @@ def test_dry_run_says_what_would_happen_and_calls_nothing(tmp_path: Path, emulat
         endpoint=emu.endpoint,
         appcode=None,
     )
-    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    assert proc.returncode == ExitStatus.SOME_FAILED, proc.stderr  # as the run would: 1 invalid
     assert emu.stats()["calls"] == calls
     actions = [line.split("\t")[0] for line in proc.stdout.splitlines()]
     assert actions.count("skip") == 4 and actions.count("call") == 2

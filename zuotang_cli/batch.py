@@ -225,8 +225,11 @@ class Batch:
         on_start: Callable[[InputItem], None] | None = None,
         http_log: Callable[[str], None] | None = None,
         notice: Callable[[str], None] | None = None,
+        on_halt: Callable[[Reply], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_halt = on_halt
+        """Told of the halt when it happens (the CLI says why at once, and again at the end)."""
         self._sink = sink
         self.journal = journal
         self.spec = config.spec
@@ -271,6 +274,8 @@ class Batch:
         if self.result.halt is None:
             self.result.halt = reply
             self._stop(f"halted: {reply.error_class}")
+            if self._on_halt is not None:
+                self._on_halt(reply)
         self.gate.close()
 
     def _stop(self, reason: str) -> None:
@@ -556,7 +561,7 @@ class Batch:
     def _halt_on_disk_error(self, message: str) -> None:
         """A result that cannot be saved is money lost: start no more calls."""
         reply = Reply(
-            Verdict.HALT, ErrorClass.DISK_ERROR, message=message, halt_status=ExitStatus.SOME_FAILED
+            Verdict.HALT, ErrorClass.DISK_ERROR, message=message, halt_status=ExitStatus.TROUBLE
         )
         self._halt(reply)
 
@@ -633,8 +638,11 @@ class Batch:
         info = await preflight.probe_url(self._downloader.client, work.item.url)
         if info is None:
             return False
-        record.input_width, record.input_height = info.width, info.height
-        refusal = preflight.problem(info)
+        if isinstance(info, preflight.Refusal):
+            refusal: str | None = info.reason
+        else:
+            record.input_width, record.input_height = info.width, info.height
+            refusal = preflight.problem(info)
         if refusal is None:
             self._note_scale(record)
             return False
@@ -959,7 +967,7 @@ class Batch:
                     Verdict.HALT,
                     ErrorClass.UNREACHABLE,
                     message=f"no reply to {self._unanswered} calls in a row; last: {reply.message}",
-                    halt_status=ExitStatus.SOME_FAILED,
+                    halt_status=ExitStatus.TROUBLE,
                 )
             )
 

@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(exc, str(exc), exc.exit_status)
     except OSError as exc:
         message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-        _fail(exc, message, ExitStatus.SOME_FAILED)
+        _fail(exc, message, ExitStatus.TROUBLE)  # the disk or the system: try again later
 
 
 def _hold_standard_descriptors() -> None:

@@ -25,3 +25,5 @@ class HaltError(ZuotangError):
 
 class LocalError(ZuotangError):
     """The local disk failed us (full, read-only, gone): nothing more can be saved."""
+
+    exit_status = ExitStatus.TROUBLE

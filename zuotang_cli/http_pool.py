@@ -110,9 +110,7 @@ async def _headers_sent(
         await trace("http11.send_request_headers.complete", {})
 
 
-async def _body_sent(
-    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
-) -> None:
+async def _body_sent(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
     """Body bytes went out (the whole body, for anything but a large upload): from now
     on a lost reply may have been billed."""
     trace = _trace.get(None)

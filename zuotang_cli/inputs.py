@@ -20,8 +20,18 @@ from typing import BinaryIO
 from urllib.parse import quote, urlsplit
 
 from zuotang_cli import preflight
+from zuotang_cli.errors import UsageError
 from zuotang_cli.models import InputItem, InputKind
 from zuotang_cli.rules import MAX_URL_LENGTH
+from zuotang_cli.scan import (
+    HIDDEN,
+    NOT_REGULAR,
+    SUBFOLDER,
+    SYMLINKED_FOLDER,
+    UNSUPPORTED,
+    Patterns,
+    ScanTally,
+)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 """Extensions picked up when walking a folder (case-insensitive)."""
@@ -183,21 +193,40 @@ def _read_head(path: Path) -> bytes:
 # The stream of items
 
 
+def check_sources(sources: Sequence[str]) -> None:
+    """Refuse, before anything is called, a path argument that does not exist: a mistyped
+    list file must be a usage error (exit 2) that cron alerts on, not a routine failure."""
+    for source in sources:
+        if source == "-" or not source or "://" in source:
+            continue  # a URL, even a refused one, gets its own report row
+        if not os.path.lexists(source):
+            raise UsageError(f"{source}: {NOT_FOUND}")
+
+
 def iter_inputs(
-    sources: Sequence[str], *, stdin: BinaryIO, recursive: bool = False
+    sources: Sequence[str],
+    *,
+    stdin: BinaryIO,
+    recursive: bool = False,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    scan: ScanTally | None = None,
 ) -> Iterator[InputItem]:
     """Every entry of the batch, lazily, in order, with ``index`` 0, 1, 2, ...
 
     ``sources`` are the positional arguments: http(s) URLs, ``-`` (a list on ``stdin``),
     list files, images and folders. Refused entries and duplicates come back with
-    ``error`` set, in place, so the report keeps one row per entry.
+    ``error`` set, in place, so the report keeps one row per entry.  Files of scanned
+    folders that are not taken (``include`` / ``exclude`` globs, hidden, unsupported...)
+    are counted in ``scan``.
     """
     seen = _Seen()
     index = 0
+    walk = _Walk(recursive, Patterns(include, exclude), scan or ScanTally())
     # Several folders mirror each under its own name, as `cp -r a b out/` would.
     several = sum(1 for source in sources if _is_folder(source)) > 1
     for source in sources:
-        for item in _expand(source, stdin, recursive, several):
+        for item in _expand(source, stdin, walk, several):
             yield seen.check(dataclasses.replace(item, index=index))
             index += 1
 
@@ -281,9 +310,7 @@ def _is_folder(source: str) -> bool:
     return source not in ("", "-") and not looks_like_url(source) and os.path.isdir(source)  # noqa: PTH112
 
 
-def _expand(
-    source: str, stdin: BinaryIO, recursive: bool, named: bool = False
-) -> Iterator[InputItem]:
+def _expand(source: str, stdin: BinaryIO, walk: _Walk, named: bool = False) -> Iterator[InputItem]:
     if source == "-":
         yield from _list_lines(stdin, "stdin")
     elif not source:
@@ -291,10 +318,10 @@ def _expand(
     elif looks_like_url(source):
         yield _url_item(source)
     else:
-        yield from _expand_path(source, recursive, named)
+        yield from _expand_path(source, walk, named)
 
 
-def _expand_path(source: str, recursive: bool, named: bool = False) -> Iterator[InputItem]:
+def _expand_path(source: str, walk: _Walk, named: bool = False) -> Iterator[InputItem]:
     try:
         mode = Path(source).stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -305,7 +332,7 @@ def _expand_path(source: str, recursive: bool, named: bool = False) -> Iterator[
         return
     if stat.S_ISDIR(mode):
         prefix = (Path(source).resolve().name or "root",) if named else ()
-        yield from _walk_dir(Path(source), recursive, prefix)
+        yield from _walk_dir(Path(source), walk, prefix)
     elif stat.S_ISREG(mode):
         yield from _expand_file(source)
     else:  # a pipe such as <(command), or a device: only a list makes sense
@@ -436,40 +463,73 @@ def _listed_file(text: str) -> InputItem:
 # Folders
 
 
-def _walk_dir(root: Path, recursive: bool, prefix: tuple[str, ...] = ()) -> Iterator[InputItem]:
+@dataclasses.dataclass(frozen=True)
+class _Walk:
+    recursive: bool
+    patterns: Patterns
+    scan: ScanTally
+
+
+def _walk_dir(root: Path, walk: _Walk, prefix: tuple[str, ...] = ()) -> Iterator[InputItem]:
     """Image files under ``root`` sorted by relative path, depth first, without recursion;
     their relative paths start with ``prefix`` (the folder's name, when several are given).
 
-    Hidden entries (``.name``) are skipped; symlinked folders are not followed.
+    Hidden entries (``.name``) are skipped; symlinked folders are not followed; every
+    entry not taken is counted in ``walk.scan`` by reason.
     """
     pending: list[tuple[tuple[str, ...], bool]] = [((), True)]
+    images = subfolders = 0
     while pending:
         parts, is_dir = pending.pop()
         here = root.joinpath(*parts)
         if not is_dir:
+            images += 1
             yield _found_file(here, parts, prefix)
             continue
         try:
-            children = _listing(here)
+            children = _listing(here, parts, walk)
         except OSError as exc:
             yield _bad(str(here), f"cannot read: {_reason(exc)}")
             continue
-        wanted = [((*parts, name), d) for name, d in children if recursive or not d]
+        wanted = []
+        for name, d in children:
+            if d and not walk.recursive:
+                subfolders += 1
+                walk.scan.skip(SUBFOLDER, str(here / name))
+            else:
+                wanted.append(((*parts, name), d))
         pending.extend(reversed(wanted))
+    if not images and subfolders:
+        walk.scan.unscanned(str(root), subfolders)
 
 
-def _listing(folder: Path) -> list[tuple[str, bool]]:
-    """Sorted (name, is a folder) of the visible sub-folders and image files of ``folder``."""
+def _listing(folder: Path, parts: tuple[str, ...], walk: _Walk) -> list[tuple[str, bool]]:
+    """Sorted (name, is a folder) of the visible sub-folders and image files of ``folder``;
+    the other entries are counted in ``walk.scan``."""
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                found.append((entry.name, True))
-            elif PurePosixPath(entry.name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
-                found.append((entry.name, False))
+            reason = _not_taken(entry, parts, walk.patterns)
+            if reason is None:
+                found.append((entry.name, entry.is_dir(follow_symlinks=False)))
+            else:
+                walk.scan.skip(reason, str(folder / entry.name))
     return sorted(found)
+
+
+def _not_taken(entry: os.DirEntry[str], parts: tuple[str, ...], patterns: Patterns) -> str | None:
+    """Why a folder entry is not an input (nor a folder to descend into), or None."""
+    if entry.name.startswith("."):
+        return HIDDEN
+    if entry.is_dir(follow_symlinks=False):
+        return None
+    if entry.is_dir():
+        return SYMLINKED_FOLDER
+    if PurePosixPath(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+        return UNSUPPORTED
+    if not entry.is_file():
+        return NOT_REGULAR
+    return patterns.refusal(PurePosixPath(*parts, entry.name))
 
 
 def _found_file(found: Path, parts: tuple[str, ...], prefix: tuple[str, ...] = ()) -> InputItem:

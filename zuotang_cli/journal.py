@@ -198,7 +198,7 @@ class Journal:
             db.executescript(_SCHEMA)
             _add_missing_columns(db)
         except sqlite3.Error as exc:
-            raise UsageError(f"cannot open the journal {path}: {exc}") from exc
+            raise LocalError(f"cannot open the journal {path}: {exc}") from exc
         journal = cls(db, path)
         if create and journal.setting("format") != str(FORMAT):
             journal._migrate()

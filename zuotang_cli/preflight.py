@@ -88,25 +88,46 @@ def _info(img: object, size: int | None) -> ImageInfo:
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)\s*$")
 
 
-async def probe_url(client: httpx.AsyncClient, url: str) -> ImageInfo | None:
+@dataclass(frozen=True)
+class Refusal:
+    """What ``--probe`` proved the service would refuse: no call is made for it."""
+
+    reason: str
+
+
+_HOST_TRANSIENT = (408, 425, 429)
+"""4xx answers of an image host that may change on their own: not proof of anything."""
+
+
+async def probe_url(client: httpx.AsyncClient, url: str) -> ImageInfo | Refusal | None:
     """``--probe``: the header of a remote image from a ranged GET of its first 64 KiB;
-    None when the host does not tell (the call is then made as usual)."""
+    a :class:`Refusal` when that proves the service would refuse it (the host answers
+    4xx, or the whole body was read and is not an image); None when the host does not
+    tell (the call is then made as usual)."""
     import httpx
 
     headers = {"Range": f"bytes=0-{HEAD_BYTES - 1}"}
     try:
         async with client.stream("GET", url, headers=headers) as response:
-            if response.status_code not in (200, 206):
+            status = response.status_code
+            if 400 <= status < 500 and status not in _HOST_TRANSIENT:
+                return Refusal(f"the image host answered HTTP {status} (checked by --probe)")
+            if status not in (200, 206):
                 return None
-            head = b""
+            head, whole = b"", True
             async for chunk in response.aiter_bytes():
                 head += chunk
                 if len(head) >= HEAD_BYTES:
+                    whole = False
                     break
             size = _total_size(response)
     except httpx.HTTPError:
         return None
-    return inspect_head(head, size)
+    info = inspect_head(head, size)
+    if info is None and whole and (size is None or size == len(head)):
+        kind = response.headers.get("Content-Type", "unknown type")
+        return Refusal(f"not an image: {len(head)} bytes of {kind} (read whole by --probe)")
+    return info
 
 
 def _total_size(response: httpx.Response) -> int | None:

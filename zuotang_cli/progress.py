@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
@@ -71,16 +72,25 @@ def write_stderr(stream: TextIO | None, text: str) -> bool:
     return True
 
 
+MAX_PROBLEM_LINES = 20
+"""Per-input problem lines shown without --verbose (a screenful); the rest are counted."""
+DEFAULT_STATS_INTERVAL = 60.0
+
+
 class NullDisplay:
     """``--quiet``: only errors that end the run are shown."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream: TextIO | None = stream or sys.stderr
         self.counter = Counter()
+        self.hidden = 0
+        """Problem lines left out (over :data:`MAX_PROBLEM_LINES`)."""
+        self._lock = threading.Lock()
 
     def _write(self, message: str) -> None:
-        if not write_stderr(self.stream, f"zuotang: {message}\n"):
-            self.stream = None
+        with self._lock:
+            if not write_stderr(self.stream, f"zuotang: {message}\n"):
+                self.stream = None
 
     def __enter__(self) -> NullDisplay:
         return self
@@ -113,20 +123,68 @@ class NullDisplay:
     def error(self, message: str) -> None:
         self._write(message)
 
+    def print_result(self, stream: TextIO, text: str) -> None:
+        """Write one result (a saved path, a JSON record) to ``stream`` (stdout)."""
+        stream.write(text)
+        stream.flush()
+
 
 class PlainDisplay(NullDisplay):
-    """Not a terminal: one plain line per problem (and per image with ``--verbose``)."""
+    """Not a terminal: one plain line per problem, at most a screenful of them (every
+    image with ``--verbose``), and a progress line every ``stats_interval`` seconds."""
 
-    def __init__(self, stream: TextIO | None = None, *, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        verbose: bool = False,
+        stats_interval: float = 0.0,
+    ) -> None:
         super().__init__(stream)
         self.verbose = verbose
+        self.stats_interval = stats_interval
+        self._shown = 0
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __enter__(self) -> PlainDisplay:
+        if self.stats_interval > 0:
+            self._ticker = threading.Thread(target=self._tick, name="zuotang-stats", daemon=True)
+            self._ticker.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.stats_interval):
+            counter = self.counter
+            self.log(
+                f"progress: {counter.line()} · {counter.calls} calls · "
+                f"{counter.rate:.2f}/s · {counter.elapsed:.0f} s"
+            )
 
     def record(self, record: Record) -> None:
         super().record(record)
-        if not record.ok:
-            self.log(describe_failure(record))
+        if record.ok:
+            if self.verbose:
+                self.log(f"{record.outcome.value}: {record.input} -> {record.output}")
         elif self.verbose:
-            self.log(f"{record.outcome.value}: {record.input} -> {record.output}")
+            self.log(describe_failure(record))
+        elif record.outcome is Outcome.NOT_ATTEMPTED:
+            pass  # counted, and said once in the summary
+        elif self._shown < MAX_PROBLEM_LINES:
+            self._shown += 1
+            self.log(describe_failure(record))
+        else:
+            self.hidden += 1
 
     def log(self, message: str) -> None:
         self._write(message)
@@ -136,7 +194,7 @@ class RichDisplay(PlainDisplay):
     """A terminal: a live line of counts, rate and elapsed time; problems printed above."""
 
     def __init__(self, console: Console, *, verbose: bool = False) -> None:
-        super().__init__(verbose=verbose)
+        super().__init__(sys.stderr, verbose=verbose)
         self.console = console
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -207,3 +265,30 @@ class RichDisplay(PlainDisplay):
     def log(self, message: str) -> None:
         with contextlib.suppress(OSError, ValueError):  # a terminal that went away
             self.console.print(f"zuotang: {message}", markup=False, highlight=False)
+
+    def error(self, message: str) -> None:
+        self.log(message)
+
+    def print_result(self, stream: TextIO, text: str) -> None:
+        """A result for stdout while the live line is on stderr: when both are the
+        terminal, the live line is taken down (it is transient: erased), the result
+        written, and the line put back below it, so that a saved path is never glued onto
+        it (rich's own ``console.print`` would send the result to stderr)."""
+        progress = self._progress
+        if progress is None or not _isatty(stream):
+            super().print_result(stream, text)
+            return
+        with self._lock:
+            progress.stop()
+            try:
+                stream.write(text)
+                stream.flush()
+            finally:
+                progress.start()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False

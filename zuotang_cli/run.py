@@ -18,21 +18,29 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from zuotang_cli import api, fdlimit, preflight, rules
 from zuotang_cli.api import Billing, Body, CallSpec
 from zuotang_cli.batch import DEFAULT_TIMEOUT, Batch, BatchConfig, BatchResult
 from zuotang_cli.download import TMP_DIRNAME
 from zuotang_cli.errors import UsageError
-from zuotang_cli.inputs import iter_inputs
+from zuotang_cli.inputs import check_sources, iter_inputs
 from zuotang_cli.journal import JOURNAL_DIR, JOURNAL_NAME, Action, Journal, entry_key
 from zuotang_cli.lock import output_lock
 from zuotang_cli.models import InputItem, Record
-from zuotang_cli.progress import NullDisplay, PlainDisplay, RichDisplay, write_stderr
+from zuotang_cli.progress import (
+    DEFAULT_STATS_INTERVAL,
+    NullDisplay,
+    PlainDisplay,
+    RichDisplay,
+    write_stderr,
+)
 from zuotang_cli.pump import aiter_in_thread
 from zuotang_cli.report import ReportSet, report_format
+from zuotang_cli.scan import ScanTally
 from zuotang_cli.status import ExitStatus
+from zuotang_cli.summary import Tally, halt_line, plural, summarize
 
 DEFAULT_REPORT_NAME = "report.csv"
 JSON_SCHEMA_VERSION = 1
@@ -69,6 +77,14 @@ class EnhanceOptions:
     probe: bool = False
     print0: bool = False
     gallery: bool = False
+    stats_interval: float = DEFAULT_STATS_INTERVAL
+    """Without a terminal on stderr: a progress line every so many seconds (0: none)."""
+    summary_json: Path | None = None
+    """Also write the summary as one JSON object to this file."""
+    include: tuple[str, ...] = ()
+    """Glob patterns a file found in a folder must match (one of them)."""
+    exclude: tuple[str, ...] = ()
+    """Glob patterns of files found in folders to leave out."""
 
     def __repr__(self) -> str:  # never show the AppCode
         return f"EnhanceOptions(inputs={self.inputs!r}, output_dir={self.output_dir!r}, ...)"
@@ -119,10 +135,12 @@ class Emitter:
         self.display = display
         self.json = json_out
         self.end = "\0" if print0 else "\n"
+        self.tally = Tally()
 
     def __call__(self, record: Record) -> None:
         self.reports.write(record)
         self._print(record)
+        self.tally.add(record)
         self.display.record(record)
 
     def _print(self, record: Record) -> None:
@@ -137,8 +155,7 @@ class Emitter:
         else:
             return
         try:
-            self.stdout.write(line + self.end)
-            self.stdout.flush()
+            self.display.print_result(self.stdout, line + self.end)
         except BrokenPipeError:
             # The reader went away (e.g. `| head`): keep working, stop printing.
             self.stdout = None
@@ -154,19 +171,21 @@ def _display(options: EnhanceOptions) -> NullDisplay:
         from rich.console import Console
 
         return RichDisplay(Console(stderr=True), verbose=options.verbose)
-    return PlainDisplay(verbose=options.verbose)
+    return PlainDisplay(verbose=options.verbose, stats_interval=options.stats_interval)
 
 
 def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
     """Run one ``enhance`` and return its exit status.  Raises UsageError before any call."""
     if options.report is not None:
         report_format(options.report)  # a bad suffix is refused before anything is written
+    check_sources(options.inputs)
     if options.dry_run:
         return dry_run(options, stdin=stdin, stdout=stdout)
     if not options.appcode:
         raise UsageError(
-            "no AppCode: set ZUOTANG_APPCODE (or pass --appcode); find it in the Alibaba "
-            "Cloud console under your purchased API's AppCode"
+            "no AppCode: run 'zuotang config set-appcode', or set ZUOTANG_APPCODE (or pass "
+            "--appcode); find it in the Alibaba Cloud console under your purchased API's "
+            "AppCode"
         )
     endpoint = check_endpoint(options.endpoint or rules.DEFAULT_ENDPOINT)
     output_dir = _prepare_output(options.output_dir)
@@ -198,9 +217,12 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         display.error("warning: --endpoint is plain http: the AppCode travels unencrypted")
     if fd_note is not None:
         display.error(f"note: {fd_note}")
-    items = iter_inputs(options.inputs, stdin=stdin, recursive=options.recursive)
+    scan = ScanTally()
+    items = iter_inputs(options.inputs, stdin=stdin, **_scan_options(options, scan))
     if display.wants_total and "-" not in options.inputs:
         count_inputs_ahead(options, display)
+    if "-" in options.inputs and _isatty(stdin):
+        display.error("reading the list of inputs from stdin (one a line; end with Ctrl-D)")
     with output_lock(output_dir, wait=options.wait_lock):
         remove_partial_downloads(output_dir)
         with (
@@ -212,7 +234,23 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
                 reports, stdout, display, json_out=options.json, print0=options.print0
             )
             result = _run_batch(config, journal, items, emitter, display, options.verbose)
-    _summarize(result, display, report_paths, options.billing)
+    summary = summarize(
+        result,
+        emitter.tally,
+        calls=display.counter.calls,
+        elapsed=display.counter.elapsed,
+        report=report_paths[0],
+        billing=options.billing,
+        skipped_files=scan.counts(),
+        hidden_lines=display.hidden,
+    )
+    if options.verbose:
+        for reason, path in scan.skipped:
+            display.log(f"not taken: {path}: {reason}")
+    for hint in scan.hints():
+        display.log(f"hint: {hint}")
+    for line in summary.lines():
+        display.log(line)
     if options.gallery:
         from zuotang_cli.gallery import gallery_from_report
 
@@ -221,7 +259,29 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         display.log(f"warning: {preflight.scale_note(options.scale, result.scale_not_applied)}")
     if result.factor_uncertain:
         display.log(f"note: {preflight.uncertain_note(result.factor_uncertain)}")
+    if result.halt is not None:
+        display.error(halt_line(result.halt))  # the first and the last thing said
+    if options.summary_json is not None:
+        summary.write_json(options.summary_json)
+    if options.json:
+        write_stderr(sys.stderr, summary.json() + "\n")
     return result.exit_status
+
+
+def _scan_options(options: EnhanceOptions, scan: ScanTally | None) -> dict[str, Any]:
+    return {
+        "recursive": options.recursive,
+        "include": options.include,
+        "exclude": options.exclude,
+        "scan": scan,
+    }
+
+
+def _isatty(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def count_inputs_ahead(options: EnhanceOptions, display: NullDisplay) -> None:
@@ -229,7 +289,8 @@ def count_inputs_ahead(options: EnhanceOptions, display: NullDisplay) -> None:
 
     def count() -> None:
         total = sum(
-            1 for _ in iter_inputs(options.inputs, stdin=io.BytesIO(), recursive=options.recursive)
+            1
+            for _ in iter_inputs(options.inputs, stdin=io.BytesIO(), **_scan_options(options, None))
         )
         display.set_total(total)
 
@@ -245,7 +306,7 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
     journal = Journal.open(options.output_dir, create=False) if journal_path.exists() else None
     now = time.time()
     try:
-        for item in iter_inputs(options.inputs, stdin=stdin, recursive=options.recursive):
+        for item in iter_inputs(options.inputs, stdin=stdin, **_scan_options(options, None)):
             if item.error is not None:
                 action, reason = "invalid", item.error
             elif journal is None:
@@ -267,15 +328,17 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
         if journal is not None:
             journal.close()
     calls = counts[Action.CALL.value]
+    capped = options.max_calls is not None and calls > options.max_calls
     if options.max_calls is not None:
         calls = min(calls, options.max_calls)
     eta = calls / options.qps
     if not options.quiet:
-        parts = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+        parts = ", ".join(_planned(action, n) for action, n in sorted(counts.items()))
         write_stderr(
             sys.stderr,
-            f"zuotang: dry run: {parts or 'no inputs'}; {calls} paid calls would take about "
-            f"{_duration(eta)} at --qps {options.qps:g} (plus the last call's 1-30 s)\n",
+            f"zuotang: dry run: {parts or 'no inputs'}; {plural(calls, 'paid call')} would "
+            f"take about {_duration(eta)} at --qps {options.qps:g} (plus the last call's "
+            "1-30 s)\n",
         )
         retry_cost = _retry_cost(options, calls)
         if retry_cost:
@@ -285,7 +348,24 @@ def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> Exit
             write_stderr(sys.stderr, f"zuotang: warning: {note}\n")
         if uncertain:
             write_stderr(sys.stderr, f"zuotang: note: {preflight.uncertain_note(uncertain)}\n")
+    # The code the real run would end with, were every call to succeed.
+    if capped or counts["invalid"] or counts[Action.SKIP_FAILED.value]:
+        return ExitStatus.SOME_FAILED
     return ExitStatus.SUCCESS
+
+
+_PLANNED = {
+    Action.CALL.value: "to call",
+    Action.DOWNLOAD.value: "to download (paid before)",
+    Action.POLL.value: "to fetch (paid before)",
+    Action.SKIP.value: "to skip (done)",
+    Action.SKIP_FAILED.value: "to skip (failed before)",
+    "invalid": "invalid",
+}
+
+
+def _planned(action: str, count: int) -> str:
+    return f"{count} {_PLANNED.get(action, action)}"
 
 
 def _retry_cost(options: EnhanceOptions, calls: int) -> str:
@@ -345,6 +425,7 @@ def _run_batch(
         on_start=display.started,
         http_log=display.log if verbose else None,
         notice=display.error,
+        on_halt=lambda reply: display.error(halt_line(reply)),
     )
 
     async def main() -> BatchResult:
@@ -403,57 +484,3 @@ def install_signal_handlers(
                 step()
 
     return restore
-
-
-def _summarize(
-    result: BatchResult, display: NullDisplay, report_paths: list[Path], billing: Billing
-) -> None:
-    counter = display.counter
-    display.log(
-        f"{counter.line()} in {counter.elapsed:.1f} s ({counter.calls} calls, "
-        f"{counter.rate:.2f} images/s); report: {report_paths[0]}"
-    )
-    display.log(money_line(result, billing))
-    if result.throttled:
-        display.log(
-            f"warning: {result.throttled} throttle replies: the account allows fewer "
-            "starts a second than --qps; lower --qps"
-        )
-    if result.halt is not None:
-        halt = result.halt
-        detail = halt.message
-        if halt.http_status is not None:
-            detail += f" (HTTP {halt.http_status}, request id {halt.request_id})"
-        display.error(f"halted: {_HALT_ADVICE.get(halt.error_class or '', '')}{detail}")
-
-
-def money_line(result: BatchResult, billing: Billing) -> str:
-    """What the run cost: paid calls, the part of them that brought nothing, retries."""
-    line = f"paid calls: {result.paid_calls}"
-    details = []
-    if result.paid_failures:
-        details.append(f"{result.paid_failures} without a result")
-    if result.paid_retries:
-        details.append(f"{result.paid_retries} paid retries")
-    if details:
-        line += f" ({', '.join(details)})"
-    if result.possibly_paid:
-        line += f"; possibly paid: {result.possibly_paid} (timed out after going out)"
-    if result.polls:
-        line += f"; task fetches: {result.polls}"
-    rule = "every HTTP-200 reply" if billing is Billing.EVERY_200 else "successes only"
-    return f"{line} [billing: {rule}]"
-
-
-_HALT_ADVICE = {
-    "auth": "the AppCode was refused; check it and that the API is purchased: ",
-    "quota-exhausted": "the call quota is used up; buy more calls: ",
-    "quota-expired": "the subscription has expired; renew it: ",
-    "arrears": "the account is in arrears; top it up: ",
-    "forbidden": "the gateway refused the account: ",
-    "endpoint-not-found": "the endpoint does not exist; check --endpoint: ",
-    "endpoint-refused": "the gateway refused the endpoint (wrong URL, path or method); "
-    "check --endpoint: ",
-    "unreachable": "cannot reach the endpoint; check --endpoint and the network: ",
-    "disk-error": "cannot save results (disk full or not writable); fix it and re-run: ",
-}

@@ -419,18 +419,23 @@ def _read_existing(path: Path) -> str | None:
         raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
 
 
-_KEY_LINE_RE = re.compile(r"""^[ \t]*(appcode|"appcode"|'appcode')[ \t]*=""")
 _HEADER = "# zuotang settings: see `zuotang config show`\n"
 
 
 def with_appcode(old: str | None, appcode: str, path: Path) -> str:
-    """The text of the config file ``old`` with ``appcode = "..."`` set, all else kept.
+    """The text of the config file ``old`` with ``appcode = "..."`` set, all else kept."""
+    return with_setting(old, SECRET, appcode, path)
 
-    The top-level ``appcode`` line is replaced, or one is added after the leading
-    comments.  The result is parsed back and must equal the old file plus the new key;
-    otherwise :class:`UsageError` (the file is left alone).
+
+def with_setting(old: str | None, name: str, value: str | float, path: Path) -> str:
+    """The text of the config file ``old`` with ``name = value`` set, all else kept.
+
+    The top-level ``name`` line is replaced, or one is added after the leading comments.
+    The result is parsed back and must equal the old file plus the new key; otherwise
+    :class:`UsageError` (the file is left alone).
     """
-    line = f"appcode = {_toml_string(appcode)}"
+    shown = _toml_string(value) if isinstance(value, str) else repr(float(value))
+    line = f"{name} = {shown}"
     if not old:
         return f"{_HEADER}{line}\n"
     before = parse_toml(old, path)
@@ -438,24 +443,41 @@ def with_appcode(old: str | None, appcode: str, path: Path) -> str:
     if not lines[-1].endswith(("\n", "\r")):
         lines[-1] += "\n"
     newline = "\r\n" if lines[0].endswith("\r\n") else "\n"
-    index = _appcode_line(lines)
+    index = _key_line(lines, name)
     if index is None:
         lines.insert(_after_comments(lines), line + newline)
     else:
         lines[index] = line + newline
     new = "".join(lines)
-    if _parse_quietly(new) != {**before, SECRET: appcode}:
-        raise UsageError(f"cannot update config file {path} safely: set appcode there by hand")
+    if _parse_quietly(new) != {**before, name: value}:
+        raise UsageError(f"cannot update config file {path} safely: set {name} there by hand")
     return new
 
 
-def _appcode_line(lines: list[str]) -> int | None:
+def _key_line(lines: list[str], name: str) -> int | None:
+    key = re.escape(name)
+    pattern = re.compile(rf"""^[ \t]*({key}|"{key}"|'{key}')[ \t]*=""")
     for index, text in enumerate(lines):
         if text.lstrip().startswith("["):
             return None  # a table began: later keys are not top-level
-        if _KEY_LINE_RE.match(text):
+        if pattern.match(text):
             return index
     return None
+
+
+def save_setting(path: Path, name: str, raw: str) -> tuple[Path, Setting]:
+    """``zuotang config set NAME VALUE``: check ``raw`` as the config file's key ``name``
+    is checked, and set it in the file at ``path`` (as :func:`save_appcode` does)."""
+    if name == SECRET:
+        raise UsageError("use 'zuotang config set-appcode': it reads the AppCode unechoed")
+    if name not in _CHECKS:
+        known = ", ".join(n for n in NAMES if n != SECRET)
+        raise UsageError(f"unknown setting {name!r}: one of {known}")
+    setting = check(name, raw, _Place(f"config set {name}", Source.ENV, "command line"))
+    value: str | float = setting.value if isinstance(setting.value, float) else raw
+    target = Path(os.path.realpath(path))
+    _write_private(target, with_setting(_read_existing(target), name, value, target))
+    return target, setting
 
 
 def _after_comments(lines: list[str]) -> int:

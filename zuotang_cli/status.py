@@ -1,4 +1,7 @@
-"""The one place exit codes are defined (documented in the README and ``--help``)."""
+"""The one place exit codes are defined (documented in the README and ``--help``).
+
+A cron job alerts on anything >= 2: 0 and 1 are routine (1 means some images failed for
+reasons of their own, or ``--max-calls`` stopped the run; the next run retries)."""
 
 from __future__ import annotations
 
@@ -11,16 +14,24 @@ class ExitStatus(enum.IntEnum):
     SUCCESS = 0
     """Every input is done (skipped because already done counts as done)."""
     SOME_FAILED = 1
-    """The batch ran, but at least one input failed or was not attempted."""
+    """The batch ran, but some inputs failed for reasons of their own, or --max-calls left
+    some not attempted.  Routine: a cron job need not alert."""
     USAGE = 2
-    """Bad flag, bad input, missing AppCode, output directory locked or unusable."""
+    """Usage or input error: bad flag, missing AppCode, an input path that does not exist,
+    wrong endpoint path, output directory locked or unusable, emulator port in use."""
     HALTED = 3
-    """Halted by the service: invalid AppCode, quota exhausted or expired, arrears."""
+    """Halted by the service's account side: AppCode refused, quota exhausted or expired,
+    arrears."""
+    TROUBLE = 4
+    """Halted by trouble on the way: endpoint unreachable, disk full or unwritable, journal
+    unusable.  Try again later."""
     INTERRUPTED = 130
     """Interrupted by Ctrl-C (SIGINT) or SIGTERM; the report was written first."""
 
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 all done; 1 some images failed or were not attempted; "
-    "2 usage or input error; 3 halted by auth / quota / subscription; 130 interrupted."
+    "Exit codes: 0 all done; 1 some images failed (or --max-calls reached): routine; "
+    "2 usage or input error; 3 halted by the account (AppCode, quota, arrears); "
+    "4 halted by trouble on the way (unreachable, disk, journal): retry later; "
+    "130 interrupted. Alert on 2 or more."
 )

@@ -119,7 +119,7 @@ def test_a_folder_blocked_mid_run_halts_and_a_rerun_downloads_without_paying(
     args = (str(photos), "--recursive", "-o", str(out), "--qps", "20", "--concurrency", "2")
     first = enhance(trial, *args, endpoint=emu.endpoint)
     trial.inputs += n
-    assert first.returncode == ExitStatus.SOME_FAILED, first.stderr[-2000:]
+    assert first.returncode == ExitStatus.TROUBLE, first.stderr[-2000:]
     assert DISK_ADVICE in first.stderr
     rows = {row["input"].removeprefix(str(photos) + "/"): row for row in report_rows(out)}
     assert len(rows) == n
@@ -146,7 +146,7 @@ def test_a_folder_blocked_mid_run_halts_and_a_rerun_downloads_without_paying(
     trial.saved += n
     trial.note(
         f"a regular file where the folder 'sub/' must go: {len(blocked)} result(s) failed "
-        f"'disk-error' naming the path, the run halted (exit 1, {outcomes['not-attempted']} not "
+        f"'disk-error' naming the path, the run halted (exit 4, {outcomes['not-attempted']} not "
         f"attempted), the journal kept them paid; after removing the file a re-run saved "
         f"all {n}, {n - billed_first} new paid calls, none paid twice"
     )
@@ -180,7 +180,7 @@ def test_a_disk_full_during_downloads_halts_and_a_rerun_completes(
         trial, *args, endpoint=emu.endpoint, preexec_fn=limit_file_size(3 * 1024 * 1024 // 2)
     )
     trial.inputs += n
-    assert full.returncode == ExitStatus.SOME_FAILED, full.stderr[-2000:]
+    assert full.returncode == ExitStatus.TROUBLE, full.stderr[-2000:]
     assert DISK_ADVICE in full.stderr
     rows = report_rows(out)
     assert len(rows) == n  # the report itself fits: every row written
@@ -204,7 +204,7 @@ def test_a_disk_full_during_downloads_halts_and_a_rerun_completes(
     trial.saved += n
     trial.note(
         f"disk full (RLIMIT_FSIZE 1.5 MiB, results ~3 MB): {len(failed)} downloads failed "
-        f"'disk-error: File too large', the run halted (exit 1, {outcomes['not-attempted']} not "
+        f"'disk-error: File too large', the run halted (exit 4, {outcomes['not-attempted']} not "
         f"attempted, report complete, no .part or half file left, journal intact with "
         f"{len(failed)} paid); the re-run saved all {n} and downloaded the {billed_first} paid "
         f"ones without a new call"
@@ -222,7 +222,7 @@ def test_a_journal_that_cannot_grow_halts_and_a_rerun_completes(
     args = (str(urls), "-o", str(out), "--qps", "100", "--concurrency", str(concurrency))
     full = enhance(trial, *args, endpoint=emu.endpoint, preexec_fn=limit_file_size(100_000))
     trial.inputs += n
-    assert full.returncode == ExitStatus.SOME_FAILED, full.stderr[-2000:]
+    assert full.returncode == ExitStatus.TROUBLE, full.stderr[-2000:]
     assert DISK_ADVICE in full.stderr and "journal" in full.stderr
     rows = report_rows(out)
     assert len(rows) == n
@@ -248,6 +248,6 @@ def test_a_journal_that_cannot_grow_halts_and_a_rerun_completes(
     trial.note(
         f"the journal's disk filled after {first['billed']} paid calls: "
         f"{outcomes['failed']} rows 'disk-error', {outcomes['not-attempted']} not attempted, "
-        f"exit 1, report complete, journal sound; the re-run saved all {n}, {twice} paid "
+        f"exit 4, report complete, journal sound; the re-run saved all {n}, {twice} paid "
         f"twice (in flight when the journal stopped, at most --concurrency {concurrency})"
     )

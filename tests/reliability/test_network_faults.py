@@ -1,7 +1,7 @@
 """Network faults the emulator cannot play: the server vanishing mid-run, a connection that
 stalls without a byte, a Content-Length that lies, a DNS name that does not resolve.  Each
 is a clear per-image error or, where nothing can work, a clean halt with the report
-written (error_class "unreachable", exit 1)."""
+written (error_class "unreachable", exit 4)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_server_vanishing_mid_run_halts_cleanly_and_a_rerun_completes(
     gone = first_emu.stats()  # the server is gone now
     run = finish(trial, proc, timeout=120)
     trial.inputs += n
-    assert run.returncode == ExitStatus.SOME_FAILED, run.stderr[-2000:]
+    assert run.returncode == ExitStatus.TROUBLE, run.stderr[-2000:]
     assert UNREACHABLE in run.stderr
     rows = report_rows(out)
     assert len(rows) == n  # the report was written, one row per input
@@ -86,7 +86,7 @@ def test_server_vanishing_mid_run_halts_cleanly_and_a_rerun_completes(
     trial.saved += len(saved)
     trial.billed_twice += len(twice)
     trial.note(
-        f"server stopped after {gone['billed']} of {n} calls were billed: exit 1, "
+        f"server stopped after {gone['billed']} of {n} calls were billed: exit 4, "
         f"'{UNREACHABLE}' on stderr, all {n} rows written ({outcomes['done']} done, "
         f"{outcomes['failed']} failed {dict(failed_classes)}, {outcomes['not-attempted']} "
         f"not attempted); a re-run against the server back on its port saved the rest, "
@@ -140,7 +140,7 @@ def test_endpoint_that_stalls_is_a_per_image_timeout(trial: Trial, tmp_path: Pat
 
 
 def test_endpoint_that_stalls_for_everyone_halts_unreachable(trial: Trial, tmp_path: Path) -> None:
-    """Every call stalls: after 12 calls in a row without a reply the run halts, exit 1."""
+    """Every call stalls: after 12 calls in a row without a reply the run halts, exit 4."""
     arrivals: list[float] = []
     n = 40
     with hostile_server(_stall(arrivals)) as server:
@@ -163,7 +163,7 @@ def test_endpoint_that_stalls_for_everyone_halts_unreachable(trial: Trial, tmp_p
             timeout=120,
         )
     trial.inputs += n
-    assert run.returncode == ExitStatus.SOME_FAILED
+    assert run.returncode == ExitStatus.TROUBLE
     assert UNREACHABLE in run.stderr
     rows = report_rows(out)
     assert len(rows) == n
@@ -178,7 +178,7 @@ def test_endpoint_that_stalls_for_everyone_halts_unreachable(trial: Trial, tmp_p
     trial.note(
         f"an endpoint that stalls every call: halted after {len(arrivals)} calls "
         f"({outcomes['failed']} rows 'timeout', {outcomes['not-attempted']} not attempted), "
-        f"exit 1, report complete"
+        f"exit 4, report complete"
     )
 
 
@@ -198,7 +198,7 @@ def test_dns_failure_of_the_endpoint_halts_with_the_report(trial: Trial, tmp_pat
         timeout=120,
     )
     trial.inputs += n
-    assert run.returncode == ExitStatus.SOME_FAILED, run.stderr[-2000:]
+    assert run.returncode == ExitStatus.TROUBLE, run.stderr[-2000:]
     assert UNREACHABLE in run.stderr
     rows = report_rows(out)
     assert len(rows) == n
@@ -212,7 +212,7 @@ def test_dns_failure_of_the_endpoint_halts_with_the_report(trial: Trial, tmp_pat
     )
     assert run.seconds < 60
     trial.note(
-        f"endpoint host that does not resolve: halt 'unreachable', exit 1, {n} rows "
+        f"endpoint host that does not resolve: halt 'unreachable', exit 4, {n} rows "
         f"({len(failed)} failed {sorted({r['error_class'] for r in failed})} naming the "
         f"ConnectError, "
         f"{outcomes['not-attempted']} not attempted), in {run.seconds:.1f} s"

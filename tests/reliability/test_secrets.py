@@ -59,7 +59,7 @@ EXPECTED_EXIT = {
     "plain": ExitStatus.SOME_FAILED,  # the javascript: line
     "auth-refused": ExitStatus.HALTED,
     "quota": ExitStatus.HALTED,
-    "unreachable": ExitStatus.SOME_FAILED,
+    "unreachable": ExitStatus.TROUBLE,
 }
 
 

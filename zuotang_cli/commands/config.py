@@ -28,6 +28,7 @@ HELP = (
 EPILOG = (
     "Examples:\n\n\b\n"
     "  zuotang config set-appcode          # asks for the AppCode, input hidden\n"
+    "  zuotang config set qps 5\n"
     "  zuotang config show\n"
     '  $EDITOR "$(zuotang config path)"'
 )
@@ -51,6 +52,17 @@ SET_APPCODE_EPILOG = (
     "  zuotang config set-appcode\n"
     "  pass show zuotang/appcode | zuotang config set-appcode\n"
     "  ZUOTANG_CONFIG=./ci.toml zuotang config set-appcode < appcode.txt"
+)
+SET_HELP = (
+    "Save one setting in the config file (created 0600, other keys kept): endpoint, qps, "
+    "type, scale, output_dir, billing or body, checked as the file's keys are. The "
+    "AppCode has its own command, set-appcode, which does not echo it."
+)
+SET_EPILOG = (
+    "Examples:\n\n\b\n"
+    "  zuotang config set qps 5\n"
+    "  zuotang config set output_dir ~/enhanced\n"
+    "  zuotang config set endpoint http://127.0.0.1:8080/tasks/visual/scale"
 )
 PATH_HELP = "Print the path of the config file (it may not exist yet)."
 PATH_EPILOG = 'Examples:\n\n\b\n  zuotang config path\n  $EDITOR "$(zuotang config path)"'
@@ -131,6 +143,20 @@ def read_appcode(stdin: TextIO | None) -> str:
     if not code:
         raise UsageError("empty AppCode: nothing was written")
     return code
+
+
+@app.command("set", help=SET_HELP, epilog=SET_EPILOG)
+def set_(
+    key: str = typer.Argument(..., metavar="KEY", help="Setting name, as in the config file."),
+    value: str = typer.Argument(..., metavar="VALUE", help="Its value."),
+) -> None:
+    name = key.replace("-", "_")
+    path, setting = settings.save_setting(settings.config_path(), name, value)
+    typer.echo(f"{name} = {setting.shown()} saved to {path}")
+    variable = settings.ENV_VARS.get(name, "")
+    if variable and os.environ.get(variable):
+        warn([f"{variable} is set in this environment and takes precedence over the file"])
+    raise typer.Exit(0)
 
 
 @app.command("path", help=PATH_HELP, epilog=PATH_EPILOG)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import typer
 
 from zuotang_cli.errors import UsageError
@@ -136,4 +138,9 @@ def emulator(
         )
     except ValueError as exc:
         raise UsageError(f"emulator: {exc}") from None
-    raise typer.Exit(serve_forever(config, host=host, port=port))
+    try:
+        status = serve_forever(config, host=host, port=port)
+    except OSError as exc:  # the port is taken, or the host is not ours: a usage problem
+        hint = "; pick another --port (0: any free port)" if exc.errno == errno.EADDRINUSE else ""
+        raise UsageError(f"emulator: {exc.strerror or exc}{hint}") from None
+    raise typer.Exit(status)

@@ -15,9 +15,10 @@ HELP = (
     "Enhance / upscale images through the Zuotang API: URLs, list files ('-' for stdin), "
     "local images or folders, sent concurrently at the account's QPS. Results are saved "
     "in the output directory with a report of every input. stdout carries one line per "
-    "saved image (its path), or one JSON record per input with --json. Safe to re-run: a "
-    "journal in the output directory skips what is done and downloads what was paid "
-    "for, so no image is paid for twice.\n\n" + EXIT_CODES_HELP
+    "saved image (its path), or one JSON record per input with --json. stderr has the "
+    "progress, the first 20 problems and a summary: counts, paid calls, throttle replies, "
+    "failures by reason. Safe to re-run: a journal in the output directory skips what is "
+    "done and downloads what was paid for, so no image is paid for twice.\n\n" + EXIT_CODES_HELP
 )
 EPILOG = (
     "Examples:\n\n\b\n"
@@ -70,6 +71,20 @@ def enhance(
         None, help="Also write the report here (.csv, .json or .jsonl)."
     ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
+    include: list[str] | None = typer.Option(
+        None,
+        "--include",
+        metavar="GLOB",
+        help="In folders, take only files matching this glob (name or relative path); repeatable.",
+        show_default=False,
+    ),
+    exclude: list[str] | None = typer.Option(
+        None,
+        "--exclude",
+        metavar="GLOB",
+        help="In folders, leave out files matching this glob (name or relative path); repeatable.",
+        show_default=False,
+    ),
     appcode: str | None = typer.Option(
         None,
         help="AppCode; prefer ZUOTANG_APPCODE or 'zuotang config set-appcode' (a flag shows "
@@ -143,16 +158,40 @@ def enhance(
     wait_lock: bool = typer.Option(
         False, "--wait-lock", help="Wait for another run on the same output directory."
     ),
-    json_out: bool = typer.Option(False, "--json", help="One JSON record per input on stdout."),
+    json_out: bool = typer.Option(
+        False,
+        "--json",
+        help="One JSON record per input on stdout, and the summary as one JSON object, the "
+        "last line on stderr.",
+    ),
+    summary_json: Path | None = typer.Option(
+        None,
+        "--summary-json",
+        help="Also write the summary (counts, paid calls, failures by reason) as JSON here.",
+        show_default=False,
+    ),
+    stats_interval: float = typer.Option(
+        60.0,
+        "--stats-interval",
+        min=0.0,
+        help="When stderr is not a terminal (cron, logs): a progress line every N seconds; "
+        "0 turns it off.",
+    ),
     print0: bool = typer.Option(
         False, "--print0", help="Saved paths on stdout end with NUL, not newline (xargs -0)."
     ),
     gallery: bool = typer.Option(
         False, "--gallery", help="Also write OUTPUT_DIR/index.html: before/after, failures."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Only errors on stderr (and the --json summary)."
+    ),
     verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Every image and HTTP exchange (AppCode masked); tracebacks."
+        False,
+        "--verbose",
+        "-v",
+        help="Every image, every problem (not only the first 20), files folders left out, "
+        "HTTP exchanges (AppCode masked); tracebacks.",
     ),
 ) -> None:
     from zuotang_cli import cli, settings
@@ -198,6 +237,10 @@ def enhance(
         json=json_out,
         print0=print0,
         gallery=gallery,
+        stats_interval=stats_interval,
+        summary_json=summary_json,
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
         dry_run=dry_run,
         force=force,
         retry_failed=retry_failed,
