@@ -12,8 +12,6 @@ import pytest
 
 from zuotang_cli.api import (
     BREAKER_PAUSE,
-    Billing,
-    Body,
     CallSpec,
     Reply,
     Verdict,
@@ -24,6 +22,7 @@ from zuotang_cli.api import (
     poll_once,
 )
 from zuotang_cli.models import InputItem, InputKind
+from zuotang_cli.rules import Billing, Body
 from zuotang_cli.status import ExitStatus
 
 

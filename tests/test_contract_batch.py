@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from tests.test_batch import ENDPOINT, Server, aiter, ok, png, state, urls
-from zuotang_cli.api import Billing, Body, CallSpec
+from zuotang_cli.api import CallSpec
 from zuotang_cli.batch import Batch, BatchConfig, BatchResult
 from zuotang_cli.journal import Journal, Status, entry_key
 from zuotang_cli.models import InputItem, InputKind, Outcome, Record
+from zuotang_cli.rules import Billing, Body
 from zuotang_cli.status import ExitStatus
 
 

@@ -4,6 +4,7 @@ Each rule is proved with the emulator's billed counters, over the real CLI."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -205,3 +206,59 @@ def zuotang_report(out: Path) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def test_dry_run_and_the_real_run_agree(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=50)
+    done_url, lost_url = emu.file_url("harbour-320x240.jpg"), emu.file_url("scan-400x300.tiff")
+    new_url = emu.file_url("garden-480x640.png")
+    moved = image(tmp_path / "x" / "one.png", (40, 30), shade=1)
+    out = tmp_path / "out"
+    first = run(emu, done_url, lost_url, str(moved), "-o", str(out))
+    assert first.returncode == ExitStatus.SUCCESS, first.stderr
+    lost = next(r for r in report_rows(out) if r["input"] == lost_url)
+    Path(lost["output"]).unlink()  # its link lives: downloaded again, not paid again
+    renamed = tmp_path / "y" / "renamed.png"
+    renamed.parent.mkdir()
+    shutil.move(str(moved), str(renamed))  # the same bytes under a new name: a copy
+    fresh = image(tmp_path / "z" / "fresh.png", (44, 30), shade=2)
+    twin = tmp_path / "z" / "twin.png"
+    shutil.copyfile(fresh, twin)  # called once, copied once
+    notes = tmp_path / "z" / "notes.png"
+    notes.write_text("not an image")
+    inputs = [done_url, lost_url, new_url, new_url + "#2", str(renamed), str(fresh), str(twin)]
+    inputs.append(str(notes))
+    before = emu.stats()
+
+    dry = run(emu, *inputs, "-o", str(out), "--dry-run", "--json")
+    planned = {
+        json.loads(line)["input"]: json.loads(line)["action"] for line in dry.stdout.splitlines()
+    }
+    assert planned == {
+        done_url: "skip",
+        lost_url: "download",
+        new_url: "call",
+        new_url + "#2": "skip",
+        str(renamed): "copy",
+        str(fresh): "call",
+        str(twin): "copy",
+        str(notes): "invalid",
+    }
+    assert emu.stats()["calls"] == before["calls"]  # the dry run called nothing
+
+    real = run(emu, *inputs, "-o", str(out))
+    assert real.returncode == ExitStatus.SOME_FAILED  # the invalid one
+    after = emu.stats()
+    actions = list(planned.values())
+    assert after["calls"] - before["calls"] == actions.count("call")
+    assert after["downloads"] - before["downloads"] == actions.count("call") + actions.count(
+        "download"
+    )
+    rows = {row["input"]: row for row in report_rows(out)}
+    for source, action in planned.items():
+        row = rows[source]
+        expected = {"call": "done", "download": "done", "skip": "skipped", "copy": "skipped"}
+        assert row["outcome"] == expected.get(action, action), (source, action, row)
+        if action == "copy":
+            assert "cop" in row["message"] and Path(row["output"]).is_file()
+    assert rows[str(twin)]["output"] != rows[str(fresh)]["output"]

@@ -73,3 +73,27 @@ def test_the_api_is_imported_lazily() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert set(zuotang_cli.__all__) >= {"enhance", "ScaleClient", "Record", "Outcome"}
+
+
+def test_enhance_takes_the_commands_options_and_checks(tmp_path: Path, emulator: Any) -> None:
+    """The same code path as the CLI: its options by name, its checks, its dry run."""
+    import pytest
+
+    from zuotang_cli.errors import UsageError
+
+    emu = emulator(qps=50, fail_first="state-8")
+    url = emu.file_url("harbour-320x240.jpg")
+    common: dict[str, Any] = {"appcode": "api-code", "endpoint": emu.endpoint, "qps": 50}
+    plan = asyncio.run(enhance([url], output_dir=tmp_path / "o", dry_run=True, **common))
+    assert emu.stats()["calls"] == 0 and plan.records == []
+    assert plan.plan == [(url, "call", "")]
+    assert not (tmp_path / "o").exists()  # a dry run creates nothing
+    outcome = asyncio.run(
+        enhance([url], output_dir=tmp_path / "o", paid_retries=0, billing="every-200", **common)
+    )
+    assert outcome.records[0].error_class == "state-8"
+    assert emu.stats()["billed"] == 1  # one paid failure, not retried (paid_retries=0)
+    with pytest.raises(UsageError, match="no such file or directory"):
+        asyncio.run(enhance([str(tmp_path / "nope.txt")], output_dir=tmp_path / "o", **common))
+    with pytest.raises(UsageError, match="unexpected keyword"):
+        asyncio.run(enhance([url], output_dir=tmp_path / "o", colour="red", **common))

@@ -328,11 +328,12 @@ def _ready(emu: Any, kill_after: float | None, wait_for: str | None, proc: Any) 
         return stats["in_flight"] > 0 and stats["billed"] >= 3
     if wait_for == "downloads":
         return stats["download_attempts"] > stats["downloads"] and stats["downloads"] >= 2
-    started = getattr(proc, "_started_at", None)
-    if started is None:
-        proc._started_at = time.monotonic()
-        started = proc._started_at
+    started = _STARTED.setdefault(proc.pid, time.monotonic())
     return time.monotonic() - started >= (kill_after or 0.0)
+
+
+_STARTED: dict[int, float] = {}
+"""When each process under test was first checked (by pid), for kills after a delay."""
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> None:

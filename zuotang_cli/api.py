@@ -24,6 +24,7 @@ import httpx
 
 from zuotang_cli import rules
 from zuotang_cli.models import ErrorClass, InputItem
+from zuotang_cli.rules import Billing, Body
 from zuotang_cli.status import ExitStatus
 
 
@@ -40,22 +41,6 @@ class Verdict(enum.Enum):
     """This input cannot succeed as it is; do not call again for it in this run."""
     HALT = "halt"
     """The account or endpoint is unusable: start no further calls."""
-
-
-class Billing(str, enum.Enum):
-    """Which replies the marketplace bills (contract-evidence.md: "正常请求计费")."""
-
-    EVERY_200 = "every-200"
-    """Every HTTP-200 reply, whatever its ``data.state`` (the marketplace's rule)."""
-    SUCCESS_ONLY = "success-only"
-    """Only replies with a result (for sellers that bill successes alone)."""
-
-
-class Body(str, enum.Enum):
-    """How the fields of a URL call are encoded (local files always go as multipart)."""
-
-    FORM = "form"
-    MULTIPART = "multipart"
 
 
 BREAKER_PAUSE = 90.0
@@ -358,9 +343,6 @@ class CallSpec:
 
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 """A reply larger than this is refused (a base64 result of a 15 MB image fits well)."""
-MAX_UPLOAD_BYTES = 8 * 1024 * 1024
-"""The largest request body the gateway takes on shared (serverless) instances; dedicated
-instances take 32 MB (``--max-upload``)."""
 MULTIPART_OVERHEAD = 1024
 """Bytes a multipart body adds to an uploaded file (boundaries, part headers, fields)."""
 

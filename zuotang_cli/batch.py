@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 import httpx
 
 from zuotang_cli import api, naming, preflight, rules
-from zuotang_cli.api import Billing, Body, CallSpec, Reply, Verdict
+from zuotang_cli.api import CallSpec, Reply, Verdict
 from zuotang_cli.download import (
     DISK_ERROR,
     TOO_MANY_OPEN_FILES,
@@ -47,16 +47,13 @@ from zuotang_cli.journal import (
     output_intact,
 )
 from zuotang_cli.models import ErrorClass, InputItem, Outcome, Record
+from zuotang_cli.options import DEFAULT_TIMEOUT
 from zuotang_cli.ratelimit import RateGate
+from zuotang_cli.rules import Billing, Body
 from zuotang_cli.status import ExitStatus
 
 UNREACHABLE_AFTER = 12
 """Calls in a row without any HTTP reply after which the run halts."""
-DEFAULT_TIMEOUT = 150.0
-"""Per-call timeout.  The service gives up processing at 30 s, but a synchronous call may
-first wait in the vendor's queue (state 0), and public workers wait 120-150 s for one.  A
-call the client abandons may still be answered (and billed) upstream, with no task id
-left to fetch it by, so giving up early is the expensive choice."""
 POLL_INTERVAL = 1.0
 """Seconds between two fetches of an asynchronous task."""
 BODY_SETTING = "body"
@@ -103,11 +100,14 @@ class BatchConfig:
     timeout after the request went out), counted over all runs."""
     body_fixed: bool = False
     """The user chose ``spec.body``: never switch it, nor take the journal's memory."""
-    max_upload: int = api.MAX_UPLOAD_BYTES
+    max_upload: int = rules.MAX_UPLOAD_BYTES
     """Largest request body the gateway takes: bigger local files are refused unsent."""
     polls_use_gate: bool = True
     """Task fetches pass the rate gate: the gateway's flow control counts every request
     to the API, so a poll uses a start of the QPS like a call (assumed: not confirmed)."""
+    dry_run: bool = False
+    """Decide every input exactly as a run would, on a snapshot of the journal, but call,
+    download and copy nothing: each decision goes to the batch's ``planned`` callback."""
     poll_interval: float = POLL_INTERVAL
     poll_limit: float = rules.SERVICE_TIMEOUT
     """How long one run fetches a task before leaving it to a re-run."""
@@ -210,6 +210,8 @@ class BatchResult:
 _OK = (Outcome.DONE, Outcome.SKIPPED)
 
 Sink = Callable[[Record], None]
+Planned = Callable[[str, str, str], None]
+"""Dry run: (input as given, action, reason) for every input, as the run would decide."""
 
 
 class Batch:
@@ -225,6 +227,7 @@ class Batch:
         on_start: Callable[[InputItem], None] | None = None,
         http_log: Callable[[str], None] | None = None,
         notice: Callable[[str], None] | None = None,
+        planned: Planned | None = None,
         on_halt: Callable[[Reply], None] | None = None,
     ) -> None:
         self.config = config
@@ -238,6 +241,11 @@ class Batch:
         if remembered in (Body.FORM.value, Body.MULTIPART.value):
             self.spec = dataclasses.replace(self.spec, body=Body(remembered))
         self._notice = notice
+        self._planned = planned
+        self._predicted: set[str] = set()
+        """Dry run: keys this run would call, download or fetch (so their duplicates would
+        get copies)."""
+        self._predicted_calls = 0
         self._multipart_refused: str | None = None
         """Why local files cannot be sent this run (the gateway refuses multipart)."""
         self.budget = CallBudget(config.max_calls)
@@ -288,6 +296,10 @@ class Batch:
 
     async def run(self, items: AsyncIterator[InputItem]) -> BatchResult:
         cfg = self.config
+        if cfg.dry_run:  # the same decisions, no HTTP at all
+            self._feeder = asyncio.create_task(self._feed(items))
+            await self._finish_all()
+            return self.result
         timeout = httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, 15.0))
         hooks = {"response": [self._log_exchange]} if self._http_log else {}
         downloads_at_once = cfg.download_concurrency or default_download_concurrency(cfg.qps)
@@ -376,6 +388,8 @@ class Batch:
             self._emit(_from_journal(item, plan))
         elif item.path is not None and plan.action is Action.CALL and self._unsendable(item):
             return
+        elif cfg.dry_run:
+            self._plan_work(item, key, plan)
         elif not await self._free_slot():
             self._not_attempted(item)
         else:
@@ -383,6 +397,25 @@ class Batch:
             task = asyncio.create_task(self._run_one(work))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
+
+    def _plan_work(self, item: InputItem, key: str, plan: Plan) -> None:
+        """Dry run: the work the run would start for ``item`` (under --max-calls)."""
+        assert self._planned is not None
+        paid = plan.action is Action.CALL or (
+            plan.action is Action.POLL and self.config.billing is Billing.SUCCESS_ONLY
+        )
+        limit = self.config.max_calls
+        if paid and limit is not None and self._predicted_calls >= limit:
+            self.result.counts[Outcome.NOT_ATTEMPTED] += 1
+            self._planned(item.source, "not-attempted", f"max-calls {limit} reached")
+            return
+        self._predicted_calls += paid
+        self._predicted.add(key)
+        self._note_scale(
+            Record(item.source, Outcome.DONE, input_width=item.width, input_height=item.height)
+        )
+        self.result.counts[Outcome.DONE] += 1
+        self._planned(item.source, plan.action.value, plan.reason)
 
     async def _free_slot(self) -> bool:
         """Wait for a slot; False (no slot taken) if the run stops meanwhile."""
@@ -443,6 +476,12 @@ class Batch:
         """A duplicate gets the result of the input it duplicates, once that is settled."""
         entry = self.journal.get(duplicate.key)
         label = f"duplicate of {duplicate.first}"
+        if duplicate.key in self._predicted:  # dry run: the first one would be done
+            copy = duplicate.item.path is not None and duplicate.item.error_class != DUPLICATE
+            record = Record(input=duplicate.item.source, outcome=Outcome.SKIPPED)
+            record.message = f"{label}: {'a copy of' if copy else 'the same'} result"
+            record.extra["copy"] = copy
+            return record
         if (
             entry is None
             or entry.status is not Status.SAVED
@@ -479,6 +518,10 @@ class Batch:
         dest = naming.safe_join(self.config.output_dir, relpath)
         if dest == source:
             record.message = f"{label}: the same result"
+            return record
+        record.extra["copy"] = True
+        if self.config.dry_run:
+            record.message = f"{label}: a copy of {entry.output}"
             return record
         if not (dest.exists() and dest.stat().st_size == source.stat().st_size):
             copy_result(source, dest, self._downloader.tmp_path())
@@ -567,6 +610,9 @@ class Batch:
 
     def _emit(self, record: Record) -> None:
         self.result.counts[record.outcome] += 1
+        if self._planned is not None:
+            self._planned(record.input, _planned_action(record), record.message)
+            return
         self._sink(record)
 
     def _cut_short(self, work: Work) -> Record:
@@ -1031,6 +1077,15 @@ def _restore(record: Record, earlier: Record) -> None:
 def _loop_deadline(wall_time: float) -> float:
     """A wall-clock instant on the event loop's clock."""
     return asyncio.get_running_loop().time() + (wall_time - time.time())
+
+
+def _planned_action(record: Record) -> str:
+    """Dry run: the action of an input decided as a row."""
+    if record.outcome is Outcome.SKIPPED:
+        return "copy" if bool(record.extra.get("copy")) else Action.SKIP.value
+    if record.outcome is Outcome.FAILED:
+        return Action.SKIP_FAILED.value
+    return str(record.outcome.value)  # invalid, not-attempted
 
 
 def _first_of(item: InputItem) -> str:

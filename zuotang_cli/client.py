@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import io
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
-from zuotang_cli import fdlimit, rules
+from zuotang_cli import rules
 from zuotang_cli.api import CallSpec, Reply, call_once
-from zuotang_cli.batch import DEFAULT_TIMEOUT, Batch, BatchConfig
+from zuotang_cli.batch import Batch
+from zuotang_cli.errors import UsageError
 from zuotang_cli.inputs import iter_inputs
-from zuotang_cli.journal import Journal
-from zuotang_cli.lock import output_lock
 from zuotang_cli.models import InputItem, InputKind, Record
+from zuotang_cli.options import DEFAULT_TIMEOUT
 from zuotang_cli.pump import aiter_in_thread
 from zuotang_cli.status import ExitStatus
 
@@ -36,6 +36,9 @@ class BatchOutcome:
     """What ``zuotang enhance`` would exit with."""
     halted: str | None = None
     """Why the run halted (``auth``, ``quota-exhausted``, ...), if it did."""
+    plan: list[tuple[str, str, str]] = field(default_factory=list)
+    """With ``dry_run=True``: (input, action, reason) for each input, as ``zuotang enhance
+    --dry-run`` prints them (``records`` is then empty)."""
 
 
 async def enhance(
@@ -43,46 +46,55 @@ async def enhance(
     *,
     appcode: str,
     output_dir: str | Path = "out",
-    type: str = "clean",
-    scale: int | None = None,
-    endpoint: str = rules.DEFAULT_ENDPOINT,
-    qps: float = rules.DEFAULT_QPS,
-    recursive: bool = False,
-    force: bool = False,
-    retry_failed: bool = False,
-    max_calls: int | None = None,
     on_record: Callable[[Record], None] | None = None,
+    **options: Any,
 ) -> BatchOutcome:
-    """Enhance ``sources`` (URLs, list files, images, folders) into ``output_dir``.
+    """Enhance ``sources`` (URLs, list files, images, folders) into ``output_dir``, through
+    the same checks, journal, lock and batch as ``zuotang enhance``.
 
-    Safe to call again on the same ``output_dir``: what is done is skipped. Raises
-    :class:`~zuotang_cli.errors.UsageError` if another run holds the directory.
+    ``options`` are those of :class:`~zuotang_cli.run.EnhanceOptions` (``type``,
+    ``scale``, ``qps``, ``billing``, ``paid_retries``, ``max_calls``, ``force``,
+    ``dry_run``...), the command's options by their Python names.  Safe to call again on
+    the same ``output_dir``: what is done is skipped.  Raises
+    :class:`~zuotang_cli.errors.UsageError` on a bad option or if another run holds the
+    directory.
     """
-    out = Path(output_dir)
-    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
-    config = BatchConfig(
-        spec=CallSpec(endpoint, appcode, type, scale),
-        output_dir=out.absolute(),  # noqa: ASYNC240 - reads only the cwd
-        qps=qps,
-        force=force,
-        retry_failed=retry_failed,
-        max_calls=max_calls,
-    )
-    config, fd_note = fdlimit.fit_batch(config)
-    if fd_note is not None:
-        warnings.warn(fd_note, RuntimeWarning, stacklevel=2)
+    from zuotang_cli.options import EnhanceOptions
+    from zuotang_cli.rules import Billing, Body
+    from zuotang_cli.run import opened, prepare
+
+    if "billing" in options:
+        options["billing"] = Billing(options["billing"])
+    if options.get("body") is not None:
+        options["body"] = Body(options["body"])
+    try:
+        settings = EnhanceOptions(
+            inputs=[str(s) for s in sources],
+            appcode=appcode,
+            output_dir=Path(output_dir),
+            quiet=True,
+            **options,
+        )
+    except (TypeError, ValueError) as exc:  # an unknown keyword or value
+        raise UsageError(f"enhance(): {exc}") from None
+    config, _ = await asyncio.to_thread(prepare, settings)
     records: list[Record] = []
+    plan: list[tuple[str, str, str]] = []
+
+    def planned(source: str, action: str, reason: str) -> None:
+        plan.append((source, action, reason))
 
     def sink(record: Record) -> None:
         records.append(record)
         if on_record is not None:
             on_record(record)
 
-    items = iter_inputs([str(s) for s in sources], stdin=io.BytesIO(), recursive=recursive)
-    with output_lock(config.output_dir), Journal.open(config.output_dir) as journal:
-        result = await Batch(config, sink, journal).run(aiter_in_thread(items))
+    items = iter_inputs(settings.inputs, stdin=io.BytesIO(), recursive=settings.recursive)
+    with opened(config, wait_lock=settings.wait_lock) as journal:
+        batch = Batch(config, sink, journal, planned=planned if config.dry_run else None)
+        result = await batch.run(aiter_in_thread(items))
     halted = result.halt.error_class if result.halt is not None else None
-    return BatchOutcome(records, result.exit_status, halted)
+    return BatchOutcome(records, result.exit_status, halted, plan)
 
 
 class ScaleClient:

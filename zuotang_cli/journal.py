@@ -204,6 +204,29 @@ class Journal:
             journal._migrate()
         return journal
 
+    @classmethod
+    def snapshot(cls, output_dir: Path) -> Journal:
+        """An in-memory copy of the journal in ``output_dir`` (an empty one if there is
+        none), brought to this format: a dry run plans on it exactly as the real run would
+        (claiming names, caching digests, migrating) without writing anything to disk."""
+        path = output_dir / JOURNAL_DIR / JOURNAL_NAME
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            if path.exists():
+                source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+                try:
+                    source.backup(db)
+                finally:
+                    source.close()
+            db.executescript(_SCHEMA)
+            _add_missing_columns(db)
+        except sqlite3.Error as exc:
+            raise LocalError(f"cannot read the journal {path}: {exc}") from exc
+        journal = cls(db, path)
+        if journal.setting("format") != str(FORMAT):
+            journal._migrate()
+        return journal
+
     def close(self) -> None:
         self._db.close()
 

@@ -74,7 +74,6 @@ def write_stderr(stream: TextIO | None, text: str) -> bool:
 
 MAX_PROBLEM_LINES = 20
 """Per-input problem lines shown without --verbose (a screenful); the rest are counted."""
-DEFAULT_STATS_INTERVAL = 60.0
 
 
 class NullDisplay:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 DEFAULT_ENDPOINT = "https://scale.market.alicloudapi.com/tasks/visual/scale"
 SCALE_PATH = "/tasks/visual/scale"
 
@@ -85,3 +87,24 @@ UNCERTAIN_BANDS: dict[int | None, tuple[tuple[int, int], ...]] = {
 def factor_uncertain(long_side: int, requested: int | None) -> bool:
     """Whether the two API documents disagree on the factor for this long side."""
     return any(lo < long_side <= hi for lo, hi in UNCERTAIN_BANDS.get(requested, ()))
+
+
+class Billing(str, enum.Enum):
+    """Which replies the marketplace bills (contract-evidence.md: "正常请求计费")."""
+
+    EVERY_200 = "every-200"
+    """Every HTTP-200 reply, whatever its ``data.state`` (the marketplace's rule)."""
+    SUCCESS_ONLY = "success-only"
+    """Only replies with a result (for sellers that bill successes alone)."""
+
+
+class Body(str, enum.Enum):
+    """How the fields of a URL call are encoded (local files always go as multipart)."""
+
+    FORM = "form"
+    MULTIPART = "multipart"
+
+
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+"""The largest request body the gateway takes on shared (serverless) instances; dedicated
+instances take 32 MB (``--max-upload``)."""

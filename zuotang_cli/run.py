@@ -13,24 +13,22 @@ import os
 import signal
 import sys
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from zuotang_cli import api, fdlimit, preflight, rules
-from zuotang_cli.api import Billing, Body, CallSpec
-from zuotang_cli.batch import DEFAULT_TIMEOUT, Batch, BatchConfig, BatchResult
+from zuotang_cli import fdlimit, preflight, rules
+from zuotang_cli.api import CallSpec
+from zuotang_cli.batch import Batch, BatchConfig, BatchResult
 from zuotang_cli.download import TMP_DIRNAME
 from zuotang_cli.errors import UsageError
 from zuotang_cli.inputs import check_sources, iter_inputs
-from zuotang_cli.journal import JOURNAL_DIR, JOURNAL_NAME, Action, Journal, entry_key
+from zuotang_cli.journal import Action, Journal
 from zuotang_cli.lock import output_lock
 from zuotang_cli.models import InputItem, Record
+from zuotang_cli.options import EnhanceOptions
 from zuotang_cli.progress import (
-    DEFAULT_STATS_INTERVAL,
     NullDisplay,
     PlainDisplay,
     RichDisplay,
@@ -38,56 +36,13 @@ from zuotang_cli.progress import (
 )
 from zuotang_cli.pump import aiter_in_thread
 from zuotang_cli.report import ReportSet, report_format
+from zuotang_cli.rules import Billing, Body
 from zuotang_cli.scan import ScanTally
 from zuotang_cli.status import ExitStatus
 from zuotang_cli.summary import Tally, halt_line, plural, summarize
 
 DEFAULT_REPORT_NAME = "report.csv"
 JSON_SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class EnhanceOptions:
-    inputs: list[str]
-    type: str = "clean"
-    scale: int | None = None
-    output_dir: Path = Path("out")
-    report: Path | None = None
-    recursive: bool = False
-    appcode: str | None = None
-    endpoint: str | None = None
-    qps: float = rules.DEFAULT_QPS
-    concurrency: int | None = None
-    retries: int = 4
-    timeout: float = DEFAULT_TIMEOUT
-    billing: Billing = Billing.EVERY_200
-    body: Body | None = None
-    """None: form, switched to multipart when the endpoint does not read form fields."""
-    paid_retries: int = 1
-    max_upload: int = api.MAX_UPLOAD_BYTES
-    polls_free: bool = False
-    json: bool = False
-    quiet: bool = False
-    verbose: bool = False
-    dry_run: bool = False
-    force: bool = False
-    retry_failed: bool = False
-    max_calls: int | None = None
-    wait_lock: bool = False
-    probe: bool = False
-    print0: bool = False
-    gallery: bool = False
-    stats_interval: float = DEFAULT_STATS_INTERVAL
-    """Without a terminal on stderr: a progress line every so many seconds (0: none)."""
-    summary_json: Path | None = None
-    """Also write the summary as one JSON object to this file."""
-    include: tuple[str, ...] = ()
-    """Glob patterns a file found in a folder must match (one of them)."""
-    exclude: tuple[str, ...] = ()
-    """Glob patterns of files found in folders to leave out."""
-
-    def __repr__(self) -> str:  # never show the AppCode
-        return f"EnhanceOptions(inputs={self.inputs!r}, output_dir={self.output_dir!r}, ...)"
 
 
 def check_endpoint(endpoint: str) -> str:
@@ -174,24 +129,27 @@ def _display(options: EnhanceOptions) -> NullDisplay:
     return PlainDisplay(verbose=options.verbose, stats_interval=options.stats_interval)
 
 
-def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
-    """Run one ``enhance`` and return its exit status.  Raises UsageError before any call."""
+def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
+    """The checks and path resolution every way of running a batch shares (the CLI, the
+    Python API and ``--dry-run``): the batch's settings, and a note when the open-file
+    limit made them smaller.  Raises UsageError before anything is called or written."""
     if options.report is not None:
         report_format(options.report)  # a bad suffix is refused before anything is written
     check_sources(options.inputs)
-    if options.dry_run:
-        return dry_run(options, stdin=stdin, stdout=stdout)
-    if not options.appcode:
+    if not options.appcode and not options.dry_run:
         raise UsageError(
             "no AppCode: run 'zuotang config set-appcode', or set ZUOTANG_APPCODE (or pass "
             "--appcode); find it in the Alibaba Cloud console under your purchased API's "
             "AppCode"
         )
     endpoint = check_endpoint(options.endpoint or rules.DEFAULT_ENDPOINT)
-    output_dir = _prepare_output(options.output_dir)
+    if options.dry_run:  # nothing is created: the directory may not exist yet
+        output_dir = options.output_dir.resolve()
+    else:
+        output_dir = _prepare_output(options.output_dir)
     body = options.body or Body.FORM
     config = BatchConfig(
-        spec=CallSpec(endpoint, options.appcode, options.type, options.scale, body),
+        spec=CallSpec(endpoint, options.appcode or "", options.type, options.scale, body),
         output_dir=output_dir,
         qps=options.qps,
         concurrency=options.concurrency,
@@ -206,8 +164,36 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         body_fixed=options.body is not None,
         max_upload=options.max_upload,
         polls_use_gate=not options.polls_free,
+        dry_run=options.dry_run,
     )
-    config, fd_note = fdlimit.fit_batch(config)
+    return fdlimit.fit_batch(config)
+
+
+@contextlib.contextmanager
+def opened(config: BatchConfig, *, wait_lock: bool = False) -> Iterator[Journal]:
+    """The output directory's lock and journal for one batch.  A dry run takes the lock
+    too (when the directory exists) and plans on a snapshot of the journal."""
+    output_dir = config.output_dir
+    if config.dry_run:
+        lock = output_lock(output_dir, wait=wait_lock) if output_dir.is_dir() else None
+        with (
+            lock or contextlib.nullcontext(),
+            contextlib.closing(Journal.snapshot(output_dir)) as journal,
+        ):
+            yield journal
+        return
+    with output_lock(output_dir, wait=wait_lock):
+        remove_partial_downloads(output_dir)
+        with Journal.open(output_dir) as journal:
+            yield journal
+
+
+def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
+    """Run one ``enhance`` and return its exit status.  Raises UsageError before any call."""
+    config, fd_note = prepare(options)
+    if options.dry_run:
+        return dry_run(options, config, stdin=stdin, stdout=stdout)
+    output_dir, endpoint = config.output_dir, config.spec.endpoint
     report_paths = [output_dir / DEFAULT_REPORT_NAME]
     if options.report is not None:
         report_paths.append(options.report)
@@ -223,17 +209,13 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         count_inputs_ahead(options, display)
     if "-" in options.inputs and _isatty(stdin):
         display.error("reading the list of inputs from stdin (one a line; end with Ctrl-D)")
-    with output_lock(output_dir, wait=options.wait_lock):
-        remove_partial_downloads(output_dir)
-        with (
-            Journal.open(output_dir) as journal,
-            ReportSet.open(report_paths) as reports,
-            display,
-        ):
-            emitter = Emitter(
-                reports, stdout, display, json_out=options.json, print0=options.print0
-            )
-            result = _run_batch(config, journal, items, emitter, display, options.verbose)
+    with (
+        opened(config, wait_lock=options.wait_lock) as journal,
+        ReportSet.open(report_paths) as reports,
+        display,
+    ):
+        emitter = Emitter(reports, stdout, display, json_out=options.json, print0=options.print0)
+        result = _run_batch(config, journal, items, emitter, display, options.verbose)
     summary = summarize(
         result,
         emitter.tally,
@@ -297,40 +279,25 @@ def count_inputs_ahead(options: EnhanceOptions, display: NullDisplay) -> None:
     threading.Thread(target=count, name="zuotang-count", daemon=True).start()
 
 
-def dry_run(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
-    """Say what a run would call, download and skip, from the inputs and the journal."""
+def dry_run(
+    options: EnhanceOptions, config: BatchConfig, *, stdin: BinaryIO, stdout: TextIO
+) -> ExitStatus:
+    """Say what a run would call, download, fetch, copy and skip: the batch itself decides
+    every input, on a snapshot of the journal, and nothing is called or written."""
     scale = options.scale
     counts: collections.Counter[str] = collections.Counter()
-    not_applied = uncertain = 0
-    journal_path = options.output_dir / JOURNAL_DIR / JOURNAL_NAME
-    journal = Journal.open(options.output_dir, create=False) if journal_path.exists() else None
-    now = time.time()
-    try:
-        for item in iter_inputs(options.inputs, stdin=stdin, **_scan_options(options, None)):
-            if item.error is not None:
-                action, reason = "invalid", item.error
-            elif journal is None:
-                action, reason = Action.CALL.value, ""
-            else:
-                key = entry_key(item, options.type, scale)
-                plan = journal.plan(
-                    key, force=options.force, retry_failed=options.retry_failed, now=now
-                )
-                action, reason = plan.action.value, plan.reason
-            counts[action] += 1
-            if scale is not None and item.width is not None and item.height is not None:
-                effective = rules.effective_factor(max(item.width, item.height), scale)
-                not_applied += effective != scale
-            if item.width is not None and item.height is not None:
-                uncertain += rules.factor_uncertain(max(item.width, item.height), scale)
-            _print_plan(stdout, item.source, action, reason, as_json=options.json)
-    finally:
-        if journal is not None:
-            journal.close()
+
+    def planned(source: str, action: str, reason: str) -> None:
+        counts[action] += 1
+        _print_plan(stdout, source, action, reason, as_json=options.json)
+
+    items = iter_inputs(options.inputs, stdin=stdin, **_scan_options(options, None))
+    with opened(config, wait_lock=options.wait_lock) as journal:
+        batch = Batch(config, lambda record: None, journal, planned=planned)
+        result = asyncio.run(batch.run(aiter_in_thread(items)))
+    not_applied, uncertain = result.scale_not_applied, result.factor_uncertain
     calls = counts[Action.CALL.value]
-    capped = options.max_calls is not None and calls > options.max_calls
-    if options.max_calls is not None:
-        calls = min(calls, options.max_calls)
+    capped = counts["not-attempted"] > 0
     eta = calls / options.qps
     if not options.quiet:
         parts = ", ".join(_planned(action, n) for action, n in sorted(counts.items()))
@@ -360,7 +327,9 @@ _PLANNED = {
     Action.POLL.value: "to fetch (paid before)",
     Action.SKIP.value: "to skip (done)",
     Action.SKIP_FAILED.value: "to skip (failed before)",
+    "copy": "to copy (a duplicate)",
     "invalid": "invalid",
+    "not-attempted": "not attempted (--max-calls)",
 }
 
 
@@ -438,7 +407,9 @@ def _run_batch(
                 task.cancel()  # second Ctrl-C: stop now
                 return
             batch.request_stop()
-            display.error("interrupted: finishing the calls in flight (Ctrl-C again to quit now)")
+            display.error(
+                "interrupted: finishing the calls in flight (Ctrl-C again to cut them short)"
+            )
 
         restore = install_signal_handlers(loop, on_signal)
         try:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zuotang_cli.api import Billing, Reply
+from zuotang_cli.api import Reply
 from zuotang_cli.batch import BatchResult
 from zuotang_cli.models import Outcome, Record
+from zuotang_cli.rules import Billing
 from zuotang_cli.status import ExitStatus
 
 SCHEMA_VERSION = 1

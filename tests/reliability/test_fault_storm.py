@@ -117,8 +117,9 @@ def storm(
 
     # A re-run finishes the rest; a second one is allowed, as its calls meet faults too.
     # --retry-failed: the inputs whose paid retries are spent (billed failures, timeouts
-    # after the call went out) are only paid for again when the user says so.
-    rerun_args = (*args, "--retry-failed")
+    # after the call went out) are only paid for again when the user says so; and the
+    # re-runs allow three paid retries an input, since every state fault here is billed.
+    rerun_args = (*args, "--retry-failed", "--paid-retries", "3")
     if rerun_retries is not None:
         rerun_args = (*rerun_args, "--retries", str(rerun_retries))
     reruns = 0
@@ -168,7 +169,8 @@ def storm(
         f"({sum(injected.values())} injected in {stats['calls']} calls): the first run "
         f"(--retries {retries}) saved {outcomes['done']} and reported the other "
         f"{outcomes['failed']} with the fault that stopped them ({failed}); "
-        f"{reruns} re-run(s) with --retry-failed --retries {rerun_retries or 'default (4)'} "
+        f"{reruns} re-run(s) with --retry-failed --paid-retries 3 --retries "
+        f"{rerun_retries or 'default (4)'} "
         "finished the "
         f"rest; {len(saved)} "
         f"files open in Pillow with the report's dimensions and size; billed "

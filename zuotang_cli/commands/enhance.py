@@ -1,14 +1,16 @@
 """``zuotang enhance``: the batch command (design.md §2).  Parses, wires, prints; the work
 is done by :mod:`zuotang_cli.batch`."""
 
-from __future__ import annotations
-
+import dataclasses
 import enum
 import sys
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
+from zuotang_cli.options import EnhanceOptions
+from zuotang_cli.rules import Billing, Body
 from zuotang_cli.status import EXIT_CODES_HELP
 
 HELP = (
@@ -51,203 +53,229 @@ class Scale(str, enum.Enum):
     x4 = "4"
 
 
+# The defaults live in one place, the dataclass the command fills (run.EnhanceOptions);
+# the options the config file may set default to None here (resolved by settings.load).
+D = EnhanceOptions(inputs=[])
+MB = 1024 * 1024
+Opt = typer.Option
+
+
 def enhance(
-    inputs: list[str] = typer.Argument(
-        ...,
-        metavar="INPUT",
-        help="http(s) URL, list file of URLs, '-' (list on stdin), image file or folder.",
-        show_default=False,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT",
+            help="http(s) URL, list file of URLs, '-' (list on stdin), image file or folder.",
+            show_default=False,
+        ),
+    ],
+    type: Annotated[
+        ImageType | None,
+        Opt("--type", "-t", help="clean or face [default: clean].", show_default=False),
+    ] = None,
+    scale: Annotated[
+        Scale | None,
+        Opt("--scale", "-s", help="auto, 1, 2 or 4 [default: auto].", show_default=False),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        Opt("--output-dir", "-o", help="Where results go [default: out].", show_default=False),
+    ] = None,
+    report: Annotated[
+        Path | None, Opt(help="Also write the report here (.csv, .json or .jsonl).")
+    ] = D.report,
+    recursive: Annotated[bool, Opt("--recursive", "-r", help="Descend into folders.")] = (
+        D.recursive
     ),
-    type_: ImageType | None = typer.Option(
-        None, "--type", "-t", help="clean or face [default: clean].", show_default=False
-    ),
-    scale: Scale | None = typer.Option(
-        None, "--scale", "-s", help="auto, 1, 2 or 4 [default: auto].", show_default=False
-    ),
-    output_dir: Path | None = typer.Option(
-        None, "--output-dir", "-o", help="Where results go [default: out].", show_default=False
-    ),
-    report: Path | None = typer.Option(
-        None, help="Also write the report here (.csv, .json or .jsonl)."
-    ),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into folders."),
-    include: list[str] | None = typer.Option(
-        None,
-        "--include",
-        metavar="GLOB",
-        help="In folders, take only files matching this glob (name or relative path); repeatable.",
-        show_default=False,
-    ),
-    exclude: list[str] | None = typer.Option(
-        None,
-        "--exclude",
-        metavar="GLOB",
-        help="In folders, leave out files matching this glob (name or relative path); repeatable.",
-        show_default=False,
-    ),
-    appcode: str | None = typer.Option(
-        None,
-        help="AppCode; prefer ZUOTANG_APPCODE or 'zuotang config set-appcode' (a flag shows "
-        "in ps).",
-        show_default=False,
-    ),
-    endpoint: str | None = typer.Option(
-        None, help="Scale endpoint URL [default: the marketplace URL].", show_default=False
-    ),
-    qps: float | None = typer.Option(
-        None,
-        min=0.01,
-        help="Request starts per second: the account's limit [default: 2].",
-        show_default=False,
-    ),
-    concurrency: int | None = typer.Option(
-        None, min=1, help="Calls in flight [default: enough for qps at 30 s a call]."
-    ),
-    retries: int = typer.Option(4, min=0, help="Retries after a transient failure."),
-    timeout: float = typer.Option(
-        150.0,
-        min=1.0,
-        help="Seconds to wait for one call: well above the service's 30 s, since a call may "
-        "queue first, and an abandoned call may still be billed.",
-    ),
-    paid_retries: int = typer.Option(
-        1,
-        "--paid-retries",
-        min=0,
-        help="Paid calls an input may make again after a billed failure (state -1/-2/-8, a "
-        "timeout), over all runs.",
-    ),
-    billing: BillingChoice | None = typer.Option(
-        None,
-        help="Which replies are billed: every-200 (the marketplace's rule) or success-only "
-        "[default: every-200].",
-        show_default=False,
-    ),
-    body: BodyChoice | None = typer.Option(
-        None,
-        help="Encoding of URL calls: form or multipart [default: form, switched to multipart "
-        "when the endpoint does not read form fields].",
-        show_default=False,
-    ),
-    max_upload: float = typer.Option(
-        8.0,
-        "--max-upload",
-        min=0.1,
-        help="Largest request body in MB the gateway takes (32 on a dedicated gateway); "
-        "bigger local files are refused unsent.",
-    ),
-    polls_free: bool = typer.Option(
-        False,
-        "--polls-free",
-        help="Fetches of asynchronous tasks do not count against --qps (by default they "
-        "pass the rate gate like calls).",
-    ),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Say what would be called, downloaded and skipped; no call."
-    ),
-    force: bool = typer.Option(False, "--force", help="Process again what is already done."),
-    retry_failed: bool = typer.Option(
-        False, "--retry-failed", help="Try again inputs that failed for good before."
-    ),
-    max_calls: int | None = typer.Option(
-        None, "--max-calls", min=0, help="At most N paid calls in this run (a cost cap)."
-    ),
-    probe: bool = typer.Option(
-        False, "--probe", help="Check remote images' format and size (ranged GET) before a call."
-    ),
-    wait_lock: bool = typer.Option(
-        False, "--wait-lock", help="Wait for another run on the same output directory."
-    ),
-    json_out: bool = typer.Option(
-        False,
-        "--json",
-        help="One JSON record per input on stdout, and the summary as one JSON object, the "
-        "last line on stderr.",
-    ),
-    summary_json: Path | None = typer.Option(
-        None,
-        "--summary-json",
-        help="Also write the summary (counts, paid calls, failures by reason) as JSON here.",
-        show_default=False,
-    ),
-    stats_interval: float = typer.Option(
-        60.0,
-        "--stats-interval",
-        min=0.0,
-        help="When stderr is not a terminal (cron, logs): a progress line every N seconds; "
-        "0 turns it off.",
-    ),
-    print0: bool = typer.Option(
-        False, "--print0", help="Saved paths on stdout end with NUL, not newline (xargs -0)."
-    ),
-    gallery: bool = typer.Option(
-        False, "--gallery", help="Also write OUTPUT_DIR/index.html: before/after, failures."
-    ),
-    quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="Only errors on stderr (and the --json summary)."
-    ),
-    verbose: bool = typer.Option(
-        False,
-        "--verbose",
-        "-v",
-        help="Every image, every problem (not only the first 20), files folders left out, "
-        "HTTP exchanges (AppCode masked); tracebacks.",
-    ),
+    include: Annotated[
+        list[str] | None,
+        Opt(
+            metavar="GLOB",
+            help="In folders, take only files matching this glob (name or relative path); "
+            "repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        Opt(
+            metavar="GLOB",
+            help="In folders, leave out files matching this glob (name or relative path); "
+            "repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    appcode: Annotated[
+        str | None,
+        Opt(
+            help="AppCode; prefer ZUOTANG_APPCODE or 'zuotang config set-appcode' (a flag "
+            "shows in ps).",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        Opt(help="Scale endpoint URL [default: the marketplace URL].", show_default=False),
+    ] = None,
+    qps: Annotated[
+        float | None,
+        Opt(
+            min=0.01,
+            help=f"Request starts per second: the account's limit [default: {D.qps:g}].",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, Opt(min=1, help="Calls in flight [default: enough for qps at 30 s a call].")
+    ] = D.concurrency,
+    retries: Annotated[
+        int, Opt(min=0, help="Retries after a transient failure that was not billed.")
+    ] = D.retries,
+    timeout: Annotated[
+        float,
+        Opt(
+            min=1.0,
+            help="Seconds to wait for one call: well above the service's 30 s, since a call "
+            "may queue first, and an abandoned call may still be billed.",
+        ),
+    ] = D.timeout,
+    paid_retries: Annotated[
+        int,
+        Opt(
+            min=0,
+            help="Paid calls an input may make again after a billed failure (state "
+            "-1/-2/-8, a timeout), over all runs.",
+        ),
+    ] = D.paid_retries,
+    billing: Annotated[
+        BillingChoice | None,
+        Opt(
+            help="Which replies are billed: every-200 (the marketplace's rule) or "
+            "success-only [default: every-200].",
+            show_default=False,
+        ),
+    ] = None,
+    body: Annotated[
+        BodyChoice | None,
+        Opt(
+            help="Encoding of URL calls: form or multipart [default: form, switched to "
+            "multipart when the endpoint does not read form fields].",
+            show_default=False,
+        ),
+    ] = None,
+    max_upload: Annotated[
+        float,
+        Opt(
+            min=0.1,
+            help="Largest request body in MB the gateway takes (32 on a dedicated gateway); "
+            "bigger local files are refused unsent.",
+        ),
+    ] = D.max_upload / MB,
+    polls_free: Annotated[
+        bool,
+        Opt(
+            "--polls-free",
+            help="Fetches of asynchronous tasks do not count against --qps (by default they "
+            "pass the rate gate like calls).",
+        ),
+    ] = D.polls_free,
+    dry_run: Annotated[
+        bool,
+        Opt("--dry-run", help="Say what would be called, downloaded, copied and skipped; no call."),
+    ] = D.dry_run,
+    force: Annotated[bool, Opt("--force", help="Process again what is already done.")] = D.force,
+    retry_failed: Annotated[
+        bool,
+        Opt(
+            "--retry-failed",
+            help="Try again inputs that failed for good, or spent their paid retries.",
+        ),
+    ] = D.retry_failed,
+    max_calls: Annotated[
+        int | None, Opt(min=0, help="At most N paid calls in this run (a cost cap).")
+    ] = D.max_calls,
+    probe: Annotated[
+        bool,
+        Opt("--probe", help="Check remote images' format and size (ranged GET) before a call."),
+    ] = D.probe,
+    wait_lock: Annotated[
+        bool, Opt("--wait-lock", help="Wait for another run on the same output directory.")
+    ] = D.wait_lock,
+    json: Annotated[
+        bool,
+        Opt(
+            "--json",
+            help="One JSON record per input on stdout, and the summary as one JSON object, "
+            "the last line on stderr.",
+        ),
+    ] = D.json,
+    summary_json: Annotated[
+        Path | None,
+        Opt(
+            help="Also write the summary (counts, paid calls, failures by reason) as JSON here.",
+            show_default=False,
+        ),
+    ] = D.summary_json,
+    stats_interval: Annotated[
+        float,
+        Opt(
+            min=0.0,
+            help="When stderr is not a terminal (cron, logs): a progress line every N "
+            "seconds; 0 turns it off.",
+        ),
+    ] = D.stats_interval,
+    print0: Annotated[
+        bool, Opt("--print0", help="Saved paths on stdout end with NUL, not newline (xargs -0).")
+    ] = D.print0,
+    gallery: Annotated[
+        bool, Opt("--gallery", help="Also write OUTPUT_DIR/index.html: before/after, failures.")
+    ] = D.gallery,
+    quiet: Annotated[
+        bool, Opt("--quiet", "-q", help="Only errors on stderr (and the --json summary).")
+    ] = D.quiet,
+    verbose: Annotated[
+        bool,
+        Opt(
+            "--verbose",
+            "-v",
+            help="Every image, every problem (not only the first 20), files folders left "
+            "out, HTTP exchanges (AppCode masked); tracebacks.",
+        ),
+    ] = D.verbose,
 ) -> None:
     from zuotang_cli import cli, settings
-    from zuotang_cli.api import Billing, Body
     from zuotang_cli.progress import write_stderr
-    from zuotang_cli.run import EnhanceOptions, run_enhance
+    from zuotang_cli.run import run_enhance
 
+    given = dict(locals())  # the parameters, by the names of EnhanceOptions' fields
     cli.show_tracebacks = verbose
-    if json_out and print0:
+    if json and print0:
         raise typer.BadParameter("--json and --print0 do not go together", param_hint="--print0")
     resolved = settings.load(
         {
-            "appcode": appcode,
-            "endpoint": endpoint,
-            "qps": qps,
-            "type": type_.value if type_ else None,
-            "scale": scale.value if scale else None,
-            "output_dir": output_dir,
-            "billing": billing.value if billing else None,
-            "body": body.value if body else None,
+            name: value.value if isinstance(value, enum.Enum) else value
+            for name, value in given.items()
+            if name in settings.NAMES
         }
     )
     for warning in resolved.warnings:
         write_stderr(sys.stderr, f"zuotang: warning: {warning}\n")
-    options = EnhanceOptions(
-        inputs=inputs,
-        type=resolved.type,
-        scale=resolved.scale_factor,
-        output_dir=resolved.output_dir,
-        report=report,
-        recursive=recursive,
-        appcode=resolved.appcode,
-        endpoint=resolved.endpoint,
-        qps=resolved.qps,
-        concurrency=concurrency,
-        retries=retries,
-        timeout=timeout,
-        billing=Billing(resolved.billing),
-        body=Body(resolved.body) if resolved.body else None,
-        paid_retries=paid_retries,
-        max_upload=int(max_upload * 1024 * 1024),
-        polls_free=polls_free,
-        json=json_out,
-        print0=print0,
-        gallery=gallery,
-        stats_interval=stats_interval,
-        summary_json=summary_json,
-        include=tuple(include or ()),
-        exclude=tuple(exclude or ()),
-        dry_run=dry_run,
-        force=force,
-        retry_failed=retry_failed,
-        max_calls=max_calls,
-        wait_lock=wait_lock,
-        probe=probe,
-        quiet=quiet,
-        verbose=verbose,
-    )
+    converted: dict[str, Any] = {
+        "max_upload": int(max_upload * MB),  # the flag is in MB
+        "include": tuple(include or ()),
+        "exclude": tuple(exclude or ()),
+        "type": resolved.type,
+        "scale": resolved.scale_factor,
+        "output_dir": resolved.output_dir,
+        "appcode": resolved.appcode,
+        "endpoint": resolved.endpoint,
+        "qps": resolved.qps,
+        "billing": Billing(resolved.billing),
+        "body": Body(resolved.body) if resolved.body else None,
+    }
+    as_given = {n: v for n, v in given.items() if n in _FIELDS and n not in converted}
+    options = dataclasses.replace(D, **as_given, **converted)
     raise typer.Exit(run_enhance(options, stdin=sys.stdin.buffer, stdout=sys.stdout))
+
+
+_FIELDS = frozenset(field.name for field in dataclasses.fields(EnhanceOptions))
