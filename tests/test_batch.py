@@ -45,9 +45,10 @@ def urls(n: int) -> list[InputItem]:
     ]
 
 
-async def aiter(items: list[InputItem]) -> AsyncIterator[InputItem]:
+async def aiter(items: list[InputItem]) -> AsyncIterator[list[InputItem]]:
+    """The inputs as the batch reads them: in lists (here, of one)."""
     for item in items:
-        yield item
+        yield [item]
 
 
 class Server:

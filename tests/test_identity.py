@@ -262,3 +262,29 @@ def test_dry_run_and_the_real_run_agree(tmp_path: Path, emulator: Any) -> None:
         if action == "copy":
             assert "cop" in row["message"] and Path(row["output"]).is_file()
     assert rows[str(twin)]["output"] != rows[str(fresh)]["output"]
+
+
+def test_a_rerun_over_a_done_list_pays_nothing_and_says_so_row_by_row(
+    tmp_path: Path, emulator: Any
+) -> None:
+    """The nightly cron case, over more inputs than one step of the reader (256): every
+    row is skipped, names its saved file, and counts no paid call of this run."""
+    emu = emulator(qps=1000, cheap=True)
+    urls = [emu.file_url(f"img{i}.jpg") for i in range(300)]
+    listing = write_list(tmp_path / "u.txt", [*urls, urls[7]])  # and one duplicate line
+    out = tmp_path / "out"
+    first = zuotang(str(listing), "-o", str(out), "--qps", "200", endpoint=emu.endpoint)
+    assert first.returncode == ExitStatus.SUCCESS, first.stderr
+    assert emu.stats()["billed"] == 300
+    calls = emu.stats()["calls"]
+    again = zuotang(str(listing), "-o", str(out), "--qps", "200", endpoint=emu.endpoint)
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["billed"] == 300 and emu.stats()["calls"] == calls
+    rows = report_rows(out)
+    assert [r["input"] for r in rows] == [*urls, urls[7]]  # one row a line, in order
+    assert {r["outcome"] for r in rows} == {"skipped"}
+    assert all(r["paid_calls"] == "0" for r in rows)  # nothing paid by this run
+    assert all(Path(r["output"]).is_file() for r in rows)
+    assert rows[-1]["output"] == rows[7]["output"]
+    assert again.stdout.splitlines() == [r["output"] for r in rows]
+    assert "paid calls: 0" in again.stderr

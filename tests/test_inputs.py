@@ -133,6 +133,41 @@ URLISH = st.builds(
 )
 
 
+CANONICAL_CHARS = "abcXYZ09-._~!$&'()*+,;=:@/?%#[] é"
+CANONICALISH = st.builds(
+    "{}://{}{}{}".format,
+    st.sampled_from(["http", "https", "HTTP"]),
+    st.sampled_from(["example.com", "a.b.", "x" * 64 + ".com", "Ex.com", "h", "a:8080", "u@h"]),
+    st.text(CANONICAL_CHARS, max_size=30).map(lambda path: f"/{path}" if path else ""),
+    st.sampled_from(["", "?", "?a=1", "?a=%2f", "?a=%2F/b?c", "#frag"]),
+)
+
+
+@given(st.one_of(CANONICALISH, st.text(CANONICAL_CHARS, max_size=40)))
+@settings(max_examples=500, deadline=None)
+def test_the_fast_path_of_normalize_url_returns_what_the_long_way_does(text: str) -> None:
+    """A URL already in canonical form skips the parsing; the result must not change."""
+    try:
+        expected: str | type[InvalidURL] = inputs._normalized(text.strip())
+    except InvalidURL:
+        expected = InvalidURL
+    if inputs._CANONICAL.fullmatch(text.strip()):
+        assert expected == text.strip()
+    try:
+        assert normalize_url(text) == expected
+    except InvalidURL:
+        assert expected is InvalidURL
+
+
+def test_the_fast_path_takes_the_common_urls() -> None:
+    for url in ("https://img.example.com/photos/0/pic0.jpg", "http://a.b/x?y=1&z=%2F"):
+        assert inputs._CANONICAL.fullmatch(url)
+    long_host = "https://" + ".".join(["x" * 60] * 5) + "/a.jpg"  # over 253 characters
+    assert not inputs._CANONICAL.fullmatch(long_host)
+    with pytest.raises(InvalidURL, match="invalid host name"):
+        normalize_url(long_host)
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(st.text(max_size=600), URLISH))
 def test_normalize_url_only_raises_invalid_url(text: str) -> None:

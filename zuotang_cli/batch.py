@@ -56,6 +56,9 @@ UNREACHABLE_AFTER = 12
 """Calls in a row without any HTTP reply after which the run halts."""
 POLL_INTERVAL = 1.0
 """Seconds between two fetches of an asynchronous task."""
+FEED_STEP = 256
+"""Inputs decided between two turns of the event loop (a few milliseconds of rows done
+before, so that the calls in flight and a Ctrl-C never wait long)."""
 BODY_SETTING = "body"
 """The journal's memory of the body encoding an output directory's endpoint reads."""
 
@@ -294,7 +297,9 @@ class Batch:
 
     # -- the run -------------------------------------------------------------------------
 
-    async def run(self, items: AsyncIterator[InputItem]) -> BatchResult:
+    async def run(self, items: AsyncIterator[list[InputItem]]) -> BatchResult:
+        """Run every input of ``items`` (lists of them, as :func:`aiter_in_thread` reads
+        them) to its record."""
         cfg = self.config
         if cfg.dry_run:  # the same decisions, no HTTP at all
             self._feeder = asyncio.create_task(self._feed(items))
@@ -352,13 +357,23 @@ class Batch:
         for duplicate in duplicates:
             self._emit(self._settle_duplicate(duplicate))
 
-    async def _feed(self, items: AsyncIterator[InputItem]) -> None:
-        async for item in items:
-            await self._dispatch(item)
+    async def _feed(self, items: AsyncIterator[list[InputItem]]) -> None:
+        spec = self.config.spec
+        async for chunk in items:
+            for start in range(0, len(chunk), FEED_STEP):
+                part = chunk[start : start + FEED_STEP]
+                # The journal entries of these URLs in one query, not one an input: a
+                # re-run over a long list that is done is mostly this.
+                urls = [entry_key(i, spec.type, spec.scale) for i in part if i.path is None]
+                known = self.journal.entries(urls)
+                for item in part:
+                    await self._dispatch(item, known)
+                await asyncio.sleep(0)  # the loop's turn: calls in flight, signals
 
-    async def _dispatch(self, item: InputItem) -> None:
+    async def _dispatch(self, item: InputItem, known: dict[str, Entry | None]) -> None:
         """Decide one input: a row at once (invalid, done before, not attempted), a
-        duplicate settled at the end, or work started in a free slot."""
+        duplicate settled at the end, or work started in a free slot.  ``known``: journal
+        entries looked up ahead (None: not in the journal)."""
         cfg = self.config
         if item.error is not None and item.error_class != DUPLICATE:
             self._emit(_invalid(item))
@@ -366,7 +381,8 @@ class Batch:
         if self._stop_reason is not None:
             self._not_attempted(item)
             return
-        key = await self._key(item)
+        spec = self.config.spec
+        key = entry_key(item, spec.type, spec.scale) if item.path is None else await self._key(item)
         if key is None:
             return
         first = self._file_keys.get(key) if item.path is not None else None
@@ -376,7 +392,7 @@ class Batch:
         if item.path is not None:
             self._file_keys[key] = item.source
         plan = self.journal.plan(
-            key,
+            known[key] if key in known else self.journal.get(key),
             force=cfg.force,
             retry_failed=cfg.retry_failed,
             now=time.time(),
@@ -436,12 +452,11 @@ class Batch:
         return False
 
     async def _key(self, item: InputItem) -> str | None:
-        """The journal key of ``item``; a local file is read (once: the journal caches its
+        """The journal key of a local file: it is read (once: the journal caches its
         digest by size and mtime) and known by its content.  None: an unreadable file,
         whose row is emitted here."""
         spec = self.config.spec
-        if item.path is None:
-            return entry_key(item, spec.type, spec.scale)
+        assert item.path is not None
         try:
             stat = item.path.stat()
             digest = self.journal.known_digest(item.path, stat.st_size, stat.st_mtime_ns)
@@ -467,7 +482,7 @@ class Batch:
         """An input done before: its row, and (when it is the same content under another
         name, a copied or moved file) a copy of the result under its own name."""
         assert plan.entry is not None
-        earlier = plan.entry.record.input
+        earlier = plan.entry.fields.get("input")
         if earlier == item.source:
             return _from_journal(item, plan, self.journal)
         return self._deliver(item, key, plan.entry, f"same content as {earlier}, done before")
@@ -1094,20 +1109,18 @@ def _first_of(item: InputItem) -> str:
 
 
 def _from_journal(item: InputItem, plan: Plan, journal: Journal | None = None) -> Record:
-    assert plan.entry is not None
-    earlier = plan.entry.record
-    record = Record.from_dict(earlier.as_dict())
-    if journal is not None:
-        record = journal.located(record)
-    record.input = item.source
-    record.attempts = 0
-    record.elapsed = None
+    """The row of an input decided by its journal entry (done or failed in an earlier
+    run): nothing of this run's, no call and nothing paid."""
+    entry = plan.entry
+    assert entry is not None
+    changes: dict[str, object] = {"input": item.source, "attempts": 0, "paid_calls": 0}
+    changes["elapsed"] = None
     if plan.action is Action.SKIP:
-        record.outcome = Outcome.SKIPPED
-        record.message = plan.reason
+        changes["outcome"], changes["message"] = Outcome.SKIPPED.value, plan.reason
     else:
-        record.message = f"{plan.reason}: {earlier.message}"
-    return record
+        changes["message"] = f"{plan.reason}: {entry.fields.get('message') or ''}"
+    record = entry.record_with(**changes)
+    return record if journal is None else journal.located(record)
 
 
 def _invalid(item: InputItem) -> Record:

@@ -75,6 +75,13 @@ _SAFE_PATH = "/:@!$&'()*+,;=%"
 _SAFE_QUERY = _SAFE_PATH + "?"
 _SAFE_USERINFO = ":!$&'()*+,;=%"
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+_CANONICAL_PART = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-F]{2})"
+_CANONICAL = re.compile(
+    rf"https?://(?=[a-z0-9_.-]{{1,253}}/){_HOST.pattern}(?:/(?:{_CANONICAL_PART}|/)*)(?:\?(?:{_CANONICAL_PART}|[/?])+)?"
+)
+"""URLs :func:`normalize_url` returns unchanged: lowercase scheme and host, no port, no
+user, a path, no fragment, only characters that need no escaping and upper-case escapes
+(tests/test_inputs.py checks that both paths agree)."""
 
 
 def looks_like_url(text: str) -> bool:
@@ -90,6 +97,13 @@ def normalize_url(text: str) -> str:
     in path and query without double-encoding existing ``%XX`` escapes. Idempotent.
     """
     text = text.strip()
+    if _CANONICAL.fullmatch(text) and len(text) <= MAX_URL_LENGTH:
+        return text  # already in that form (most list lines): nothing to parse
+    return _normalized(text)
+
+
+def _normalized(text: str) -> str:
+    """:func:`normalize_url` of a stripped ``text``, the long way."""
     if _BAD_CHARS.search(text):
         raise InvalidURL("URL contains control characters")
     try:
@@ -227,7 +241,8 @@ def iter_inputs(
     several = sum(1 for source in sources if _is_folder(source)) > 1
     for source in sources:
         for item in _expand(source, stdin, walk, several):
-            yield seen.check(dataclasses.replace(item, index=index))
+            item.index = index
+            yield seen.check(item)
             index += 1
 
 

@@ -25,15 +25,18 @@ caps the paid retries of an input across runs.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import itertools
 import json
+import os
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from zuotang_cli import rules
 from zuotang_cli.download import file_checksum
@@ -93,11 +96,15 @@ class Action(str, enum.Enum):
     """Failed for good before; only --retry-failed tries again."""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Entry:
+    """An input's row of the journal (made for every input of a re-run: a plain class,
+    quick to build; treat it as read-only)."""
+
     key: str
     status: Status
-    record: Record
+    stored: str
+    """The input's latest record as the journal holds it (JSON): see :attr:`record`."""
     image: str | None
     link_expires: float | None
     output: str | None
@@ -109,11 +116,26 @@ class Entry:
     possibly_paid: int = 0
     paid_failures: int = 0
 
+    @functools.cached_property
+    def fields(self) -> dict[str, Any]:
+        """The stored record's fields (decoded once, when asked for; do not change)."""
+        fields: dict[str, Any] = json.loads(self.stored)
+        return fields
+
+    @functools.cached_property
+    def record(self) -> Record:
+        """The input's latest record."""
+        return Record.from_dict(self.fields)
+
+    def record_with(self, **changes: Any) -> Record:
+        """A new record: the stored one with ``changes``."""
+        return Record.from_dict({**self.fields, **changes})
+
     def link_alive(self, now: float) -> bool:
         return self.image is not None and (self.link_expires or 0.0) > now
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Plan:
     action: Action
     entry: Entry | None
@@ -160,6 +182,8 @@ _ADDED_COLUMNS = {
     "paid_failures": "INTEGER NOT NULL DEFAULT 0",
 }
 """Columns a journal written before billing was counted lacks (added on open)."""
+_LOOKUP_BATCH = 500
+"""Keys an ``IN (...)`` lookup asks for at once (SQLite before 3.32 allows 999 values)."""
 _COLUMNS = (
     "key, status, record, image, link_expires, output, checksum, size, mtime_ns,"
     " task_id, paid_calls, possibly_paid, paid_failures"
@@ -184,6 +208,7 @@ class Journal:
         self.path = path
         self.root = path.parent.parent.resolve()
         """The output directory: every output path is stored relative to it."""
+        self._root = str(self.root)
 
     @classmethod
     def open(cls, output_dir: Path, *, create: bool = True) -> Journal:
@@ -248,6 +273,18 @@ class Journal:
         row = self._exec(f"SELECT {_COLUMNS} FROM entries WHERE key = ?", (key,)).fetchone()
         return None if row is None else _entry(row)
 
+    def entries(self, keys: Sequence[str]) -> dict[str, Entry | None]:
+        """The entry of each of ``keys`` (None: not in the journal), in a few queries."""
+        found: dict[str, Entry | None] = dict.fromkeys(keys)
+        unique = list(found)
+        for start in range(0, len(unique), _LOOKUP_BATCH):
+            batch = unique[start : start + _LOOKUP_BATCH]
+            marks = ",".join("?" * len(batch))
+            sql = f"SELECT {_COLUMNS} FROM entries WHERE key IN ({marks})"
+            for row in self._exec(sql, tuple(batch)):
+                found[str(row[0])] = _entry(row)
+        return found
+
     def setting(self, name: str) -> str | None:
         """A value this output directory remembers between runs (e.g. the body encoding)."""
         row = self._exec("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
@@ -272,9 +309,17 @@ class Journal:
 
     def located(self, record: Record) -> Record:
         """``record`` with its output under the output directory where it is now."""
-        if record.output is not None and not Path(record.output).is_absolute():
-            record.output = str(self.root / record.output)
+        if record.output is not None:
+            record.output = self.where(record.output)
         return record
+
+    def where(self, output: str) -> str:
+        """A stored output path as a path of this system, under the output directory where
+        it is now (string work, not pathlib: it runs for every input of a re-run)."""
+        if os.path.isabs(output):  # noqa: PTH117
+            return output
+        native = output if os.sep == "/" else output.replace("/", os.sep)
+        return os.path.join(self._root, native)  # noqa: PTH118
 
     def _relative(self, output: Path) -> str:
         try:
@@ -394,7 +439,7 @@ class Journal:
 
     def plan(
         self,
-        key: str,
+        entry: Entry | None,
         *,
         force: bool,
         retry_failed: bool,
@@ -406,7 +451,6 @@ class Journal:
         ``paid_failures_allowed``: how many billed calls without a result an input may cost
         over all runs before it is given up (None: no limit, failures are not billed).
         """
-        entry = self.get(key)
         if entry is None:
             return Plan(Action.CALL, None)
         if entry.status is Status.PENDING and not force:
@@ -416,7 +460,7 @@ class Journal:
         if entry.status is Status.SAVED:
             if force:
                 return Plan(Action.CALL, entry, "--force: processing again")
-            if output_intact(entry, self.root):
+            if output_intact(entry, self._root):
                 return Plan(Action.SKIP, entry, "done in an earlier run")
             reason = "the output was deleted or changed"
             if entry.link_alive(now):
@@ -560,13 +604,14 @@ class Journal:
         )
 
 
-def output_intact(entry: Entry, root: Path) -> bool:
+def output_intact(entry: Entry, root: Path | str) -> bool:
     """The saved file is still there and unchanged (size and mtime, else its checksum)."""
     if entry.output is None:
         return False
-    path = root / entry.output
+    # os.path, not pathlib: this runs for every input of a re-run
+    path = os.path.join(root, entry.output)  # noqa: PTH118
     try:
-        stat = path.stat()
+        stat = os.stat(path)  # noqa: PTH116
     except OSError:
         return False
     if stat.st_size != entry.size:
@@ -574,7 +619,7 @@ def output_intact(entry: Entry, root: Path) -> bool:
     if stat.st_mtime_ns == entry.mtime_ns:
         return True
     try:
-        return file_checksum(path) == entry.checksum
+        return file_checksum(Path(path)) == entry.checksum
     except OSError:
         return False
 
@@ -597,24 +642,35 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 
 def _dump(record: Record) -> str:
-    return json.dumps(record.as_dict(), ensure_ascii=False)
+    """A record as the journal stores it: JSON without its empty fields (a short text is
+    read back fast, a million times on the re-run of a long list)."""
+    row = {name: value for name, value in record.as_dict().items() if value not in _EMPTY}
+    return json.dumps(row, ensure_ascii=False)
 
 
-def _entry(row: tuple[object, ...]) -> Entry:
-    key, status, record, image, link_expires, output, checksum, size, mtime_ns = row[:9]
+_EMPTY = (None, "")
+"""Field values a stored record leaves out (:meth:`Record.from_dict` restores them)."""
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    """An entry from its ``_COLUMNS`` (SQLite gives them their declared types)."""
+    key, status, stored, image, link_expires, output, checksum, size, mtime_ns = row[:9]
     task_id, paid_calls, possibly_paid, paid_failures = row[9:]
     return Entry(
-        key=str(key),
-        status=Status(status),
-        record=Record.from_dict(json.loads(str(record))),
-        image=None if image is None else str(image),
-        link_expires=None if link_expires is None else float(str(link_expires)),
-        output=None if output is None else str(output),
-        checksum=None if checksum is None else str(checksum),
-        size=None if size is None else int(str(size)),
-        mtime_ns=None if mtime_ns is None else int(str(mtime_ns)),
-        task_id=None if task_id is None else str(task_id),
-        paid_calls=int(str(paid_calls)),
-        possibly_paid=int(str(possibly_paid)),
-        paid_failures=int(str(paid_failures)),
+        key,
+        _STATUSES[status],
+        stored,
+        image,
+        link_expires,
+        output,
+        checksum,
+        size,
+        mtime_ns,
+        task_id,
+        paid_calls,
+        possibly_paid,
+        paid_failures,
     )
+
+
+_STATUSES = {status.value: status for status in Status}

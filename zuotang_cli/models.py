@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -70,9 +71,9 @@ class InputKind(str, enum.Enum):
     FILE = "file"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InputItem:
-    """One entry of the batch, in the order it was read.
+    """One entry of the batch, in the order it was read (the reader numbers it: ``index``).
 
     ``error`` is set when the entry is refused before any call (never sent); the batch
     turns such an item straight into an ``invalid`` record.
@@ -142,6 +143,17 @@ REPORT_FIELDS = (
     "error_class",
 )
 
+_FIELD_NAMES = frozenset(REPORT_FIELDS)
+_OUTCOME, _ELAPSED, _ERROR_CLASS = (
+    REPORT_FIELDS.index(name) for name in ("outcome", "elapsed", "error_class")
+)
+_report_values = operator.attrgetter(*REPORT_FIELDS)
+_OUTCOMES: dict[Any, Outcome] = {outcome.value: outcome for outcome in Outcome}
+
+
+def _known(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in row.items() if name in _FIELD_NAMES}
+
 
 @dataclass
 class Record:
@@ -181,21 +193,30 @@ class Record:
 
     def as_dict(self) -> dict[str, Any]:
         """The report fields in REPORT_FIELDS order, enum values as plain strings."""
-        row = {name: getattr(self, name) for name in REPORT_FIELDS}
-        row["outcome"] = self.outcome.value
-        if row["error_class"] is not None:
-            row["error_class"] = str(row["error_class"])
-        if row["elapsed"] is not None:
-            row["elapsed"] = round(row["elapsed"], 3)
+        return dict(zip(REPORT_FIELDS, self.as_row()))  # noqa: B905 - same length
+
+    def as_row(self) -> list[Any]:
+        """The values of :meth:`as_dict`, in REPORT_FIELDS order."""
+        row = list(_report_values(self))
+        row[_OUTCOME] = self.outcome.value
+        if self.error_class is not None:
+            row[_ERROR_CLASS] = str(self.error_class)
+        if self.elapsed is not None:
+            row[_ELAPSED] = round(self.elapsed, 3)
         return row
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Record:
-        """The inverse of :meth:`as_dict` (unknown keys are ignored)."""
-        fields: dict[str, Any] = {name: row[name] for name in REPORT_FIELDS if name in row}
-        fields["outcome"] = Outcome(fields.get("outcome") or Outcome.FAILED.value)
-        fields["state_meaning"] = fields.get("state_meaning") or ""
-        fields["message"] = fields.get("message") or ""
-        fields["attempts"] = int(fields.get("attempts") or 0)
-        fields["paid_calls"] = int(fields.get("paid_calls") or 0)
+        """The inverse of :meth:`as_dict` (unknown keys are ignored, missing ones are
+        their defaults)."""
+        fields = row.copy() if row.keys() <= _FIELD_NAMES else _known(row)
+        fields["outcome"] = _OUTCOMES.get(fields.get("outcome"), Outcome.FAILED)
+        if not fields.get("state_meaning", ""):
+            fields["state_meaning"] = ""
+        if not fields.get("message", ""):
+            fields["message"] = ""
+        if type(fields.get("attempts", 0)) is not int:
+            fields["attempts"] = int(fields["attempts"] or 0)
+        if type(fields.get("paid_calls", 0)) is not int:
+            fields["paid_calls"] = int(fields["paid_calls"] or 0)
         return cls(**fields)

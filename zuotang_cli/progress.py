@@ -122,10 +122,11 @@ class NullDisplay:
     def error(self, message: str) -> None:
         self._write(message)
 
-    def print_result(self, stream: TextIO, text: str) -> None:
+    def print_result(self, stream: TextIO, text: str, *, flush: bool = True) -> None:
         """Write one result (a saved path, a JSON record) to ``stream`` (stdout)."""
         stream.write(text)
-        stream.flush()
+        if flush:
+            stream.flush()
 
 
 class PlainDisplay(NullDisplay):
@@ -268,14 +269,14 @@ class RichDisplay(PlainDisplay):
     def error(self, message: str) -> None:
         self.log(message)
 
-    def print_result(self, stream: TextIO, text: str) -> None:
+    def print_result(self, stream: TextIO, text: str, *, flush: bool = True) -> None:
         """A result for stdout while the live line is on stderr: when both are the
         terminal, the live line is taken down (it is transient: erased), the result
         written, and the line put back below it, so that a saved path is never glued onto
         it (rich's own ``console.print`` would send the result to stderr)."""
         progress = self._progress
         if progress is None or not _isatty(stream):
-            super().print_result(stream, text)
+            super().print_result(stream, text, flush=flush)
             return
         with self._lock:
             progress.stop()

@@ -67,9 +67,14 @@ class ReportWriter(_Closing):
         self._start()
         self.stream.flush()
 
-    def write(self, record: Record) -> None:
-        self._row(record.as_dict())
-        self.stream.flush()
+    def write(self, record: Record, *, flush: bool = True) -> None:
+        self._row(record)
+        if flush:
+            self.stream.flush()
+
+    def flush(self) -> None:
+        if not self.closed:
+            self.stream.flush()
 
     def close(self) -> None:
         """Finish the report (``]`` of a JSON array) and close the stream."""
@@ -87,7 +92,7 @@ class ReportWriter(_Closing):
     def _start(self) -> None:
         """Written at open (a header)."""
 
-    def _row(self, row: dict[str, Any]) -> None:
+    def _row(self, record: Record) -> None:
         raise NotImplementedError
 
     def _end(self) -> None:
@@ -102,25 +107,22 @@ class CsvReportWriter(ReportWriter):
         self._csv = csv.writer(self.stream, lineterminator="\r\n")
         self._csv.writerow(REPORT_FIELDS)
 
-    def _row(self, row: dict[str, Any]) -> None:
-        self._csv.writerow(_cell(value) for value in row.values())
-
-
-def _cell(value: Any) -> Any:
-    """A CSV cell: None is empty; a NUL shows as U+2400 (csv on Python 3.10 cannot write
-    one, and no CSV reader before 3.11 or spreadsheet reads one back)."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and "\0" in value:
-        return value.replace("\0", NUL_SHOWN)
-    return value
+    def _row(self, record: Record) -> None:
+        # None is an empty cell; a NUL shows as U+2400 (csv on Python 3.10 cannot write
+        # one, and no CSV reader before 3.11 or spreadsheet reads one back).
+        self._csv.writerow(
+            [
+                value.replace("\0", NUL_SHOWN) if type(value) is str and "\0" in value else value
+                for value in record.as_row()
+            ]
+        )
 
 
 class JsonLinesReportWriter(ReportWriter):
     """One JSON object per line; types kept (None is null)."""
 
-    def _row(self, row: dict[str, Any]) -> None:
-        self.stream.write(_dumps(row) + "\n")
+    def _row(self, record: Record) -> None:
+        self.stream.write(_dumps(record.as_dict()) + "\n")
 
 
 class JsonReportWriter(ReportWriter):
@@ -130,8 +132,8 @@ class JsonReportWriter(ReportWriter):
         self.stream.write("[")
         self._separator = "\n"
 
-    def _row(self, row: dict[str, Any]) -> None:
-        self.stream.write(self._separator + _dumps(row))
+    def _row(self, record: Record) -> None:
+        self.stream.write(self._separator + _dumps(record.as_dict()))
         self._separator = ",\n"
 
     def _end(self) -> None:
@@ -204,9 +206,13 @@ class ReportSet(_Closing):
             raise
         return cls(writers)
 
-    def write(self, record: Record) -> None:
+    def write(self, record: Record, *, flush: bool = True) -> None:
         for writer in self.writers:
-            writer.write(record)
+            writer.write(record, flush=flush)
+
+    def flush(self) -> None:
+        for writer in self.writers:
+            writer.flush()
 
     def close(self) -> None:
         for writer in self.writers:

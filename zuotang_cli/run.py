@@ -74,7 +74,11 @@ def _prepare_output(output_dir: Path) -> Path:
 
 
 class Emitter:
-    """The batch's sink: report rows, stdout results, display updates, in that order."""
+    """The batch's sink: report rows, stdout results, display updates, in that order.
+
+    Rows and results are flushed once the loop has a moment (at the latest when the
+    batch's next await lets it run), not one by one: a re-run emits a done list's rows
+    tens of thousands a second, and a flush each would be most of its time."""
 
     def __init__(
         self,
@@ -91,12 +95,25 @@ class Emitter:
         self.json = json_out
         self.end = "\0" if print0 else "\n"
         self.tally = Tally()
+        self._flush_due = False
 
     def __call__(self, record: Record) -> None:
-        self.reports.write(record)
+        self.reports.write(record, flush=False)
         self._print(record)
         self.tally.add(record)
         self.display.record(record)
+        if not self._flush_due:
+            self._flush_due = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # not in the loop: at once
+                self.flush()
+
+    def flush(self) -> None:
+        self._flush_due = False
+        self.reports.flush()
+        if self.stdout is not None:
+            self._stdout_gone(self.stdout.flush)
 
     def _print(self, record: Record) -> None:
         if self.stdout is None:
@@ -109,8 +126,12 @@ class Emitter:
             line = record.output
         else:
             return
+        stdout = self.stdout
+        self._stdout_gone(lambda: self.display.print_result(stdout, line + self.end, flush=False))
+
+    def _stdout_gone(self, write: Callable[[], None]) -> None:
         try:
-            self.display.print_result(self.stdout, line + self.end)
+            write()
         except BrokenPipeError:
             # The reader went away (e.g. `| head`): keep working, stop printing.
             self.stdout = None
@@ -216,6 +237,7 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
     ):
         emitter = Emitter(reports, stdout, display, json_out=options.json, print0=options.print0)
         result = _run_batch(config, journal, items, emitter, display, options.verbose)
+        emitter.flush()
     summary = summarize(
         result,
         emitter.tally,
