@@ -11,10 +11,11 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.bench import bench_figures as bf
+from tests.bench import bench_rerun
 from tests.bench.bench_report import machine, render, results, write
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-PARTS = ("startup", "utilization", "side_by_side", "memory", "http")
+PARTS = ("startup", "utilization", "side_by_side", "memory", "http", "rerun")
 
 
 def log(message: str) -> None:
@@ -59,12 +60,17 @@ def measure_http(sizes: bf.Sizes, workdir: Path) -> bf.Figures:
     return {"http": rows}
 
 
+def measure_rerun(sizes: bf.Sizes, workdir: Path) -> bf.Figures:
+    return {"rerun": bench_rerun.measure(sizes.rerun, workdir, log)}
+
+
 MEASUREMENTS: dict[str, Callable[[bf.Sizes, Path], bf.Figures]] = {
     "startup": measure_startup,
     "utilization": measure_utilization,
     "side_by_side": measure_side_by_side,
     "memory": measure_memory,
     "http": measure_http,
+    "rerun": measure_rerun,
 }
 
 

@@ -59,12 +59,23 @@ class Sizes:
 
     http: tuple[tuple[float, int], ...]
     """(QPS, N) of each run of the HTTP stacks compared on their own."""
+    rerun: tuple[int, ...] = ()
+    """Sizes of the done lists re-run (this code and the code before)."""
 
 
 _UTILIZATION_FULL = ((2, 60), (20, 400), (100, 2000))
 _UTILIZATION_QUICK = ((2, 10), (20, 60), (100, 300))
-FULL = Sizes(_UTILIZATION_FULL, (2, 60), 1_000_000, 100_000, 1000, 9, _UTILIZATION_FULL)
-QUICK = Sizes(_UTILIZATION_QUICK, (2, 10), 100_000, 10_000, 1000, 3, _UTILIZATION_QUICK)
+FULL = Sizes(
+    _UTILIZATION_FULL,
+    (2, 60),
+    1_000_000,
+    100_000,
+    1000,
+    9,
+    _UTILIZATION_FULL,
+    (20_000, 100_000, 1_000_000),
+)
+QUICK = Sizes(_UTILIZATION_QUICK, (2, 10), 100_000, 10_000, 1000, 3, _UTILIZATION_QUICK, (20_000,))
 
 
 # -- helpers ------------------------------------------------------------------------------

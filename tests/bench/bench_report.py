@@ -23,6 +23,8 @@ CPU_MS_MAX = 2.0
 RSS_MB_MAX = 150.0
 RSS_RATIO_MAX = 1.5
 STARTUP_OVER_BARE_MAX = 0.15
+RERUN_LINES_PER_S_MIN = 50_000
+"""A re-run over a done list: at least this many lines a second (issue 12)."""
 
 PASS, FAIL, NOT_MEASURED, INFO = "pass", "FAIL", "not measured", "info"
 
@@ -139,6 +141,31 @@ def startup_targets(startup: Figures) -> list[Target]:
     ]
 
 
+def rerun_targets(rows: Sequence[Figures]) -> list[Target]:
+    targets = []
+    for row in rows:
+        after = row["after"]
+        name = f"re-run over {row['n']:,} done inputs: lines a second"
+        shown = f"{after['lines_per_s']:,}"
+        if "before" in row:
+            shown += f" (before: {row['before']['lines_per_s']:,})"
+        rate = after["lines_per_s"] if after["all_skipped"] else None
+        targets.append(_check(name, rate, RERUN_LINES_PER_S_MIN, at_most=False, shown=shown))
+    if len(rows) > 1:
+        first, last = rows[0]["after"], rows[-1]["after"]
+        ratio = last["peak_rss_mb"] / first["peak_rss_mb"]
+        targets.append(
+            _check(
+                f"re-run RSS flat (peak at {rows[-1]['n']:,} / at {rows[0]['n']:,})",
+                ratio,
+                RSS_RATIO_MAX,
+                at_most=True,
+                shown=f"{ratio:.2f} ({last['peak_rss_mb']:.0f} / {first['peak_rss_mb']:.0f} MB)",
+            )
+        )
+    return targets
+
+
 def all_targets(figures: Figures) -> list[Target]:
     targets: list[Target] = []
     if "utilization" in figures:
@@ -150,6 +177,8 @@ def all_targets(figures: Figures) -> list[Target]:
         targets += memory_targets(figures["memory"])
     if "startup" in figures:
         targets += startup_targets(figures["startup"])
+    if "rerun" in figures:
+        targets += rerun_targets(figures["rerun"])
     return targets
 
 
@@ -240,6 +269,27 @@ def memory_rows(memory: Figures) -> list[Figures]:
     return rows
 
 
+def rerun_table(rows: Sequence[Figures]) -> str:
+    body = []
+    for row in rows:
+        for side in ("before", "after"):
+            run = row.get(side)
+            if run is not None:
+                body.append(
+                    (
+                        f"{row['n']:,}",
+                        side,
+                        f"{run['wall_s']:.1f}",
+                        f"{run['cpu_s']:.1f}",
+                        f"{run['lines_per_s']:,}",
+                        f"{run['peak_rss_mb']:.0f}",
+                        "yes" if run["all_skipped"] and run["exit_code"] == 0 else "NO",
+                    )
+                )
+    headers = ("inputs", "code", "wall s", "CPU s", "lines/s", "peak RSS MB", "all skipped")
+    return table(headers, body)
+
+
 def startup_table(startup: Figures) -> str:
     bare = startup["median_s"]["python -c pass"]
     rows = [(cmd, f"{s:.3f}", f"{s - bare:+.3f}") for cmd, s in startup["median_s"].items()]
@@ -284,6 +334,12 @@ def render(results: Figures) -> str:
             "6. The HTTP stack alone: a call and its download per image, nothing else "
             "(call latency 1-3 s; CPU includes start-up)",
             columns(HTTP_COLUMNS, figures["http"]),
+            "",
+        ]
+    if "rerun" in figures:
+        parts += [
+            "7. Re-run over a done list (every input skipped, no call), this code and before",
+            rerun_table(figures["rerun"]),
             "",
         ]
     rows = [(t["name"], t["measured"], t["limit"], t["status"]) for t in results["targets"]]
