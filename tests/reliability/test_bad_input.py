@@ -241,6 +241,7 @@ def check_list(
     among ``images`` (resolved path: SHA-256, the valid images in ``work``).  Every line
     of ``must_send`` (a URL or path that must be accepted) is done or a duplicate."""
     images = images or {}
+    work.mkdir(parents=True, exist_ok=True)
     out = work / f"out-{tally.examples}"
     report = work / f"report-{tally.examples}.jsonl"
     before = Counter(emu.stats()["billed_by_input"])
@@ -499,3 +500,71 @@ def test_100k_fuzzed_lines_through_files_and_stdin(
         f"valid image; all {must} lines that had to be sent were done or a duplicate; "
         f"{seconds:.0f} s; commonest reasons: {top}"
     )
+
+
+DEFINITION = [
+    (BOM + b"# a BOM, then a comment", False),
+    (b"", False),
+    (b" \t\r", False),
+    ("\u3000\x85\xa0\u2028".encode(), False),  # unicode whitespace: str.strip() empties it
+    (b"\x1c\x1d\x1e\x1f\x0b\x0c", False),  # so are these controls
+    (b" " * MAX_LINE_BYTES, False),  # blank, at the limit
+    (b"# comment", False),
+    (b"   \t# indented comment", False),
+    ("\u3000#ideographic space, then a comment".encode(), False),
+    (b"#" * MAX_LINE_BYTES, False),  # a comment, at the limit
+    (b"https://img.test/a.png # not a comment", True),
+    (b"\x00", True),  # NUL is not whitespace
+    (b"\x00# after a NUL", True),
+    ("\u200b".encode(), True),  # zero-width space is not whitespace
+    (BOM + b"# a BOM after line 1 is text", True),
+    (b"\xff# undecodable", True),
+    (b" " * (MAX_LINE_BYTES + 1), True),  # over the limit: a row, whatever it holds
+    (b"#" * (MAX_LINE_BYTES + 1), True),
+    (b"\x7f", True),
+]
+
+
+@pytest.mark.parametrize("via_stdin", [True, False], ids=["stdin", "file"])
+def test_blank_and_comment_lines_are_what_the_product_says(
+    trial: Trial, emulator: Any, tmp_path: Path, via_stdin: bool
+) -> None:
+    """Blank (str.strip() empties it) and # comment lines give no row; every other line one."""
+    emu = emulator(cheap=True, qps=10_000)
+    lines = [raw + end for (raw, _), end in zip(DEFINITION, [b"\r", b""] * 20, strict=False)]
+    content = b"\n".join(lines)
+    assert [is_entry(n, raw) for n, raw in enumerate(lines, 1)] == [e for _, e in DEFINITION]
+    tally = Tally()
+    rows = check_list(trial, emu, tmp_path, content, via_stdin=via_stdin, expected=9, tally=tally)
+    assert tally.rows == Counter({"invalid": 8, "done": 1}), rows
+    too_long = [row for row in rows if "too long" in row["message"]]
+    assert [row["input"] for row in too_long] == [
+        f"{'stdin' if via_stdin else tmp_path / 'list-0.txt'}:{n}" for n in (17, 18)
+    ], rows
+
+
+def test_a_utf16_list_file_is_one_row_and_utf16_on_stdin_a_row_a_line(
+    trial: Trial, emulator: Any, tmp_path: Path
+) -> None:
+    """UTF-16 with a BOM: a list file is one row saying so; on stdin, each line is a row."""
+    emu = emulator(cheap=True, qps=10_000)
+    text = "https://img.test/a.png\n# comment\n\nhttps://img.test/b.png\n"
+    for encoding in ("utf-16", "utf-16-be"):
+        content = (b"\xfe\xff" if encoding == "utf-16-be" else b"") + text.encode(encoding)
+        tally = Tally()
+        rows = check_list(
+            trial, emu, tmp_path / encoding, content, via_stdin=False, expected=1, tally=tally
+        )
+        assert "UTF-16" in rows[0]["message"], rows
+        rows = check_list(
+            trial,
+            emu,
+            tmp_path / encoding,
+            content,
+            via_stdin=True,
+            expected=expected_rows(content),
+            tally=tally,
+        )
+        # Each line keeps a NUL of its LF (after the LF in LE, so a fifth line): nothing is
+        # blank, nothing is a comment, nothing is sent.
+        assert len(rows) == {"utf-16": 5, "utf-16-be": 4}[encoding] and tally.sent == 0, rows
