@@ -27,6 +27,7 @@ from zuotang_cli.inputs import (
 )
 from zuotang_cli.models import InputItem, InputKind
 from zuotang_cli.rules import MAX_URL_LENGTH
+from zuotang_cli.scan import NOT_REGULAR, UNSUPPORTED, ScanTally
 
 
 def run(*sources: str | Path, stdin: bytes = b"", recursive: bool = False) -> list[InputItem]:
@@ -492,6 +493,19 @@ def test_folder_walk_does_not_follow_symlinked_folders(tree: Path, tmp_path: Pat
     (tree / "link").symlink_to(outside, target_is_directory=True)
     relpaths = [str(item.relpath) for item in run(tree, recursive=True)]
     assert not any(rel.startswith("link") for rel in relpaths)
+
+
+def test_a_symlink_loop_in_a_folder_does_not_end_its_scan(tmp_path: Path) -> None:
+    """A looping symlink is one entry not taken, not a folder-wide "cannot read" row."""
+    image(tmp_path / "a.png")
+    (tmp_path / "loop-a.png").symlink_to(tmp_path / "loop-b.png")
+    (tmp_path / "loop-b.png").symlink_to(tmp_path / "loop-a.png")
+    (tmp_path / "self").symlink_to(tmp_path / "self")
+    image(tmp_path / "z.png")
+    scan = ScanTally()
+    items = list(iter_inputs([str(tmp_path)], stdin=io.BytesIO(), scan=scan))
+    assert [(str(item.relpath), item.error) for item in items] == [("a.png", None), ("z.png", None)]
+    assert scan.counts() == {NOT_REGULAR: 2, UNSUPPORTED: 1}
 
 
 def test_image_named_file_in_a_folder_that_is_not_an_image(tmp_path: Path) -> None:

@@ -523,13 +523,23 @@ def _not_taken(entry: os.DirEntry[str], parts: tuple[str, ...], patterns: Patter
         return HIDDEN
     if entry.is_dir(follow_symlinks=False):
         return None
-    if entry.is_dir():
+    is_dir, is_file = _followed(entry)
+    if is_dir:
         return SYMLINKED_FOLDER
     if PurePosixPath(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
         return UNSUPPORTED
-    if not entry.is_file():
+    if not is_file:
         return NOT_REGULAR
     return patterns.refusal(PurePosixPath(*parts, entry.name))
+
+
+def _followed(entry: os.DirEntry[str]) -> tuple[bool, bool]:
+    """(a folder, a regular file) through symlinks; neither for a symlink loop (ELOOP) or
+    a target that cannot be looked at, which must not end the scan of the whole folder."""
+    try:
+        return entry.is_dir(), entry.is_file()
+    except OSError:
+        return False, False
 
 
 def _found_file(found: Path, parts: tuple[str, ...], prefix: tuple[str, ...] = ()) -> InputItem:
