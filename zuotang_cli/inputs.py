@@ -43,6 +43,7 @@ DUPLICATE = "duplicate"
 NOT_FOUND = "no such file or directory; expected an http(s) URL, a list file, an image or a folder"
 NOT_AN_IMAGE = "not an image"
 GIF_REFUSED = "GIF is not supported (jpg, png, bmp, webp, tiff only)"
+NOT_UTF8_NAME = "file name is not valid UTF-8: rename it"
 
 _IMAGE_LIKE = IMAGE_SUFFIXES | {".gif"}
 _HEAD_BYTES = 32
@@ -373,6 +374,8 @@ def _open_list(source: str) -> Iterator[InputItem]:
 
 
 def _image_item(source: str, path: Path, relpath: PurePosixPath | None, head: bytes) -> InputItem:
+    if not _utf8(str(path)):  # the journal and the reports hold text: refuse it, shown safely
+        return _bad(os.fsencode(source).decode("utf-8", "backslashreplace"), NOT_UTF8_NAME)
     error = _image_error(head)
     if error is not None:
         return _bad(source, error, path=path, relpath=relpath)
@@ -393,6 +396,15 @@ def _image_item(source: str, path: Path, relpath: PurePosixPath | None, head: by
         width=info.width,
         height=info.height,
     )
+
+
+def _utf8(text: str) -> bool:
+    """False for a name with bytes that are not UTF-8 (held as surrogate escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------
