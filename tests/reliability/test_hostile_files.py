@@ -356,6 +356,7 @@ def test_1000_hostile_files_as_a_folder_and_as_a_list(
     assert skipped == dict(Counter(r for r in reasons.values() if r is not None)), skipped
     taken = [path for path, reason in reasons.items() if reason is None]
     assert sorted(row["input"] for row in rows) == sorted(map(shown, taken))
+    folder_rows = len(rows)
     folder_sent = check_sent(rows, received, [Path(p) for p in taken if Path(p).is_file()])
 
     # As a list on stdin: one row per line (a path with a newline cannot be listed).
@@ -376,7 +377,7 @@ def test_1000_hostile_files_as_a_folder_and_as_a_list(
         f"{kinds_made['symlink-dangling']} dangling and {kinds_made['symlink-outside']} "
         f"outward symlinks, {kinds_made['unreadable']} unreadable"
         + (" (running as root: no unreadable file)" if IS_ROOT else "")
-        + f"); as a folder: {len(rows)} rows + {sum(skipped.values())} counted as not taken "
+        + f"); as a folder: {folder_rows} rows + {sum(skipped.values())} counted as not taken "
         f"({skipped}) = every file, {folder_sent} sent, {folder_seconds:.1f} s; as a list on "
         f"stdin: {len(listed)} lines, {len(rows)} rows, {list_sent} sent, "
         f"{list_seconds:.1f} s; every file sent is one the preflight rules accept (and the "
