@@ -20,6 +20,7 @@ from zuotang_cli.inputs import (
     MAX_LINE_BYTES,
     NOT_AN_IMAGE,
     NOT_FOUND,
+    NOT_UTF8_NAME,
     InvalidURL,
     iter_inputs,
     normalize_url,
@@ -27,6 +28,7 @@ from zuotang_cli.inputs import (
 )
 from zuotang_cli.models import InputItem, InputKind
 from zuotang_cli.rules import MAX_URL_LENGTH
+from zuotang_cli.scan import NOT_REGULAR, UNSUPPORTED, ScanTally
 
 
 def run(*sources: str | Path, stdin: bytes = b"", recursive: bool = False) -> list[InputItem]:
@@ -527,6 +529,34 @@ def test_folder_walk_does_not_follow_symlinked_folders(tree: Path, tmp_path: Pat
     (tree / "link").symlink_to(outside, target_is_directory=True)
     relpaths = [str(item.relpath) for item in run(tree, recursive=True)]
     assert not any(rel.startswith("link") for rel in relpaths)
+
+
+def test_a_symlink_loop_in_a_folder_does_not_end_its_scan(tmp_path: Path) -> None:
+    """A looping symlink is one entry not taken, not a folder-wide "cannot read" row."""
+    image(tmp_path / "a.png")
+    (tmp_path / "loop-a.png").symlink_to(tmp_path / "loop-b.png")
+    (tmp_path / "loop-b.png").symlink_to(tmp_path / "loop-a.png")
+    (tmp_path / "self").symlink_to(tmp_path / "self")
+    image(tmp_path / "z.png")
+    scan = ScanTally()
+    items = list(iter_inputs([str(tmp_path)], stdin=io.BytesIO(), scan=scan))
+    assert [(str(item.relpath), item.error) for item in items] == [("a.png", None), ("z.png", None)]
+    assert scan.counts() == {NOT_REGULAR: 2, UNSUPPORTED: 1}
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows file names are UTF-16")
+def test_a_file_name_that_is_not_utf8_is_refused_and_shown_escaped(tmp_path: Path) -> None:
+    """Such a name cannot go into the journal or a report as text: an invalid row."""
+    try:
+        bad = image(tmp_path / os.fsdecode(b"\xff\xfe.png"))
+    except OSError:
+        pytest.skip("this file system refuses names that are not UTF-8")
+    image(tmp_path / "ok.png")
+    for items in (run(tmp_path), run(bad)):
+        refused = [item for item in items if item.error is not None]
+        assert [item.error for item in refused] == [NOT_UTF8_NAME]
+        assert refused[0].source == str(tmp_path) + "/\\xff\\xfe.png"
+        refused[0].source.encode("utf-8")
 
 
 def test_image_named_file_in_a_folder_that_is_not_an_image(tmp_path: Path) -> None:

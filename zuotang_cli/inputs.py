@@ -43,6 +43,7 @@ DUPLICATE = "duplicate"
 NOT_FOUND = "no such file or directory; expected an http(s) URL, a list file, an image or a folder"
 NOT_AN_IMAGE = "not an image"
 GIF_REFUSED = "GIF is not supported (jpg, png, bmp, webp, tiff only)"
+NOT_UTF8_NAME = "file name is not valid UTF-8: rename it"
 
 _IMAGE_LIKE = IMAGE_SUFFIXES | {".gif"}
 _HEAD_BYTES = 32
@@ -388,6 +389,8 @@ def _open_list(source: str) -> Iterator[InputItem]:
 
 
 def _image_item(source: str, path: Path, relpath: PurePosixPath | None, head: bytes) -> InputItem:
+    if not _utf8(str(path)):  # the journal and the reports hold text: refuse it, shown safely
+        return _bad(os.fsencode(source).decode("utf-8", "backslashreplace"), NOT_UTF8_NAME)
     error = _image_error(head)
     if error is not None:
         return _bad(source, error, path=path, relpath=relpath)
@@ -408,6 +411,15 @@ def _image_item(source: str, path: Path, relpath: PurePosixPath | None, head: by
         width=info.width,
         height=info.height,
     )
+
+
+def _utf8(text: str) -> bool:
+    """False for a name with bytes that are not UTF-8 (held as surrogate escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -538,13 +550,23 @@ def _not_taken(entry: os.DirEntry[str], parts: tuple[str, ...], patterns: Patter
         return HIDDEN
     if entry.is_dir(follow_symlinks=False):
         return None
-    if entry.is_dir():
+    is_dir, is_file = _followed(entry)
+    if is_dir:
         return SYMLINKED_FOLDER
     if PurePosixPath(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
         return UNSUPPORTED
-    if not entry.is_file():
+    if not is_file:
         return NOT_REGULAR
     return patterns.refusal(PurePosixPath(*parts, entry.name))
+
+
+def _followed(entry: os.DirEntry[str]) -> tuple[bool, bool]:
+    """(a folder, a regular file) through symlinks; neither for a symlink loop (ELOOP) or
+    a target that cannot be looked at, which must not end the scan of the whole folder."""
+    try:
+        return entry.is_dir(), entry.is_file()
+    except OSError:
+        return False, False
 
 
 def _found_file(found: Path, parts: tuple[str, ...], prefix: tuple[str, ...] = ()) -> InputItem:

@@ -7,11 +7,16 @@ received (its billed_by_input keys are image_url as received) is checked against
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import random
 import re
 import tempfile
+import time
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +25,19 @@ from urllib.parse import SplitResult, unquote, urlsplit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
+from tests.reliability.fuzz import (
+    BOM,
+    MAX_LINE_BYTES,
+    expected_rows,
+    fuzz_content,
+    is_entry,
+    split_lines,
+)
 from tests.reliability.support import Trial, enhance, report_rows
 
 SUITE = "Bad input (property-based, hypothesis)"
-MAX_LINE_BYTES = 64 * 1024
-BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"II*\x00", b"MM\x00*", b"GIF8", b"RIFF")
 """First bytes by which a file given by path is taken for an image, not a list."""
@@ -146,24 +158,11 @@ def list_files(draw: st.DrawFn) -> ListFile:
 
 
 def entries(lines: list[bytes], *, via_stdin: bool = True) -> int:
-    """How many report rows the lines must give: every line but blanks and # comments
-    (an undecodable or over-long line is a row too); a list file in UTF-16 is one row."""
+    """How many report rows the lines must give (see fuzz.is_entry); a list file in
+    UTF-16 is one row."""
     if not via_stdin and lines and lines[0].startswith(UTF16_BOMS):
         return 1
-    count = 0
-    for number, raw in enumerate(lines):
-        if len(raw) >= MAX_LINE_BYTES:
-            count += 1
-            continue
-        if number == 0:
-            raw = raw.removeprefix(BOM)
-        try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            count += 1
-            continue
-        count += bool(text) and not text.startswith("#")
-    return count
+    return sum(is_entry(number, raw) for number, raw in enumerate(lines, start=1))
 
 
 # -- what "correctly encoded" means, checked apart from the client's own code ---------------
@@ -188,13 +187,14 @@ def _host(parts: SplitResult) -> str:
     return host.encode("idna").decode("ascii").lower()
 
 
-def meaning(url: str) -> tuple[str, str, int | None, str, str]:
-    """What a URL points at, decoded: scheme, host (IDNA), port, path, query."""
+def meaning(url: str) -> tuple[str, str, str, int | None, str, str]:
+    """What a URL points at, decoded: scheme, userinfo, host (IDNA), port, path, query."""
     parts = urlsplit(url.strip())
     default = {"http": 80, "https": 443}[parts.scheme.lower()]
     port = parts.port if parts.port != default else None
     return (
         parts.scheme.lower(),
+        unquote(parts.netloc.rpartition("@")[0]),
         _host(parts),
         port,
         unquote(parts.path or "/", errors="replace"),
@@ -211,58 +211,97 @@ class Tally:
     lines: int = 0
     rows: Counter[str] = field(default_factory=Counter)
     sent: int = 0
+    files_sent: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
 
 
 def check_one(trial: Trial, emu: Any, tmp_path: Path, case: ListFile, tally: Tally) -> None:
-    work = Path(tempfile.mkdtemp(dir=tmp_path))
-    out = work / "out"
+    work = Path(tempfile.mkdtemp(dir=tmp_path))  # relative paths on a line name nothing
+    expected = entries(case.lines, via_stdin=case.via_stdin)
+    check_list(
+        trial, emu, work, case.content, via_stdin=case.via_stdin, expected=expected, tally=tally
+    )
+
+
+def check_list(
+    trial: Trial,
+    emu: Any,
+    work: Path,
+    content: bytes,
+    *,
+    via_stdin: bool,
+    expected: int,
+    tally: Tally,
+    images: Mapping[Path, str] | None = None,
+    must_send: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """Run ``content`` as a list (on stdin, or as a file) from ``work``; check it gave
+    ``expected`` rows, each with its reason or done, and that the emulator received exactly
+    the done rows: URLs well formed and meaning what their line meant, local files only
+    among ``images`` (resolved path: SHA-256, the valid images in ``work``).  Every line
+    of ``must_send`` (a URL or path that must be accepted) is done or a duplicate."""
+    images = images or {}
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / f"out-{tally.examples}"
+    report = work / f"report-{tally.examples}.jsonl"
     before = Counter(emu.stats()["billed_by_input"])
-    if case.via_stdin:
-        source, stdin = "-", case.content
+    if via_stdin:
+        source, stdin = "-", content
     else:
-        (work / "list.txt").write_bytes(case.content)
-        source, stdin = str(work / "list.txt"), None
+        listed = work / f"list-{tally.examples}.txt"
+        listed.write_bytes(content)
+        source, stdin = str(listed), None
     run = enhance(
         trial,
         source,
         "-o",
         str(out),
         "--qps",
-        "200",
+        "1000",
         "-q",
         "--report",
-        str(work / "report.jsonl"),
+        str(report),
         endpoint=emu.endpoint,
         stdin=stdin,
-        cwd=work,  # relative paths on a line name nothing
-        timeout=120,
+        cwd=work,
+        timeout=300,
     )
     assert run.returncode in (0, 1), run.stderr[-2000:]
-    # The JSON Lines copy of the report (the CSV one has a bug with a bare CR, see below).
-    with (work / "report.jsonl").open(encoding="utf-8") as fh:
+    # The JSON Lines copy of the report (the CSV one had a bug with a bare CR, see below).
+    with report.open(encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh]
-    assert len(rows) == entries(case.lines, via_stdin=case.via_stdin), (rows, case.lines)
+    assert len(rows) == expected, (len(rows), expected, run.stderr[-2000:])
     received = Counter(emu.stats()["billed_by_input"]) - before
-    sent = [row for row in rows if row["outcome"] != "invalid"]
-    assert all(row["outcome"] == "done" for row in sent), sent
+    outcomes = Counter(row["outcome"] for row in rows)
+    assert set(outcomes) <= {"done", "invalid", "skipped"}, outcomes
     assert all(row["message"] for row in rows if row["outcome"] == "invalid"), rows
-    for row in rows:
-        scheme = row["input"].split(":", 1)[0].strip().lower()
-        if row["outcome"] == "done":
-            assert scheme in ("http", "https"), row
-    # Each URL sent arrived well formed, once, and means what the line meant.
-    assert sum(received.values()) == len(sent)
-    assert all(well_formed(url) for url in received), list(received)
-    assert Counter(meaning(url) for url in received.elements()) == Counter(
-        meaning(row["input"]) for row in sent
+    skipped = [row for row in rows if row["outcome"] == "skipped"]
+    assert all(row["message"].startswith("duplicate of ") for row in skipped), skipped
+    done = [row for row in rows if row["outcome"] == "done"]
+    urls = [row for row in done if urlsplit(row["input"]).scheme.lower() in ("http", "https")]
+    files = [row for row in done if row not in urls]
+    # Each URL sent arrived well formed, once, and means what the line meant; each file
+    # sent is one of the valid images, once.
+    sent_urls = Counter({key: n for key, n in received.items() if not key.startswith("sha256:")})
+    sent_files = received - sent_urls
+    assert all(well_formed(url) for url in sent_urls), list(sent_urls)
+    assert Counter(meaning(url) for url in sent_urls.elements()) == Counter(
+        meaning(row["input"]) for row in urls
     )
+    assert set(sent_files) <= {f"sha256:{digest}" for digest in images.values()}, sent_files
+    assert sent_files == Counter(
+        f"sha256:{images[(work / row['input']).resolve()]}" for row in files
+    ), files
+    accepted = {row["input"] for row in done + skipped}
+    assert not [line for line in must_send if line not in accepted], rows
     tally.examples += 1
-    tally.lines += len(case.lines)
-    tally.rows.update(row["outcome"] for row in rows)
-    tally.sent += len(sent)
+    tally.lines += len(split_lines(content))
+    tally.rows.update(outcomes)
+    tally.sent += len(done)
+    tally.files_sent += len(files)
     tally.reasons.update(reason(row["message"]) for row in rows if row["outcome"] == "invalid")
-    trial.inputs += len(case.lines)
+    trial.inputs += len(split_lines(content))
+    return rows
 
 
 def reason(message: str) -> str:
@@ -373,3 +412,159 @@ def test_a_list_file_starting_with_bm_is_still_a_list(
     rows = report_rows(out)
     assert len(rows) == 3, rows
     assert sorted(row["outcome"] for row in rows) == ["done", "done", "invalid"], rows
+
+
+# -- 100,000 seeded lines -----------------------------------------------------------------
+
+FUZZ_SEED = int(os.environ.get("ZUOTANG_FUZZ_SEED", "15"))
+FUZZ_RUNS = int(os.environ.get("ZUOTANG_FUZZ_RUNS", "10"))
+FUZZ_LINES = 10_000
+LIST_HEADER = b"# zuotang fuzz list"
+"""The first line of a fuzzed list file: its first bytes must not be taken for an image
+(test_a_list_file_starting_with_bm_is_still_a_list and the UTF-16 test cover that)."""
+
+
+def local_files(work: Path) -> tuple[list[str], dict[Path, str]]:
+    """Files a list line may name, relative to ``work``; and the valid images among them
+    (resolved path: SHA-256).  The others are refused: not an image, GIF, too small, too
+    wide, empty, a folder, a text file holding a URL (a list names images, not lists)."""
+    img = work / "img"
+    img.mkdir()
+    valid = {
+        "img/ok.png": ((40, 30), "PNG"),
+        "img/ok.jpg": ((64, 48), "JPEG"),
+        "img/with space.webp": ((20, 20), "WEBP"),
+        "img/画像.bmp": ((12, 30), "BMP"),
+    }
+    for number, (name, (size, fmt)) in enumerate(valid.items()):
+        Image.new("RGB", size, (number * 50, 90, 160)).save(work / name, fmt)
+    Image.new("RGB", (30, 30)).save(
+        img / "anim.gif", save_all=True, append_images=[Image.new("RGB", (30, 30), (255, 0, 0))]
+    )
+    Image.new("RGB", (5, 5)).save(img / "tiny.png")
+    Image.new("RGB", (5000, 20)).save(img / "wide.png")
+    (img / "empty.png").write_bytes(b"")
+    (img / "folder.png").mkdir()
+    (img / "fake.jpg").write_text("not a jpeg\n")
+    (img / "urls.txt").write_text("https://img.test/from-a-listed-list.png\n")
+    names = [*valid, "img/anim.gif", "img/tiny.png", "img/wide.png", "img/empty.png"]
+    names += ["img/folder.png", "img/fake.jpg", "img/urls.txt"]
+    digests = {
+        (work / name).resolve(): hashlib.sha256((work / name).read_bytes()).hexdigest()
+        for name in valid
+    }
+    return names, digests
+
+
+@pytest.mark.reliability
+@pytest.mark.timeout(900)
+def test_100k_fuzzed_lines_through_files_and_stdin(
+    trial: Trial, emulator: Any, tmp_path: Path
+) -> None:
+    """100,000 seeded hostile lines, half in list files and half on stdin: one row per entry."""
+    emu = emulator(cheap=True, qps=10_000)
+    names, images = local_files(tmp_path)
+    valid = [name for name in names if (tmp_path / name).resolve() in images]
+    tally, kinds, must = Tally(), Counter[str](), 0
+    started = time.monotonic()
+    for number in range(FUZZ_RUNS):
+        rng = random.Random(FUZZ_SEED * 1000 + number)
+        via_stdin = number % 2 == 0
+        first = None if via_stdin else LIST_HEADER
+        fuzzed = fuzz_content(rng, FUZZ_LINES, names, valid, first=first)
+        check_list(
+            trial,
+            emu,
+            tmp_path,
+            fuzzed.content,
+            via_stdin=via_stdin,
+            expected=expected_rows(fuzzed.content),
+            tally=tally,
+            images=images,
+            must_send=fuzzed.must_send,
+        )
+        kinds += fuzzed.kinds
+        must += len(fuzzed.must_send)
+    seconds = time.monotonic() - started
+    assert tally.lines == FUZZ_RUNS * FUZZ_LINES
+    assert tally.rows["done"] and tally.files_sent and tally.rows["invalid"], tally
+    stats = emu.stats()
+    top = ", ".join(f"{reason!r} {n}" for reason, n in tally.reasons.most_common(8))
+    trial.note(
+        f"seed {FUZZ_SEED}: {tally.lines} generated lines in {FUZZ_RUNS} runs of "
+        f"{FUZZ_LINES} (half list files, half stdin; kinds {dict(kinds)}): "
+        f"{sum(tally.rows.values())} report rows, exactly one per non-blank, non-comment "
+        f"line ({dict(tally.rows)}); {trial.tracebacks} tracebacks; "
+        f"{stats['calls']} calls received, {tally.sent - tally.files_sent} URLs each well "
+        f"formed and meaning what its line meant, {tally.files_sent} local files each a "
+        f"valid image; all {must} lines that had to be sent were done or a duplicate; "
+        f"{seconds:.0f} s; commonest reasons: {top}"
+    )
+
+
+DEFINITION = [
+    (BOM + b"# a BOM, then a comment", False),
+    (b"", False),
+    (b" \t\r", False),
+    ("\u3000\x85\xa0\u2028".encode(), False),  # unicode whitespace: str.strip() empties it
+    (b"\x1c\x1d\x1e\x1f\x0b\x0c", False),  # so are these controls
+    (b" " * MAX_LINE_BYTES, False),  # blank, at the limit
+    (b"# comment", False),
+    (b"   \t# indented comment", False),
+    ("\u3000#ideographic space, then a comment".encode(), False),
+    (b"#" * MAX_LINE_BYTES, False),  # a comment, at the limit
+    (b"https://img.test/a.png # not a comment", True),
+    (b"\x00", True),  # NUL is not whitespace
+    (b"\x00# after a NUL", True),
+    ("\u200b".encode(), True),  # zero-width space is not whitespace
+    (BOM + b"# a BOM after line 1 is text", True),
+    (b"\xff# undecodable", True),
+    (b" " * (MAX_LINE_BYTES + 1), True),  # over the limit: a row, whatever it holds
+    (b"#" * (MAX_LINE_BYTES + 1), True),
+    (b"\x7f", True),
+]
+
+
+@pytest.mark.parametrize("via_stdin", [True, False], ids=["stdin", "file"])
+def test_blank_and_comment_lines_are_what_the_product_says(
+    trial: Trial, emulator: Any, tmp_path: Path, via_stdin: bool
+) -> None:
+    """Blank (str.strip() empties it) and # comment lines give no row; every other line one."""
+    emu = emulator(cheap=True, qps=10_000)
+    lines = [raw + end for (raw, _), end in zip(DEFINITION, [b"\r", b""] * 20, strict=False)]
+    content = b"\n".join(lines)
+    assert [is_entry(n, raw) for n, raw in enumerate(lines, 1)] == [e for _, e in DEFINITION]
+    tally = Tally()
+    rows = check_list(trial, emu, tmp_path, content, via_stdin=via_stdin, expected=9, tally=tally)
+    assert tally.rows == Counter({"invalid": 8, "done": 1}), rows
+    too_long = [row for row in rows if "too long" in row["message"]]
+    assert [row["input"] for row in too_long] == [
+        f"{'stdin' if via_stdin else tmp_path / 'list-0.txt'}:{n}" for n in (17, 18)
+    ], rows
+
+
+def test_a_utf16_list_file_is_one_row_and_utf16_on_stdin_a_row_a_line(
+    trial: Trial, emulator: Any, tmp_path: Path
+) -> None:
+    """UTF-16 with a BOM: a list file is one row saying so; on stdin, each line is a row."""
+    emu = emulator(cheap=True, qps=10_000)
+    text = "https://img.test/a.png\n# comment\n\nhttps://img.test/b.png\n"
+    for encoding in ("utf-16", "utf-16-be"):
+        content = (b"\xfe\xff" if encoding == "utf-16-be" else b"") + text.encode(encoding)
+        tally = Tally()
+        rows = check_list(
+            trial, emu, tmp_path / encoding, content, via_stdin=False, expected=1, tally=tally
+        )
+        assert "UTF-16" in rows[0]["message"], rows
+        rows = check_list(
+            trial,
+            emu,
+            tmp_path / encoding,
+            content,
+            via_stdin=True,
+            expected=expected_rows(content),
+            tally=tally,
+        )
+        # Each line keeps a NUL of its LF (after the LF in LE, so a fifth line): nothing is
+        # blank, nothing is a comment, nothing is sent.
+        assert len(rows) == {"utf-16": 5, "utf-16-be": 4}[encoding] and tally.sent == 0, rows
