@@ -86,6 +86,19 @@ def test_a_listing_that_drops_sync_always_answers_a_task_id(emulator: EmulatorFa
     assert emu.stats()["sync_requested"] == 1
 
 
+def test_the_async_fault_answers_some_sync_calls_with_a_task_id(
+    emulator: EmulatorFactory,
+) -> None:
+    emu = emulator(faults={"async": 0.5}, seed=3, qps=100)
+    bodies = [create(emu, sync="1").json() for _ in range(12)]
+    tasks = [body["data"]["task_id"] for body in bodies if "state" not in body["data"]]
+    assert 0 < len(tasks) < len(bodies)  # some answered with the result, some with a task
+    assert all(finished(emu, task_id)["data"]["state"] == 1 for task_id in tasks)
+    stats = emu.stats()
+    assert stats["faults"] == {"async": len(tasks)}
+    assert stats["billed"] == len(bodies)  # a task-id reply is an HTTP 200 (every-200)
+
+
 def test_sync_replies_count_sync_1_too(emulator: EmulatorFactory) -> None:
     emu = emulator()
     assert create(emu, sync="1").json()["data"]["state"] == 1

@@ -13,11 +13,15 @@ GATEWAY_FAULTS = ("429", "500", "503", "504", "reset", "slow", "breaker")
 ``breaker`` opens the circuit breaker (see :mod:`zuotang_cli.emulator.breaker`)."""
 LINK_FAULTS = ("truncate", "expire")
 """Faults of a successful (billed) call that spoil the download of its result."""
+REPLY_FAULTS = ("async",)
+"""``async``: the call is answered with a task id only, as the vendor's asynchronous API
+does, whatever ``sync=1`` asked and whatever ``replies`` says: the result is to be fetched
+by polling the task (billed as any task under the billing rule)."""
 STATE_FAULTS: dict[str, int] = {
     f"state{state}": state for state in rules.STATE_MEANINGS if state != rules.STATE_DONE
 }
 """``state-8`` and friends: a 200 reply carrying that failing or unfinished state."""
-FAULT_KINDS = (*GATEWAY_FAULTS, *LINK_FAULTS, *STATE_FAULTS)
+FAULT_KINDS = (*GATEWAY_FAULTS, *LINK_FAULTS, *REPLY_FAULTS, *STATE_FAULTS)
 
 
 def validate_faults(faults: Mapping[str, float]) -> dict[str, float]:

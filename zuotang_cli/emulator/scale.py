@@ -124,6 +124,9 @@ async def _service(call: Call, emu: EmulatorState) -> Answer:
         assert call.fault is not None
         emu.stats.faults[call.fault] += 1
         return Answer(await _gateway_fault(call, emu))
+    if call.fault == "async":
+        emu.stats.faults[call.fault] += 1
+        return _start_task(call, scale_call, emu)
     if config.replies == "async" or (config.replies == "async-unless-sync" and not scale_call.sync):
         return _start_task(call, scale_call, emu)
     hangup = None if config.billing == "every-200" else call.request
