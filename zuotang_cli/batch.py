@@ -672,6 +672,8 @@ class Batch:
         paid for; else call (again once, if a fresh link turns out to have expired)."""
         entry = work.plan.entry
         recall = False
+        if work.plan.action is Action.CALL and entry is not None and _expired(entry, time.time()):
+            self.journal.link_expired(work.key)  # paid earlier, expired since: paid again
         if work.plan.action is Action.DOWNLOAD and entry is not None and entry.image:
             _restore(record, entry.record)
             record.extra.setdefault("started", time.monotonic())
@@ -1087,6 +1089,13 @@ def _restore(record: Record, earlier: Record) -> None:
     for name in ("http_status", "status", "state", "state_meaning", "task_id", "request_id"):
         setattr(record, name, getattr(earlier, name))
     record.created_at, record.completed_at = earlier.created_at, earlier.completed_at
+
+
+def _expired(entry: Entry, now: float) -> bool:
+    """A result (or task) an earlier run paid for, whose link has expired since."""
+    if entry.status is Status.PENDING:
+        return (entry.link_expires or 0.0) <= now
+    return entry.status is Status.PAID and not entry.link_alive(now)
 
 
 def _loop_deadline(wall_time: float) -> float:
