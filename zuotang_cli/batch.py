@@ -267,6 +267,8 @@ class Batch:
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
         self._unanswered = 0
+        self._answered_at = float("-inf")
+        """When the endpoint last sent an HTTP reply (monotonic)."""
         """Calls in a row that got no HTTP reply at all."""
 
     # -- control -------------------------------------------------------------------------
@@ -884,13 +886,14 @@ class Batch:
         record.attempts += 1
         record.extra.setdefault("started", time.monotonic())
         self.journal.calling(work.key, record)
+        started = time.monotonic()
         try:
             reply = await api.call_once(self._calls, spec, item, on_sent=ticket.sent)
         finally:
             ticket.sent()  # never went out (or no trace): it counts from now
         if reply.http_status is None and self._http_log is not None:
             self._http_log(f"http: POST {spec.endpoint} -> no reply: {reply.message}")
-        self._note_reachability(reply)
+        self._note_reachability(reply, started)
         billed = reply.billed(cfg.billing)
         if billed:
             self._count_paid(work, record)
@@ -1015,14 +1018,19 @@ class Batch:
         if self._http_log is not None:
             self._http_log(api.describe_exchange(response))
 
-    def _note_reachability(self, reply: Reply) -> None:
+    def _note_reachability(self, reply: Reply, started: float) -> None:
         """Halt when the endpoint has answered nothing for many calls in a row: a wrong
-        --endpoint, DNS failure or a server that went away; retrying cannot help."""
+        --endpoint, DNS failure or a server that went away; retrying cannot help.  A call
+        that went out before the endpoint's latest reply does not count: the endpoint
+        answered meanwhile (slow calls that time out together are not silence)."""
         if reply.http_status is not None:
             self._unanswered = 0
+            self._answered_at = time.monotonic()
             return
         if reply.error_class == TOO_MANY_OPEN_FILES:
             return  # this process's limit, not the endpoint's silence
+        if started < self._answered_at:
+            return
         self._unanswered += 1
         if self._unanswered >= UNREACHABLE_AFTER:
             self._halt(
