@@ -279,6 +279,11 @@ class Batch:
         self.result.interrupted = True
         self._stop("interrupted")
 
+    def report_lost(self, message: str) -> None:
+        """A report could not be written (its disk full): halt as on any disk error, while
+        the other reports and the journal keep every input's row."""
+        self._halt_on_disk_error(message)
+
     def _halt(self, reply: Reply) -> None:
         if reply.error_class in (ErrorClass.ENDPOINT_REFUSED, ErrorClass.ENDPOINT_NOT_FOUND):
             reply = dataclasses.replace(
@@ -602,9 +607,9 @@ class Batch:
         except (LocalError, OSError) as exc:  # the journal or the disk
             cause = exc if isinstance(exc, OSError) else exc.__cause__
             error_class = os_error_class(cause) if isinstance(cause, OSError) else DISK_ERROR
-            record = self._failure(work, error_class, str(exc))
+            record = self._local_failure(work, error_class, str(exc))
             if error_class == DISK_ERROR:  # nothing more can be saved
-                self._halt_on_disk_error(record.message)
+                self._halt_on_disk_error(str(exc))
         except Exception as exc:  # a bug must cost one input, not the batch
             record = self._failure(work, "internal-error", f"{type(exc).__name__}: {exc}")
         self._emit(record)
@@ -617,6 +622,22 @@ class Batch:
             message=message,
             error_class=error_class,
         )
+
+    def _local_failure(self, work: Work, error_class: str, message: str) -> Record:
+        """The row of an input the journal or the disk failed: what it paid is kept, and
+        said, with what the next run does about it (the journal may not have booked it)."""
+        record = work.record
+        if record is None or not record.paid_calls:
+            return self._failure(work, error_class, message)
+        record.outcome, record.error_class, record.output = Outcome.FAILED, error_class, None
+        with contextlib.suppress(LocalError):
+            entry = self.journal.get(work.key)
+            if entry is not None and entry.status in (Status.PAID, Status.PENDING):
+                record.message = f"{PAID_NOT_SAVED}: {message}; {DOWNLOADS_LATER}"
+                return record
+        unbooked = "the journal could not book it: a re-run calls it again"
+        record.message = f"{PAID_NOT_SAVED}: {message}; {unbooked}"
+        return record
 
     def _halt_on_disk_error(self, message: str) -> None:
         """A result that cannot be saved is money lost: start no more calls."""
@@ -809,7 +830,9 @@ class Batch:
             record.error_class, record.message = exc.error_class, message
             if exc.error_class == ErrorClass.LINK_EXPIRED:
                 self.journal.link_expired(work.key)
-            elif exc.error_class == DISK_ERROR:
+                return False
+            record.message = f"{PAID_NOT_SAVED}: {message}; {DOWNLOADS_LATER}"
+            if exc.error_class == DISK_ERROR:
                 self._halt_on_disk_error(str(exc))
             return False
         record.outcome = Outcome.DONE
@@ -1049,6 +1072,11 @@ class Batch:
 
 
 _ENDPOINT_REFUSALS = (ErrorClass.ENDPOINT_REFUSED, ErrorClass.ENDPOINT_NOT_FOUND)
+
+
+PAID_NOT_SAVED = "paid, not saved"
+"""The start of the message of an input whose result was paid for and not saved."""
+DOWNLOADS_LATER = "a re-run downloads it without a new call while its link lives"
 
 
 def _nothing() -> None:
