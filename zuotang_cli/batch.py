@@ -267,9 +267,9 @@ class Batch:
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
         self._unanswered = 0
+        """Calls in a row that got no HTTP reply at all."""
         self._answered_at = float("-inf")
         """When the endpoint last sent an HTTP reply (monotonic)."""
-        """Calls in a row that got no HTTP reply at all."""
 
     # -- control -------------------------------------------------------------------------
 
