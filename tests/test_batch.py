@@ -268,6 +268,42 @@ def test_an_unreachable_endpoint_halts_the_run(tmp_path: Path) -> None:
     assert sum(r.outcome is Outcome.NOT_ATTEMPTED for r in records) >= 30
 
 
+def test_calls_that_time_out_after_the_endpoint_answered_are_not_silence(tmp_path: Path) -> None:
+    """13 calls hang and time out together just after a later call was answered: the
+    endpoint is reachable (it answered since they went out), so the run must not halt."""
+    slow, answered = 13, asyncio.Event()
+    calls = 0
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        if request.url.path != "/tasks/visual/scale":
+            return httpx.Response(200, content=png())
+        calls += 1
+        if calls <= slow:  # the first ones hang until the fast one was answered
+            await answered.wait()
+            await asyncio.sleep(0.2)
+            raise httpx.ReadTimeout("timed out", request=request)
+        if calls == slow + 1:
+            asyncio.get_running_loop().call_later(0.05, answered.set)
+        return ok(f"https://cdn.test/r/{calls}.png")
+
+    records: list[Record] = []
+    cfg = BatchConfig(
+        spec=CallSpec(ENDPOINT, "APPCODE-XYZ", "clean", None),
+        output_dir=tmp_path,
+        qps=200.0,
+        backoff=0.01,
+        concurrency=slow + 1,
+        paid_retries=2,
+    )
+    with Journal.open(tmp_path) as journal:
+        batch = Batch(cfg, records.append, journal, transport=httpx.MockTransport(server))
+        result = asyncio.run(batch.run(aiter(urls(slow + 1))))
+    assert result.halt is None, result.halt
+    assert [r.outcome for r in records] == [Outcome.DONE] * (slow + 1)
+    assert calls == 2 * slow + 1  # each hung call tried once more, answered at once
+
+
 def test_elapsed_counts_from_the_first_call_not_from_the_queue(tmp_path: Path) -> None:
     server = Server(lambda n, r: ok())
     _, records = run(tmp_path, server, urls(6), qps=5.0)

@@ -384,3 +384,22 @@ def test_scale_predictions_where_the_documents_disagree_say_so(
     )
     assert proc.returncode == ExitStatus.SUCCESS
     assert "disagree on the factor" in proc.stderr
+
+
+def test_slow_calls_timing_out_together_are_not_an_unreachable_endpoint(
+    tmp_path: Path, emulator: Any
+) -> None:
+    """Half the calls hang past --timeout; a throttle reply pauses the run, so they time out
+    together, in a row, though the endpoint answered the others meanwhile: that is not
+    silence, and the run must not halt as if the endpoint were unreachable (exit 4)."""
+    faults = {"429": 0.2, "slow": 0.5}
+    emu = emulator(
+        cheap=True, qps=1000, faults=faults, fault_caps={"429": 2}, slow_seconds=3.0, seed=3
+    )
+    urls = write_list(tmp_path / "u.txt", [emu.file_url(f"s{i}.png") for i in range(40)])
+    out = tmp_path / "out"
+    args = ("--qps", "200", "--timeout", "1", "--retries", "12", "--paid-retries", "20")
+    done = zuotang(str(urls), "-o", str(out), *args, endpoint=emu.endpoint)
+    assert done.returncode == ExitStatus.SUCCESS, done.stderr[-1500:]
+    assert emu.stats()["faults"]["slow"] >= 12
+    assert outcomes(out) == ["done"] * 40

@@ -205,3 +205,11 @@ def test_quota_holds_slots_for_calls_in_flight() -> None:
     assert quota.billed == 2
     unlimited = Quota(None)
     assert all(unlimited.hold() for _ in range(100))
+
+
+def test_fault_caps_are_read_and_checked() -> None:
+    config = EmulatorConfig.from_options(faults="breaker=0.01", fault_caps=" breaker = 1 ,")
+    assert config.fault_caps == {"breaker": 1}
+    for bad in ("breaker", "breaker=-1", "breaker=x", "nonsense=1"):
+        with pytest.raises(ValueError):
+            EmulatorConfig.from_options(fault_caps=bad)

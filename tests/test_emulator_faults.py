@@ -172,3 +172,49 @@ def test_a_seed_replays_the_same_faults(emulator: EmulatorFactory) -> None:
     again = story(emulator(**config), 30)
     assert first == again
     assert {outcome for outcome in first} == {(200, 1), (500, None), (200, -2)}
+
+
+def test_a_403_fault_is_the_older_throttle_whatever_the_throttle_style(
+    emulator: EmulatorFactory,
+) -> None:
+    emu = emulator(faults={"403": 1.0})  # throttle_style 429: flow control would say 429
+    response = post(emu)
+    assert response.status_code == 403
+    assert response.headers["X-Ca-Error-Message"] == "Throttled by USER Flow Control"
+    assert "X-Ca-Error-Code" not in response.headers and "Retry-After" not in response.headers
+    stats = emu.stats()
+    assert stats["faults"] == {"403": 1} and stats["billed"] == 0
+
+
+def test_an_async_fault_answers_a_task_id_though_sync_was_asked(
+    emulator: EmulatorFactory,
+) -> None:
+    emu = emulator(faults={"async": 1.0}, latency=(0.2, 0.2), qps=100)
+    response = httpx.post(
+        emu.endpoint,
+        data={"type": "clean", "sync": "1", "image_url": emu.file_url("harbour-320x240.jpg")},
+        headers=AUTH,
+        timeout=10,
+        trust_env=False,
+    )
+    data = response.json()["data"]
+    assert response.status_code == 200 and "state" not in data and data["task_id"]
+    assert emu.stats()["billed"] == 1  # every HTTP 200 is billed, a task's creation too
+    deadline = time.monotonic() + 5
+    while True:
+        polled = httpx.get(f"{emu.endpoint}/{data['task_id']}", headers=AUTH, trust_env=False)
+        if polled.json()["data"].get("state") == rules.STATE_DONE:
+            break
+        assert time.monotonic() < deadline, polled.json()
+        time.sleep(0.05)
+    assert get(polled.json()["data"]["image"]).status_code == 200
+    stats = emu.stats()
+    assert stats["faults"] == {"async": 1} and stats["billed"] == 1 and stats["polls"] >= 1
+
+
+def test_a_fault_cap_injects_a_kind_at_most_that_often(emulator: EmulatorFactory) -> None:
+    emu = emulator(faults={"breaker": 1.0}, fault_caps={"breaker": 1}, breaker_seconds=0.0, qps=100)
+    assert post(emu).headers["X-Ca-Error-Code"] == "D503CB"
+    assert [post(emu).status_code for _ in range(3)] == [200, 200, 200]
+    stats = emu.stats()
+    assert stats["faults"] == {"breaker": 1} and stats["breaker_refused"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 from pathlib import Path
@@ -10,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from zuotang_cli.errors import UsageError
+from zuotang_cli.errors import LocalError, UsageError
 from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
 from zuotang_cli.report import (
+    CsvReportWriter,
     JsonLinesReportWriter,
     ReportSet,
     Summary,
@@ -211,6 +213,40 @@ def test_report_set_open_checks_every_suffix_first(tmp_path: Path) -> None:
     with ReportSet.open([tmp_path / "ok.csv", tmp_path / "ok.csv"]) as reports:
         reports.write(RECORDS[0])
     assert len(read_report(tmp_path / "ok.csv")) == 1
+
+
+class FullDisk(io.StringIO):
+    """A stream whose disk fills after ``room`` characters (ENOSPC)."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, text: str) -> int:
+        if self.tell() + len(text) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(text)
+
+
+def test_a_report_whose_disk_fills_is_dropped_and_the_others_keep_every_row(
+    tmp_path: Path,
+) -> None:
+    full = FullDisk(room=600)
+    lost: list[str] = []
+    roomy = tmp_path / "roomy.jsonl"
+    writers = [CsvReportWriter(full, tmp_path / "full.csv"), open_report(roomy)]
+    with ReportSet(writers, on_lost=lost.append) as reports:
+        for record in RECORDS * 3:
+            reports.write(record)
+    assert len(read_report(roomy)) == 9
+    assert lost == [f"the report {tmp_path / 'full.csv'} failed: No space left on device"]
+
+
+def test_a_lost_report_without_a_listener_is_a_local_error() -> None:
+    reports = ReportSet([CsvReportWriter(FullDisk(room=600))])
+    with pytest.raises(LocalError, match="No space left"):
+        for record in RECORDS * 3:
+            reports.write(record)
 
 
 # --------------------------------------------------------------------------- Summary

@@ -345,3 +345,83 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.02)
+
+
+def journal_books(out: Path) -> dict[str, tuple[int, int]]:
+    """URL -> (paid calls, expired links), as the journal's rows hold them."""
+    db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
+    try:
+        rows = db.execute("SELECT key, paid_calls, expired_links FROM entries").fetchall()
+    finally:
+        db.close()
+    return {key.rsplit("\0", 1)[-1]: (paid, expired) for key, paid, expired in rows}
+
+
+def test_an_expired_link_is_booked_in_its_row_and_a_rerun_pays_nothing(
+    tmp_path: Path, emulator: Any
+) -> None:
+    """The one link that expires costs its input one more paid call, and its journal row
+    says why; the emulator's billed counters agree input by input, before and after a
+    re-run that pays nothing."""
+    emu = emulator(cheap=True, qps=100, faults={"expire": 1.0}, fault_caps={"expire": 1})
+    urls, out = url_list(tmp_path, emu, 3), tmp_path / "out"
+    first = enhance(emu, str(urls), "-o", str(out), "--concurrency", "1")
+    assert first.returncode == ExitStatus.SUCCESS, first.stderr
+    billed = emu.stats()["billed_by_input"]
+    assert sorted(billed.values()) == [1, 1, 2] and emu.stats()["faults"] == {"expire": 1}
+    books = journal_books(out)
+    assert books == {url: (count, count - 1) for url, count in billed.items()}
+    again = enhance(emu, str(urls), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["billed_by_input"] == billed  # the re-run paid nothing
+    assert journal_books(out) == books
+
+
+def test_a_paid_result_whose_link_expired_since_is_paid_again_and_booked(
+    tmp_path: Path, emulator: Any
+) -> None:
+    """A run paid for a result and died before saving it; an hour later its link is dead:
+    the re-run pays once more and books the expired link on that input's row."""
+    emu = emulator(cheap=True, qps=100)
+    urls, out = url_list(tmp_path, emu, 2), tmp_path / "out"
+    first = enhance(emu, str(urls), "-o", str(out))
+    assert first.returncode == ExitStatus.SUCCESS, first.stderr
+    lost = emu.file_url("i0.png")
+    db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
+    with db:  # as a kill -9 between the call and the download would leave it, an hour ago
+        keys = [key for (key,) in db.execute("SELECT key FROM entries")]
+        (key,) = [key for key in keys if key.endswith("\0" + lost)]
+        (output,) = db.execute("SELECT output FROM entries WHERE key = ?", (key,)).fetchone()
+        db.execute(
+            "UPDATE entries SET status = 'paid', link_expires = ? WHERE key = ?",
+            (time.time() - 1, key),
+        )
+    db.close()
+    (out / output).unlink()
+    again = enhance(emu, str(urls), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    billed = emu.stats()["billed_by_input"]
+    assert billed == {lost: 2, emu.file_url("i1.png"): 1}
+    assert journal_books(out) == {lost: (2, 1), emu.file_url("i1.png"): (1, 0)}
+    third = enhance(emu, str(urls), "-o", str(out))
+    assert third.returncode == ExitStatus.SUCCESS, third.stderr
+    assert emu.stats()["billed_by_input"] == billed
+    assert journal_books(out)[lost] == (2, 1)
+
+
+def test_a_journal_written_before_expired_links_were_counted_gains_the_column(
+    tmp_path: Path,
+) -> None:
+    with Journal.open(tmp_path):
+        pass
+    db = sqlite3.connect(tmp_path / ".zuotang" / "journal.sqlite")
+    db.execute("ALTER TABLE entries DROP COLUMN expired_links")
+    db.execute("INSERT INTO entries (key, status, record, updated) VALUES ('k', 'paid', '{}', 0)")
+    db.commit()
+    db.close()
+    with Journal.open(tmp_path) as journal:
+        journal.link_expired("k")
+        journal.link_expired("k")  # the same dead link: counted once
+    db = sqlite3.connect(tmp_path / ".zuotang" / "journal.sqlite")
+    assert db.execute("SELECT expired_links FROM entries WHERE key = 'k'").fetchone() == (1,)
+    db.close()

@@ -268,6 +268,8 @@ class Batch:
         self._fatal: BaseException | None = None
         self._unanswered = 0
         """Calls in a row that got no HTTP reply at all."""
+        self._answered_at = float("-inf")
+        """When the endpoint last sent an HTTP reply (monotonic)."""
 
     # -- control -------------------------------------------------------------------------
 
@@ -276,6 +278,11 @@ class Batch:
         yet started get their rows as not attempted."""
         self.result.interrupted = True
         self._stop("interrupted")
+
+    def report_lost(self, message: str) -> None:
+        """A report could not be written (its disk full): halt as on any disk error, while
+        the other reports and the journal keep every input's row."""
+        self._halt_on_disk_error(message)
 
     def _halt(self, reply: Reply) -> None:
         if reply.error_class in (ErrorClass.ENDPOINT_REFUSED, ErrorClass.ENDPOINT_NOT_FOUND):
@@ -600,9 +607,9 @@ class Batch:
         except (LocalError, OSError) as exc:  # the journal or the disk
             cause = exc if isinstance(exc, OSError) else exc.__cause__
             error_class = os_error_class(cause) if isinstance(cause, OSError) else DISK_ERROR
-            record = self._failure(work, error_class, str(exc))
+            record = self._local_failure(work, error_class, str(exc))
             if error_class == DISK_ERROR:  # nothing more can be saved
-                self._halt_on_disk_error(record.message)
+                self._halt_on_disk_error(str(exc))
         except Exception as exc:  # a bug must cost one input, not the batch
             record = self._failure(work, "internal-error", f"{type(exc).__name__}: {exc}")
         self._emit(record)
@@ -615,6 +622,22 @@ class Batch:
             message=message,
             error_class=error_class,
         )
+
+    def _local_failure(self, work: Work, error_class: str, message: str) -> Record:
+        """The row of an input the journal or the disk failed: what it paid is kept, and
+        said, with what the next run does about it (the journal may not have booked it)."""
+        record = work.record
+        if record is None or not record.paid_calls:
+            return self._failure(work, error_class, message)
+        record.outcome, record.error_class, record.output = Outcome.FAILED, error_class, None
+        with contextlib.suppress(LocalError):
+            entry = self.journal.get(work.key)
+            if entry is not None and entry.status in (Status.PAID, Status.PENDING):
+                record.message = f"{PAID_NOT_SAVED}: {message}; {DOWNLOADS_LATER}"
+                return record
+        unbooked = "the journal could not book it: a re-run calls it again"
+        record.message = f"{PAID_NOT_SAVED}: {message}; {unbooked}"
+        return record
 
     def _halt_on_disk_error(self, message: str) -> None:
         """A result that cannot be saved is money lost: start no more calls."""
@@ -672,6 +695,8 @@ class Batch:
         paid for; else call (again once, if a fresh link turns out to have expired)."""
         entry = work.plan.entry
         recall = False
+        if work.plan.action is Action.CALL and entry is not None and _expired(entry, time.time()):
+            self.journal.link_expired(work.key)  # paid earlier, expired since: paid again
         if work.plan.action is Action.DOWNLOAD and entry is not None and entry.image:
             _restore(record, entry.record)
             record.extra.setdefault("started", time.monotonic())
@@ -805,7 +830,9 @@ class Batch:
             record.error_class, record.message = exc.error_class, message
             if exc.error_class == ErrorClass.LINK_EXPIRED:
                 self.journal.link_expired(work.key)
-            elif exc.error_class == DISK_ERROR:
+                return False
+            record.message = f"{PAID_NOT_SAVED}: {message}; {DOWNLOADS_LATER}"
+            if exc.error_class == DISK_ERROR:
                 self._halt_on_disk_error(str(exc))
             return False
         record.outcome = Outcome.DONE
@@ -882,13 +909,14 @@ class Batch:
         record.attempts += 1
         record.extra.setdefault("started", time.monotonic())
         self.journal.calling(work.key, record)
+        started = time.monotonic()
         try:
             reply = await api.call_once(self._calls, spec, item, on_sent=ticket.sent)
         finally:
             ticket.sent()  # never went out (or no trace): it counts from now
         if reply.http_status is None and self._http_log is not None:
             self._http_log(f"http: POST {spec.endpoint} -> no reply: {reply.message}")
-        self._note_reachability(reply)
+        self._note_reachability(reply, started)
         billed = reply.billed(cfg.billing)
         if billed:
             self._count_paid(work, record)
@@ -1013,14 +1041,19 @@ class Batch:
         if self._http_log is not None:
             self._http_log(api.describe_exchange(response))
 
-    def _note_reachability(self, reply: Reply) -> None:
+    def _note_reachability(self, reply: Reply, started: float) -> None:
         """Halt when the endpoint has answered nothing for many calls in a row: a wrong
-        --endpoint, DNS failure or a server that went away; retrying cannot help."""
+        --endpoint, DNS failure or a server that went away; retrying cannot help.  A call
+        that went out before the endpoint's latest reply does not count: the endpoint
+        answered meanwhile (slow calls that time out together are not silence)."""
         if reply.http_status is not None:
             self._unanswered = 0
+            self._answered_at = time.monotonic()
             return
         if reply.error_class == TOO_MANY_OPEN_FILES:
             return  # this process's limit, not the endpoint's silence
+        if started < self._answered_at:
+            return
         self._unanswered += 1
         if self._unanswered >= UNREACHABLE_AFTER:
             self._halt(
@@ -1039,6 +1072,11 @@ class Batch:
 
 
 _ENDPOINT_REFUSALS = (ErrorClass.ENDPOINT_REFUSED, ErrorClass.ENDPOINT_NOT_FOUND)
+
+
+PAID_NOT_SAVED = "paid, not saved"
+"""The start of the message of an input whose result was paid for and not saved."""
+DOWNLOADS_LATER = "a re-run downloads it without a new call while its link lives"
 
 
 def _nothing() -> None:
@@ -1087,6 +1125,13 @@ def _restore(record: Record, earlier: Record) -> None:
     for name in ("http_status", "status", "state", "state_meaning", "task_id", "request_id"):
         setattr(record, name, getattr(earlier, name))
     record.created_at, record.completed_at = earlier.created_at, earlier.completed_at
+
+
+def _expired(entry: Entry, now: float) -> bool:
+    """A result (or task) an earlier run paid for, whose link has expired since."""
+    if entry.status is Status.PENDING:
+        return (entry.link_expires or 0.0) <= now
+    return entry.status is Status.PAID and not entry.link_alive(now)
 
 
 def _loop_deadline(wall_time: float) -> float:

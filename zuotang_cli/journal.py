@@ -19,7 +19,9 @@ and holds the input's latest report record, so ``zuotang report`` can rebuild th
 of every input from it at any time, and what the input has cost over all runs: the calls
 billed (``paid_calls``), those that may have been (``possibly_paid``: timed out after the
 request went out), and how many of either brought no result (``paid_failures``), which
-caps the paid retries of an input across runs.
+caps the paid retries of an input across runs, and how many of its paid results were lost
+because their link (or task) expired before the download (``expired_links``): the one other
+reason an input is paid for more than once.
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ CREATE TABLE IF NOT EXISTS entries (
     task_id TEXT,
     paid_calls INTEGER NOT NULL DEFAULT 0,
     possibly_paid INTEGER NOT NULL DEFAULT 0,
-    paid_failures INTEGER NOT NULL DEFAULT 0
+    paid_failures INTEGER NOT NULL DEFAULT 0,
+    expired_links INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS names (
@@ -180,6 +183,7 @@ _ADDED_COLUMNS = {
     "paid_calls": "INTEGER NOT NULL DEFAULT 0",
     "possibly_paid": "INTEGER NOT NULL DEFAULT 0",
     "paid_failures": "INTEGER NOT NULL DEFAULT 0",
+    "expired_links": "INTEGER NOT NULL DEFAULT 0",
 }
 """Columns a journal written before billing was counted lacks (added on open)."""
 _LOOKUP_BATCH = 500
@@ -516,7 +520,13 @@ class Journal:
         self._upsert(key, Status.PAID, record, image=image, link_expires=expires)
 
     def link_expired(self, key: str) -> None:
-        self._exec("UPDATE entries SET link_expires = 0 WHERE key = ?", (key,))
+        """The paid result's link (or task) has expired: counted once per link, as it means
+        a new paid call for this input."""
+        self._exec(
+            "UPDATE entries SET expired_links = expired_links + (COALESCE(link_expires, 1) != 0),"
+            " link_expires = 0 WHERE key = ?",
+            (key,),
+        )
 
     def saved(self, key: str, record: Record, output: Path, checksum: str) -> None:
         stat = output.stat()

@@ -7,17 +7,18 @@ after a crash it is an unterminated array, which :func:`read_report` still reads
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO, TypeVar
 
-from zuotang_cli.errors import UsageError
+from zuotang_cli.errors import LocalError, UsageError
 from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
 
 FORMATS = (".csv", ".json", ".jsonl")
@@ -176,9 +177,21 @@ def stream_report(fmt: str, stream: TextIO) -> ReportWriter:
 
 
 class ReportSet(_Closing):
-    """The same rows to several writers; writers on one same file write once (the first)."""
+    """The same rows to several writers; writers on one same file write once (the first).
 
-    def __init__(self, writers: Sequence[ReportWriter]) -> None:
+    A writer that fails (its disk full) is dropped and the others keep every row: a report
+    on a disk with room stays whole.  ``on_lost`` is told of each writer dropped (the batch
+    halts on it); without it, the failure raises :class:`LocalError`.
+    """
+
+    def __init__(
+        self,
+        writers: Sequence[ReportWriter],
+        on_lost: Callable[[str], None] | None = None,
+    ) -> None:
+        self.on_lost = on_lost
+        self.lost: list[str] = []
+        """Why each dropped writer failed, e.g. ``the report out/report.csv failed: ...``."""
         self.writers: list[ReportWriter] = []
         seen: set[tuple[int, int]] = set()
         for writer in writers:
@@ -207,16 +220,36 @@ class ReportSet(_Closing):
         return cls(writers)
 
     def write(self, record: Record, *, flush: bool = True) -> None:
-        for writer in self.writers:
-            writer.write(record, flush=flush)
+        for writer in list(self.writers):
+            try:
+                writer.write(record, flush=flush)
+            except OSError as exc:
+                self._drop(writer, exc)
 
     def flush(self) -> None:
-        for writer in self.writers:
-            writer.flush()
+        for writer in list(self.writers):
+            try:
+                writer.flush()
+            except OSError as exc:
+                self._drop(writer, exc)
+
+    def _drop(self, writer: ReportWriter, exc: OSError) -> None:
+        self.writers.remove(writer)
+        with contextlib.suppress(OSError):  # its buffer cannot be written either
+            writer.abandon()
+        where = writer.path if writer.path is not None else "stream"
+        message = f"the report {where} failed: {exc.strerror or exc}"
+        self.lost.append(message)
+        if self.on_lost is None:
+            raise LocalError(message) from exc
+        self.on_lost(message)
 
     def close(self) -> None:
-        for writer in self.writers:
-            writer.close()
+        for writer in list(self.writers):
+            try:
+                writer.close()
+            except OSError as exc:
+                self._drop(writer, exc)
 
 
 def _file_identity(writer: ReportWriter) -> tuple[int, int] | None:

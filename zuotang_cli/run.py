@@ -418,6 +418,7 @@ def _run_batch(
         notice=display.error,
         on_halt=lambda reply: display.error(halt_line(reply)),
     )
+    emitter.reports.on_lost = batch.report_lost
 
     async def main() -> BatchResult:
         loop = asyncio.get_running_loop()

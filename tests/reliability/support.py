@@ -248,15 +248,18 @@ def report_rows(out: Path, name: str = "report.csv") -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def journal_costs(out: Path) -> dict[str, tuple[int, int, int]]:
-    """Input -> (paid calls, possibly paid calls, paid calls without a result), as the
-    journal in ``out`` holds them over all runs."""
+def journal_costs(out: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Input -> (paid calls, possibly paid calls, paid calls without a result, expired
+    links), as the journal in ``out`` holds them over all runs.  A URL is known by itself,
+    a local file as ``sha256:<hex>`` (as the emulator bills an upload)."""
     db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
     try:
-        rows = db.execute("SELECT key, paid_calls, possibly_paid, paid_failures FROM entries")
+        rows = db.execute(
+            "SELECT key, paid_calls, possibly_paid, paid_failures, expired_links FROM entries"
+        )
         return {
-            key.rsplit("\0", 1)[-1]: (paid, possibly, failed)
-            for key, paid, possibly, failed in rows
+            key.rsplit("\0", 1)[-1]: (paid, possibly, failed, expired)
+            for key, paid, possibly, failed, expired in rows
         }
     finally:
         db.close()

@@ -12,6 +12,7 @@ fail with EFBIG, SIGXFSZ ignored) while the results are larger than the limit.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 from collections import Counter
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests.disk import grow_disk, small_disk
 from tests.reliability.support import (
     Trial,
     check_saved,
@@ -250,4 +252,125 @@ def test_a_journal_that_cannot_grow_halts_and_a_rerun_completes(
         f"{outcomes['failed']} rows 'disk-error', {outcomes['not-attempted']} not attempted, "
         f"exit 4, report complete, journal sound; the re-run saved all {n}, {twice} paid "
         f"twice (in flight when the journal stopped, at most --concurrency {concurrency})"
+    )
+
+
+SCALE_SEED = 2000
+"""Seeds where the disk fills in the 2,000-input run."""
+
+
+def journal_results(out: Path) -> set[str]:
+    """The URLs whose paid result the journal booked (a link to download, or saved)."""
+    db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
+    try:
+        rows = db.execute(
+            "SELECT key FROM entries WHERE status IN ('paid', 'pending', 'saved')"
+        ).fetchall()
+    finally:
+        db.close()
+    return {key.rsplit("\0", 1)[-1] for (key,) in rows}
+
+
+@pytest.mark.reliability
+@pytest.mark.timeout(600)
+def test_a_disk_that_fills_mid_run_of_2000_halts_and_a_rerun_pays_nothing_it_has(
+    trial: Trial, emulator: Any, tmp_path: Path
+) -> None:
+    """A real (tmpfs) disk of a seeded size fills during a 2,000-input run: exit 4."""
+    n, concurrency = 2000, 8
+    size = random.Random(SCALE_SEED).randrange(1_500_000, 5_000_000, 4096)
+    emu = emulator(cheap=True, qps=1000, latency=(0.0, 0.01))
+    urls = write_lines(tmp_path / "u.txt", [emu.file_url(f"d{i}.png") for i in range(n)])
+    with small_disk(tmp_path / "disk", size) as disk:
+        out = disk / "out"
+        report = tmp_path / "run.csv"  # on a disk with room: every row can be checked
+        args = (str(urls), "-o", str(out), "--qps", "200", "--concurrency", str(concurrency))
+        full = enhance(trial, *args, "--report", str(report), endpoint=emu.endpoint)
+        trial.inputs += n
+        assert full.returncode == ExitStatus.TROUBLE, full.stderr[-2000:]
+        assert DISK_ADVICE in full.stderr
+        rows = report_rows(tmp_path, report.name)
+        first_rows = {row["input"]: row for row in rows}
+        assert len(rows) == n
+        outcomes = Counter(row["outcome"] for row in rows)
+        assert set(outcomes) <= {"done", "failed", "not-attempted"}, outcomes
+        failed = {row["error_class"] for row in rows if row["outcome"] == "failed"}
+        assert failed <= {"disk-error"}, failed
+        assert outcomes["not-attempted"] >= 1  # the halt started nothing new
+        assert 0 < outcomes["done"] < n
+        check_saved(out, rows)  # what it says it saved is whole
+        assert not [p for p in out.rglob("*") if p.is_file() and p.suffix == ".part"]
+        journal_statuses(out)  # still a sound database
+        first = dict(emu.stats()["billed_by_input"])
+        booked = journal_results(out)
+
+        grow_disk(disk, 256 * 1024 * 1024)
+        again = enhance(trial, *args, "--report", str(report), endpoint=emu.endpoint)
+        assert again.returncode == ExitStatus.SUCCESS, again.stderr[-2000:]
+        rows = report_rows(tmp_path, report.name)
+        saved = check_saved(out, rows)
+        assert len(saved) == n == len(saved_images(out))
+        assert journal_statuses(out) == Counter({"saved": n})
+        billed = emu.stats()["billed_by_input"]
+        assert len(billed) == n and all(count >= 1 for count in billed.values())
+        # What the journal had booked as a paid result, the re-run did not pay again.
+        kept = sorted(booked)
+        assert all(billed[url] == first[url] for url in kept)
+        # Paid twice: only calls in flight when the journal could no longer write, and
+        # their rows said so.
+        twice = [url for url, count in billed.items() if count > 1]
+        assert len(twice) <= concurrency, twice
+        unbooked = [url for url in twice if "could not book it" in first_rows[url]["message"]]
+        assert unbooked == twice, [first_rows[url] for url in twice]
+    trial.saved += n
+    trial.billed_twice += len(twice)
+    trial.note(
+        f"a tmpfs of {size:,} bytes (seeded) filled after {outcomes['done']} of {n} inputs "
+        f"were saved: exit 4, {sum(1 for r in rows if r)} report rows, "
+        f"{outcomes['failed']} 'disk-error', {outcomes['not-attempted']} not attempted, no "
+        f".part file, journal sound; {len(first)} inputs billed, {len(kept)} booked paid; "
+        f"after the disk grew the re-run saved all {n}, paid none of the {len(kept)} booked "
+        f"again, {len(twice)} paid twice (in flight when the disk filled, at most "
+        f"--concurrency {concurrency})"
+    )
+
+
+def limit_open_files(limit: int) -> Callable[[], None]:
+    """preexec_fn: the child may hold at most ``limit`` descriptors (soft and hard)."""
+
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return preexec
+
+
+@pytest.mark.reliability
+@pytest.mark.timeout(600)
+def test_a_2000_input_run_at_ulimit_n_256_completes_and_a_rerun_pays_nothing(
+    trial: Trial, emulator: Any, tmp_path: Path
+) -> None:
+    """ulimit -n 256 at --qps 200 (its default concurrency needs thousands): exit 0."""
+    n = 2000
+    emu = emulator(cheap=True, qps=1000, latency=(0.2, 0.5))
+    urls = write_lines(tmp_path / "u.txt", [emu.file_url(f"n{i}.png") for i in range(n)])
+    out = tmp_path / "out"
+    args = (str(urls), "-o", str(out), "--qps", "200")
+    run = enhance(trial, *args, endpoint=emu.endpoint, preexec_fn=limit_open_files(256))
+    trial.inputs += n
+    assert run.returncode == ExitStatus.SUCCESS, run.stderr[-2000:]
+    assert "open-file limit is 256" in run.stderr  # said once that the calls in flight were capped
+    rows = report_rows(out)
+    assert Counter(row["outcome"] for row in rows) == Counter({"done": n})
+    assert len(check_saved(out, rows)) == n == len(saved_images(out))
+    first = dict(emu.stats()["billed_by_input"])
+    assert len(first) == n and set(first.values()) == {1}
+    again = enhance(trial, *args, endpoint=emu.endpoint, preexec_fn=limit_open_files(256))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr[-2000:]
+    assert emu.stats()["billed_by_input"] == first  # the re-run paid nothing
+    assert Counter(row["outcome"] for row in report_rows(out)) == Counter({"skipped": n})
+    trial.saved += n
+    trial.note(
+        f"ulimit -n 256, {n} inputs at --qps 200 in {run.seconds:.0f} s: exit 0, all saved, "
+        f"each billed once (max {emu.stats()['max_in_flight']} calls in flight); the re-run "
+        f"({again.seconds:.0f} s) skipped all {n} and paid nothing"
     )

@@ -37,6 +37,9 @@ def emulator(
     faults: str = typer.Option(
         "", help="Fault probabilities, e.g. 429=0.05,500=0.02,reset=0.01,breaker=0.01."
     ),
+    fault_caps: str = typer.Option(
+        "", help="Most times a fault kind is injected, e.g. breaker=1 (the breaker opens once)."
+    ),
     seed: int | None = typer.Option(None, help="Seed for latency and fault draws."),
     fail_first: str | None = typer.Option(
         None, help="A state fault (e.g. state-8) that every input's first call answers."
@@ -115,6 +118,7 @@ def emulator(
             appcodes=appcode,
             serve_dir=serve,
             faults=faults,
+            fault_caps=fault_caps,
             seed=seed,
             fail_first=fail_first,
             throttle_style=throttle_style,

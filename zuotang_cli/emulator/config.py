@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zuotang_cli import rules
-from zuotang_cli.emulator.faults import STATE_FAULTS, parse_faults, validate_faults
+from zuotang_cli.emulator.faults import (
+    STATE_FAULTS,
+    parse_caps,
+    parse_faults,
+    validate_caps,
+    validate_faults,
+)
 from zuotang_cli.emulator.form import BODY_ACCEPTS, MAX_BODY_BYTES
 from zuotang_cli.emulator.gateway import GATEWAY_STYLES, GatewayError, parse_refusal
 from zuotang_cli.emulator.links import LINK_STYLES
@@ -58,6 +64,9 @@ class EmulatorConfig:
     """Folder served under ``/files/`` (the emulator plays the image host)."""
     faults: Mapping[str, float] = field(default_factory=dict)
     """Fault kind → probability per call (see :mod:`zuotang_cli.emulator.faults`)."""
+    fault_caps: Mapping[str, int] = field(default_factory=dict)
+    """Fault kind → the most times it is injected in this run (``breaker=1``: the circuit
+    breaker opens once); a draw of a kind whose cap is reached is no fault."""
     seed: int | None = None
     """Seed of the one RNG that draws latencies and faults."""
     fail_first: str | None = None
@@ -113,6 +122,7 @@ class EmulatorConfig:
         set_(self, "latency", (float(self.latency[0]), float(self.latency[1])))
         set_(self, "appcodes", frozenset(self.appcodes))
         set_(self, "faults", validate_faults(self.faults))
+        set_(self, "fault_caps", validate_caps(self.fault_caps))
         if self.serve_dir is not None:
             set_(self, "serve_dir", Path(self.serve_dir))
         if self.refuse_with is not None:
@@ -168,6 +178,7 @@ class EmulatorConfig:
         appcodes: Iterable[str] = (),
         serve_dir: str | Path | None = None,
         faults: str = "",
+        fault_caps: str = "",
         seed: int | None = None,
         fail_first: str | None = None,
         throttle_style: str = "429",
@@ -198,6 +209,7 @@ class EmulatorConfig:
             appcodes=frozenset(appcodes),
             serve_dir=Path(serve_dir) if serve_dir is not None else None,
             faults=parse_faults(faults),
+            fault_caps=parse_caps(fault_caps),
             seed=seed,
             fail_first=fail_first,
             throttle_style=throttle_style,

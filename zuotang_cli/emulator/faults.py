@@ -8,9 +8,12 @@ from collections.abc import Mapping
 
 from zuotang_cli import rules
 
-GATEWAY_FAULTS = ("429", "500", "503", "504", "reset", "slow", "breaker")
+GATEWAY_FAULTS = ("429", "403", "500", "503", "504", "reset", "slow", "breaker")
 """Faults the gateway answers itself: nothing is processed and nothing is billed.
-``breaker`` opens the circuit breaker (see :mod:`zuotang_cli.emulator.breaker`)."""
+``429`` is a throttle in the configured ``throttle_style``; ``403`` is always the older
+instances' ``403 Throttled by USER Flow Control`` (no code, no Retry-After), so one run
+can meet both styles the contract lists.  ``breaker`` opens the circuit breaker (see
+:mod:`zuotang_cli.emulator.breaker`)."""
 LINK_FAULTS = ("truncate", "expire")
 """Faults of a successful (billed) call that spoil the download of its result."""
 REPLY_FAULTS = ("async",)
@@ -36,6 +39,29 @@ def validate_faults(faults: Mapping[str, float]) -> dict[str, float]:
     if total > 1.0 + 1e-9:
         raise ValueError(f"fault probabilities sum to {total:g}, over 1")
     return {kind: float(probability) for kind, probability in faults.items()}
+
+
+def validate_caps(caps: Mapping[str, int]) -> dict[str, int]:
+    """Check fault caps (kind -> most times it is injected in a run). Raises ValueError."""
+    for kind, cap in caps.items():
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+            raise ValueError(f"fault cap {kind!r}: {cap!r} is not a count >= 0")
+    return dict(caps)
+
+
+def parse_caps(spec: str) -> dict[str, int]:
+    """Parse ``breaker=1,slow=20`` (empty means no caps)."""
+    caps: dict[str, int] = {}
+    for item in spec.split(","):
+        kind, sep, value = (part.strip() for part in item.partition("="))
+        if not item.strip():
+            continue
+        if not sep or not kind or not value.isdigit():
+            raise ValueError(f"fault cap {item.strip()!r} is not KIND=COUNT")
+        caps[kind] = int(value)
+    return validate_caps(caps)
 
 
 def parse_faults(spec: str) -> dict[str, float]:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from zuotang_cli import rules
 from zuotang_cli.emulator import payloads, replies
-from zuotang_cli.emulator.faults import GATEWAY_FAULTS, draw_fault
+from zuotang_cli.emulator.faults import GATEWAY_FAULTS
 from zuotang_cli.emulator.form import (
     MULTIPART,
     BadRequest,
@@ -76,7 +76,7 @@ async def _gateway(call: Call, emu: EmulatorState) -> Response:
         if refusal is not None:
             return await refuse(call.request, refusal, call.request_id)
         # Draw now, in arrival order, so a seed gives the same story for the same calls.
-        call.fault = draw_fault(config.faults, emu.rng)
+        call.fault = emu.draw_fault()
         call.latency = emu.rng.uniform(*config.latency)
         answer = await _service(call, emu)
         billed = _bill(answer, emu)
@@ -150,6 +150,8 @@ async def _gateway_fault(call: Call, emu: EmulatorState) -> Response:
     config = emu.config
     if call.fault == "429":
         return replies.gateway_reply(emu.error("throttled"), call.request_id)
+    if call.fault == "403":
+        return replies.gateway_reply(emu.error("throttled-403"), call.request_id)
     if call.fault == "breaker":
         emu.stats.breaker_refused += 1
         return replies.gateway_reply(emu.breaker.open(time.monotonic()), call.request_id)

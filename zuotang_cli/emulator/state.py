@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from starlette.requests import Request
 
 from zuotang_cli.emulator.breaker import CircuitBreaker
 from zuotang_cli.emulator.config import EmulatorConfig
+from zuotang_cli.emulator.faults import draw_fault
 from zuotang_cli.emulator.gateway import GatewayError, gateway_error
 from zuotang_cli.emulator.limits import FlowControl, Quota
 from zuotang_cli.emulator.results import ResultStore
@@ -32,6 +34,8 @@ class EmulatorState:
         self.breaker = CircuitBreaker(
             self.error("breaker"), config.breaker_seconds, retry_after=config.breaker_retry_after
         )
+        self.drawn: Counter[str] = Counter()
+        """Faults drawn so far, by kind (for ``fault_caps``)."""
         self.inputs_seen: set[str] = set()
         """Billing keys of the inputs called so far (for ``fail_first``)."""
         self.stopping = asyncio.Event()
@@ -42,6 +46,17 @@ class EmulatorState:
         """The gateway's error ``name`` in the configured gateway and throttle styles."""
         config = self.config
         return gateway_error(config.gateway_style, name, throttle_style=config.throttle_style)
+
+    def draw_fault(self) -> str | None:
+        """This call's fault (at most one), or None; a kind past its cap is no fault."""
+        kind = draw_fault(self.config.faults, self.rng)
+        if kind is None:
+            return None
+        cap = self.config.fault_caps.get(kind)
+        if cap is not None and self.drawn[kind] >= cap:
+            return None
+        self.drawn[kind] += 1
+        return kind
 
     @property
     def client(self) -> httpx.AsyncClient:
