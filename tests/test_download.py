@@ -57,3 +57,15 @@ def test_a_jpeg_with_bytes_after_its_end_is_decoded_and_kept(tmp_path: Path) -> 
 def test_what_is_not_an_image_is_refused(tmp_path: Path, data: bytes) -> None:
     with pytest.raises(NOT_WHOLE):
         inspect(tmp_path, data)
+
+
+def test_a_library_error_is_shown_on_one_line() -> None:
+    """aiohttp quotes the bytes it choked on, with a caret line, in its error: a report
+    cell and a stderr line hold its first line only, bounded."""
+    from zuotang_cli.errors import MAX_CAUSE_CHARS, one_line
+
+    exc = ValueError("Data after `Connection: close`:\n\n  b'\\x1a\\n...'\n   ^")
+    assert one_line(exc) == "ValueError: Data after `Connection: close`:"
+    long = one_line(OSError("x" * 1000))
+    assert "\n" not in long and len(long) <= len("OSError: ") + MAX_CAUSE_CHARS
+    assert one_line(TimeoutError()) == "TimeoutError"

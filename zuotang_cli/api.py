@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from zuotang_cli import rules
+from zuotang_cli.errors import one_line
 from zuotang_cli.models import ErrorClass, InputItem
 from zuotang_cli.rules import Billing, Body
 from zuotang_cli.status import ExitStatus
@@ -290,11 +291,10 @@ def network_reply(exc: Exception, *, sent: bool = False) -> Reply:
     )
     if _out_of_file_descriptors(exc):  # the client's own limit, not the network's fault
         error_class = ErrorClass.TOO_MANY_OPEN_FILES
-    text = str(exc) or type(exc).__name__
     return Reply(
         Verdict.RETRY,
         error_class,
-        message=f"{type(exc).__name__}: {text}",
+        message=one_line(exc),
         lost_after_sending=sent and not isinstance(exc, httpx.ConnectError),
     )
 

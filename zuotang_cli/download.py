@@ -27,6 +27,7 @@ from typing import BinaryIO
 import httpx
 
 from zuotang_cli import naming
+from zuotang_cli.errors import one_line
 from zuotang_cli.models import ErrorClass, InputItem
 
 MAX_RESULT_BYTES = 100 * 1024 * 1024
@@ -171,7 +172,7 @@ class Downloader:
         except httpx.HTTPError as exc:
             kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "network"
             raise DownloadFailed(
-                f"download-{kind}", f"download failed: {type(exc).__name__}: {exc}", retryable=True
+                f"download-{kind}", f"download failed: {one_line(exc)}", retryable=True
             ) from exc
         return digest.hexdigest()
 

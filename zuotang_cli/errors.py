@@ -27,3 +27,18 @@ class LocalError(ZuotangError):
     """The local disk failed us (full, read-only, gone): nothing more can be saved."""
 
     exit_status = ExitStatus.TROUBLE
+
+
+MAX_CAUSE_CHARS = 200
+"""How much of a library's exception text a report row or a stderr line shows."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: text`` of an exception from a library (an HTTP stack may put the bytes it
+    choked on and a caret line in it), as one line a report cell and stderr can hold."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if len(text) > MAX_CAUSE_CHARS:
+        text = text[: MAX_CAUSE_CHARS - 1] + "…"
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
