@@ -220,16 +220,19 @@ class ReportSet(_Closing):
         return cls(writers)
 
     def write(self, record: Record, *, flush: bool = True) -> None:
-        for writer in list(self.writers):
-            try:
-                writer.write(record, flush=flush)
-            except OSError as exc:
-                self._drop(writer, exc)
+        self._each(lambda writer: writer.write(record, flush=flush))
 
     def flush(self) -> None:
+        self._each(ReportWriter.flush)
+
+    def close(self) -> None:
+        self._each(ReportWriter.close)
+
+    def _each(self, action: Callable[[ReportWriter], None]) -> None:
+        """``action`` on every writer; one that fails is dropped (see the class)."""
         for writer in list(self.writers):
             try:
-                writer.flush()
+                action(writer)
             except OSError as exc:
                 self._drop(writer, exc)
 
@@ -243,13 +246,6 @@ class ReportSet(_Closing):
         if self.on_lost is None:
             raise LocalError(message) from exc
         self.on_lost(message)
-
-    def close(self) -> None:
-        for writer in list(self.writers):
-            try:
-                writer.close()
-            except OSError as exc:
-                self._drop(writer, exc)
 
 
 def _file_identity(writer: ReportWriter) -> tuple[int, int] | None:
