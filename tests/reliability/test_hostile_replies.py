@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from tests.reliability.support import (
     report_rows,
     snapshot,
 )
+from zuotang_cli.progress import MAX_PROBLEM_LINES
 from zuotang_cli.status import ExitStatus
 
 SUITE = "Hostile replies (a server of our own for the endpoint and the result hosts)"
@@ -309,11 +311,18 @@ def check_table(trial: Trial, table: TableRun, names: list[str]) -> dict[str, st
         assert "escaped" not in path.name and "passwd" not in path.name, path
     assert not list(table.out.rglob("*.part"))
     trial.saved += len(saved)
-    for name in names:
-        row = table.rows[name]
-        if row["outcome"] != "done":
-            assert row["message"], row
-            assert row["input"] in table.stderr  # the error is on stderr too
+    # Each error is on stderr too, up to a screenful of lines; the rest are counted there.
+    failed = [table.rows[name] for name in names if table.rows[name]["outcome"] != "done"]
+    assert all(row["message"] for row in failed), failed
+    lines = table.stderr.splitlines()
+    shown = [
+        row
+        for row in failed
+        if any(line.startswith(f"zuotang: {row['outcome']}: {row['input']}: ") for line in lines)
+    ]
+    hidden = re.search(r"(\d+) more problem lines not shown", table.stderr)
+    assert len(shown) == min(len(failed), MAX_PROBLEM_LINES), table.stderr
+    assert len(failed) - len(shown) == (int(hidden[1]) if hidden else 0), table.stderr
     return got
 
 
