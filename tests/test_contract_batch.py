@@ -191,6 +191,25 @@ def test_polls_pass_the_rate_gate_unless_free(tmp_path: Path) -> None:
     assert time.monotonic() - started < 1.0
 
 
+def test_a_paid_task_is_fetched_ahead_of_the_new_calls_waiting(tmp_path: Path) -> None:
+    """40 inputs at 20 QPS all wait at the gate at once; a task created by the first call
+    is fetched at the next turn, not 2 s later behind the other 39 calls (at the default
+    concurrency and 10 QPS that wait would be 30 s: a task's whole fetching time)."""
+    order: list[str] = []
+
+    class Recording(TaskServer):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.startswith("/tasks/visual/scale"):
+                order.append(request.method)
+            return super().__call__(request)
+
+    server = Recording([ok()])
+    result, records = run(tmp_path, server, urls(40), qps=20.0)
+    assert all(r.outcome is Outcome.DONE for r in records)
+    assert (server.calls, server.fetches, result.paid_calls) == (40, 40, 40)
+    assert order.index("GET") < 10, order
+
+
 # -- body encodings ---------------------------------------------------------------------
 
 

@@ -131,3 +131,50 @@ def test_a_throttle_widens_the_spacing_for_the_rest_of_the_run() -> None:
 
     before, after = asyncio.run(go())
     assert after > before
+
+
+def test_a_fetch_of_a_paid_task_goes_ahead_of_the_new_calls_waiting() -> None:
+    async def scenario() -> list[str]:
+        gate = RateGate(50.0)
+        order: list[str] = []
+
+        async def one(name: str, *, first: bool = False) -> None:
+            ticket = await gate.wait(first=first)
+            assert ticket is not None
+            ticket.sent()
+            order.append(name)
+
+        calls = [asyncio.ensure_future(one(f"call-{i}")) for i in range(8)]
+        await asyncio.sleep(0)  # call-0 granted, call-1 holds the turn, the rest queue
+        fetches = [asyncio.ensure_future(one(f"fetch-{i}", first=True)) for i in range(2)]
+        await asyncio.gather(*calls, *fetches)
+        return order
+
+    order = asyncio.run(scenario())
+    # the fetches go right after the start being granted; each kind keeps its own order
+    assert order == ["call-0", "call-1", "fetch-0", "fetch-1"] + [f"call-{i}" for i in range(2, 8)]
+
+
+def test_a_waiter_cancelled_in_the_queue_or_as_its_turn_came_does_not_stall_the_gate() -> None:
+    async def scenario() -> list[str]:
+        gate = RateGate(50.0)
+        order: list[str] = []
+        tasks: dict[str, asyncio.Future[None]] = {}
+
+        async def one(name: str, cancel: str | None = None) -> None:
+            ticket = await gate.wait()
+            assert ticket is not None
+            ticket.sent()
+            order.append(name)
+            if cancel:  # its turn was handed over just now; it has not run yet
+                tasks[cancel].cancel()
+
+        for name, cancel in [("a", None), ("b", "c"), ("c", None), ("d", None), ("e", None)]:
+            tasks[name] = asyncio.ensure_future(one(name, cancel))
+        await asyncio.sleep(0)
+        tasks["d"].cancel()  # still queued
+        done = await asyncio.wait_for(asyncio.gather(*tasks.values(), return_exceptions=True), 5)
+        assert [isinstance(r, asyncio.CancelledError) for r in done] == [0, 0, 1, 1, 0]
+        return order
+
+    assert asyncio.run(scenario()) == ["a", "b", "e"]

@@ -940,7 +940,7 @@ class Batch:
         last = Reply(Verdict.PENDING, ErrorClass.UNFINISHED, task_id=task_id)
         while loop.time() < deadline:
             await self.gate.sleep(cfg.poll_interval)
-            ticket = await self.gate.wait() if cfg.polls_use_gate else None
+            ticket = await self.gate.wait(first=True) if cfg.polls_use_gate else None
             if self.gate.closed or (cfg.polls_use_gate and ticket is None):
                 break
             self.result.polls += 1

@@ -15,6 +15,10 @@ and retries alike, while running at the cap:
    been written; a new grant waits until the ``qps``-th previous request went out at
    least ``WINDOW`` ago.
 
+Starts are granted in turn, first come first served, except that a fetch of a task already
+paid for goes ahead of every new call waiting (``wait(first=True)``): at the default
+concurrency a turn behind the queue is half a minute away, the task's whole fetching time.
+
 A throttle reply pauses the whole gate (honouring ``Retry-After``), not one request; a halt
 or Ctrl-C closes it, and every waiter returns at once.
 """
@@ -71,13 +75,19 @@ class RateGate:
         """When the next grant is due on the virtual schedule (loop clock)."""
         self._recent: collections.deque[Ticket] = collections.deque(maxlen=max(1, int(qps)))
         self._paused_until = 0.0
-        self._lock = asyncio.Lock()
+        self._turn_taken = False
+        self._queues: tuple[collections.deque[asyncio.Future[None]], ...] = (
+            collections.deque(),  # first: fetches of paid tasks
+            collections.deque(),  # new calls
+        )
         self._closed = asyncio.Event()
 
-    async def wait(self) -> Ticket | None:
-        """Wait until the next request may start: its ticket, or None once closed."""
+    async def wait(self, *, first: bool = False) -> Ticket | None:
+        """Wait until the next request may start: its ticket, or None once closed.
+        ``first``: go ahead of the waiters that did not ask to."""
         loop = asyncio.get_running_loop()
-        async with self._lock:  # first come, first served
+        await self._take_turn(loop, first)
+        try:
             while not self._closed.is_set():
                 now = loop.time()
                 oldest = self._recent[0] if len(self._recent) == self._recent.maxlen else None
@@ -92,7 +102,33 @@ class RateGate:
                 late = now - self._due
                 self._due = (self._due if late <= self.slack else now) + self.period
                 return self._grant(now)
-        return None
+            return None
+        finally:
+            self._pass_turn()
+
+    async def _take_turn(self, loop: asyncio.AbstractEventLoop, first: bool) -> None:
+        """Wait for the turn to grant the next start (one waiter holds it at a time)."""
+        if not self._turn_taken:
+            self._turn_taken = True
+            return
+        turn = loop.create_future()
+        self._queues[0 if first else 1].append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # handed over, then cancelled
+                self._pass_turn()
+            raise
+
+    def _pass_turn(self) -> None:
+        """Hand the turn to the next waiter still waiting, the first queue first."""
+        for queue in self._queues:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._turn_taken = False
 
     def _grant(self, now: float) -> Ticket:
         ticket = Ticket(now)
