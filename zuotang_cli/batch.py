@@ -371,16 +371,21 @@ class Batch:
                 part = chunk[start : start + FEED_STEP]
                 # The journal entries of these URLs in one query, not one an input: a
                 # re-run over a long list that is done is mostly this.
-                urls = [entry_key(i, spec.type, spec.scale) for i in part if i.path is None]
-                known = self.journal.entries(urls)
-                for item in part:
-                    await self._dispatch(item, known)
+                keys = [
+                    entry_key(i, spec.type, spec.scale) if i.path is None else None for i in part
+                ]
+                known = self.journal.entries([key for key in keys if key is not None])
+                for item, key in zip(part, keys, strict=True):
+                    await self._dispatch(item, key, known)
                 await asyncio.sleep(0)  # the loop's turn: calls in flight, signals
 
-    async def _dispatch(self, item: InputItem, known: dict[str, Entry | None]) -> None:
+    async def _dispatch(
+        self, item: InputItem, url_key: str | None, known: dict[str, Entry | None]
+    ) -> None:
         """Decide one input: a row at once (invalid, done before, not attempted), a
-        duplicate settled at the end, or work started in a free slot.  ``known``: journal
-        entries looked up ahead (None: not in the journal)."""
+        duplicate settled at the end, or work started in a free slot.  ``url_key``: a URL's
+        journal key (a file's is its digest's, taken here); ``known``: journal entries
+        looked up ahead (None: not in the journal)."""
         cfg = self.config
         if item.error is not None and item.error_class != DUPLICATE:
             self._emit(_invalid(item))
@@ -388,8 +393,7 @@ class Batch:
         if self._stop_reason is not None:
             self._not_attempted(item)
             return
-        spec = self.config.spec
-        key = entry_key(item, spec.type, spec.scale) if item.path is None else await self._key(item)
+        key = url_key if item.path is None else await self._key(item)
         if key is None:
             return
         first = self._file_keys.get(key) if item.path is not None else None
