@@ -400,8 +400,7 @@ def _figures(
     )
     trial.note(
         f"tasks paid for and not yet fetched, in the journal at a kill: up to "
-        f"{max(kill.pending for kill in kills)}: a re-run's polls queue in the rate gate "
-        f"behind the new calls it has already started (--concurrency {CONCURRENCY}), so a "
-        "re-run killed early fetches few of them; none was paid again, and the last run "
-        "fetched them all"
+        f"{max(kill.pending for kill in kills)} (their fetches go ahead of new calls at the "
+        "rate gate; a kill aimed at polling finds tasks still running); none was paid "
+        "again (only calls unanswered at a kill were), and the last run fetched them all"
     )
