@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import httpx
 import pytest
 from PIL import Image
 
 from zuotang_cli.emulator import EmulatorConfig, RunningEmulator, running_emulator
-from zuotang_cli.emulator.app import STATS_PATH
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,57 +62,6 @@ def emulator(samples_dir: Path) -> Iterator[EmulatorFactory]:
             return stack.enter_context(running_emulator(EmulatorConfig(**options)))
 
         yield start
-
-
-@dataclass(frozen=True)
-class EmulatorProcess:
-    """``zuotang emulator`` in a process of its own, as users run it."""
-
-    url: str
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.url}/tasks/visual/scale"
-
-    def file_url(self, path: str) -> str:
-        return f"{self.url}/files/{quote(path)}"
-
-    def stats(self) -> dict[str, Any]:
-        reply = httpx.get(self.url + STATS_PATH, timeout=10, trust_env=False)
-        reply.raise_for_status()
-        stats: dict[str, Any] = reply.json()
-        return stats
-
-
-@pytest.fixture
-def emulator_process(samples_dir: Path) -> Iterator[Callable[..., EmulatorProcess]]:
-    """``emulator_process(*args)``: ``zuotang emulator ARGS`` serving ``samples/`` in a
-    process of its own, stopped at teardown.
-
-    For what times the gateway's clock: an emulator in the test process stamps arrivals
-    late whenever another thread there holds the GIL (measured: a busy thread beside it
-    made a client spaced at 1.015 s per 3 starts look like 0.987 s, a throttle)."""
-    with ExitStack() as stack:
-        yield lambda *args: stack.enter_context(_emulator_process(samples_dir, *args))
-
-
-@contextmanager
-def _emulator_process(samples_dir: Path, *args: str) -> Iterator[EmulatorProcess]:
-    command = [sys.executable, "-m", "zuotang_cli", "emulator", "--port", "0", "--seed", "1"]
-    command += ["--serve", str(samples_dir), *args]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://"), proc.stderr.read() if proc.stderr else url
-        yield EmulatorProcess(url)
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 @pytest.fixture
