@@ -19,6 +19,10 @@ from zuotang_cli.emulator.scale import handle_scale
 from zuotang_cli.emulator.state import EmulatorState
 
 STATS_PATH = "/__emulator__/stats"
+EXPIRE_PATH = "/__emulator__/expire-links"
+"""POST: every result link made so far expires now, as an hour passing would (tests)."""
+DOWNLOADS_PATH = "/__emulator__/downloads/{action:str}"
+"""POST ``hold``: result downloads wait (a stalled object store); ``release``: they go."""
 RESULTS_PREFIX = "/results"
 FILES_PREFIX = "/files"
 NOT_API_PREFIXES = (RESULTS_PREFIX + "/", FILES_PREFIX + "/", "/__emulator__/")
@@ -38,6 +42,19 @@ def create_app(emu: EmulatorState) -> Starlette:
 
     async def stats(request: Request) -> Response:
         return JSONResponse(emu.stats.snapshot())
+
+    async def expire(request: Request) -> Response:
+        return JSONResponse({"expired": emu.results.expire_all()})
+
+    async def downloads(request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in ("hold", "release"):
+            return PlainTextResponse("Not Found", status_code=404)
+        if action == "hold":
+            emu.results.flowing.clear()
+        else:
+            emu.results.flowing.set()
+        return JSONResponse({"downloads": action})
 
     async def elsewhere(request: Request) -> Response:
         if request.url.path.startswith(NOT_API_PREFIXES):
@@ -59,6 +76,8 @@ def create_app(emu: EmulatorState) -> Starlette:
         Route(rules.SCALE_PATH + "/{task_id}", poll, methods=["GET"]),
         Route(RESULTS_PREFIX + "/{name}", result, methods=["GET"]),
         Route(STATS_PATH, stats, methods=["GET"]),
+        Route(EXPIRE_PATH, expire, methods=["POST"]),
+        Route(DOWNLOADS_PATH, downloads, methods=["POST"]),
     ]
     if emu.config.serve_dir is not None:
         routes.append(Mount(FILES_PREFIX, StaticFiles(directory=emu.config.serve_dir)))

@@ -14,8 +14,10 @@ GATEWAY_FAULTS = ("429", "403", "500", "503", "504", "reset", "slow", "breaker")
 instances' ``403 Throttled by USER Flow Control`` (no code, no Retry-After), so one run
 can meet both styles the contract lists.  ``breaker`` opens the circuit breaker (see
 :mod:`zuotang_cli.emulator.breaker`)."""
-LINK_FAULTS = ("truncate", "expire")
-"""Faults of a successful (billed) call that spoil the download of its result."""
+LINK_FAULTS = ("truncate", "expire", "refuse")
+"""Faults of a successful (billed) call that spoil the download of its result: cut short
+once, expired at once, or ``refuse``: every download of it refused with a 403 that does
+not say the link expired, as a proxy or firewall in front of the storage host answers."""
 REPLY_FAULTS = ("async",)
 """``async``: the call is answered with a task id only, as the vendor's asynchronous API
 does, whatever ``sync=1`` asked and whatever ``replies`` says: the result is to be fetched

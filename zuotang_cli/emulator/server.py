@@ -80,6 +80,21 @@ class RunningEmulator:
 
         return asyncio.run_coroutine_threadsafe(snapshot(), self._loop).result(timeout=10)
 
+    def expire_links(self) -> int:
+        """Expire every result link made so far, as an hour passing would; how many were
+        alive (``POST /__emulator__/expire-links`` does the same over HTTP)."""
+
+        async def expire() -> int:
+            return self.state.results.expire_all()
+
+        return asyncio.run_coroutine_threadsafe(expire(), self._loop).result(timeout=10)
+
+    def hold_downloads(self, hold: bool = True) -> None:
+        """Make result downloads wait (``hold``) or let them go (as ``POST
+        /__emulator__/downloads/hold`` and ``.../release``)."""
+        flowing = self.state.results.flowing
+        self._loop.call_soon_threadsafe(flowing.clear if hold else flowing.set)
+
     def start(self) -> None:
         self._thread.start()
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -93,6 +108,7 @@ class RunningEmulator:
         """Stop serving; calls still waiting are answered at once. Idempotent."""
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self.state.stopping.set)
+            self._loop.call_soon_threadsafe(self.state.results.flowing.set)  # held downloads
             self._server.should_exit = True
             self._thread.join(timeout=STARTUP_TIMEOUT)
         self._sock.close()

@@ -84,7 +84,9 @@ def publish(
         emu.stats.faults[call.fault] += 1
     ttl = 0.0 if call.fault == "expire" else config.link_ttl
     signed = links.sign(config.link_style, ttl)
-    name = emu.results.add(result, ttl=signed.ttl, truncate=call.fault == "truncate")
+    name = emu.results.add(
+        result, ttl=signed.ttl, truncate=call.fault == "truncate", refuse=call.fault == "refuse"
+    )
     if return_type == 2:
         return base64.b64encode(result.data).decode("ascii")
     return f"{base_url}results/{name}{signed.query}"

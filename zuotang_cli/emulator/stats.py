@@ -31,6 +31,8 @@ class Stats:
     downloads: int = 0
     """Result GETs served in full."""
     download_attempts: int = 0
+    download_arrivals: list[float] = field(default_factory=list)
+    """Monotonic arrival times of the result GETs (the clock of ``arrivals``)."""
     arrivals: list[float] = field(default_factory=list)
     """Monotonic arrival times of the scale calls (and, when they count for QPS, the
     polls) that passed auth."""
@@ -70,6 +72,7 @@ class Stats:
             "breaker_refused": self.breaker_refused,
             "downloads": self.downloads,
             "download_attempts": self.download_attempts,
+            "download_arrivals": list(self.download_arrivals),
             "arrivals": list(self.arrivals),
             "accepted_arrivals": list(self.accepted_arrivals),
             "in_flight": self.in_flight,
