@@ -208,7 +208,9 @@ def test_a_link_that_expired_before_download_is_called_again(tmp_path: Path) -> 
     server.results["/r/1.png"] = lambda: httpx.Response(403, text="<Error>expired</Error>")
     _, records = run(tmp_path, server, urls(1))
     assert records[0].outcome is Outcome.DONE
-    assert records[0].message == "its link had expired: called again"
+    assert records[0].message == (
+        "its link expired before it was saved: called again (a paid retry)"
+    )
     assert server.calls == 2
 
 

@@ -84,16 +84,7 @@ def test_a_deleted_output_is_downloaded_again_without_a_call(tmp_path: Path, emu
     assert after["downloads"] == before["downloads"] + 1
     assert victim.is_file()
     redone = [r for r in report_rows(out) if r["outcome"] == "done"]
-    assert len(redone) == 1 and "deleted or changed" in redone[0]["message"]
-
-
-def test_a_changed_output_is_processed_again(tmp_path: Path, emulator: Any) -> None:
-    emu = emulator(cheap=True, qps=100)
-    urls, out = url_list(tmp_path, emu, 3), tmp_path / "out"
-    first = enhance(emu, str(urls), "-o", str(out))
-    Path(first.stdout.split()[0]).write_bytes(b"scribbled over")
-    assert enhance(emu, str(urls), "-o", str(out)).returncode == 0
-    assert sum(r["outcome"] == "done" for r in report_rows(out)) == 1
+    assert len(redone) == 1 and "moved or deleted" in redone[0]["message"]
 
 
 def test_an_output_touched_but_unchanged_is_still_skipped(tmp_path: Path, emulator: Any) -> None:
@@ -117,23 +108,6 @@ def test_force_calls_again(tmp_path: Path, emulator: Any) -> None:
     enhance(emu, str(urls), "-o", str(out))
     assert enhance(emu, str(urls), "-o", str(out), "--force").returncode == 0
     assert emu.stats()["billed"] == 6
-
-
-def test_an_expired_link_is_called_again_and_says_so(tmp_path: Path, emulator: Any) -> None:
-    emu = emulator(cheap=True, qps=100, link_ttl=2.0)
-    urls, out = url_list(tmp_path, emu, 3), tmp_path / "out"
-    first = enhance(emu, str(urls), "-o", str(out))
-    for path in first.stdout.split():
-        Path(path).unlink()
-    time.sleep(2.5)
-    again = enhance(emu, str(urls), "-o", str(out))
-    assert again.returncode == ExitStatus.SUCCESS, again.stderr
-    stats = emu.stats()
-    assert stats["billed"] == 6
-    assert set(stats["billed_by_input"].values()) == {2}
-    rows = report_rows(out)
-    assert all(r["outcome"] == "done" for r in rows)
-    assert all("expired" in r["message"] and "again" in r["message"] for r in rows)
 
 
 def test_a_paid_but_unsaved_result_is_downloaded_not_paid_again(tmp_path: Path) -> None:
@@ -420,8 +394,8 @@ def test_a_journal_written_before_expired_links_were_counted_gains_the_column(
     db.commit()
     db.close()
     with Journal.open(tmp_path) as journal:
-        journal.link_expired("k")
-        journal.link_expired("k")  # the same dead link: counted once
+        journal.link_dead("k")
+        journal.link_dead("k")  # the same dead link: counted once
     db = sqlite3.connect(tmp_path / ".zuotang" / "journal.sqlite")
     assert db.execute("SELECT expired_links FROM entries WHERE key = 'k'").fetchone() == (1,)
     db.close()

@@ -38,9 +38,11 @@ from zuotang_cli.http_pool import new_client
 from zuotang_cli.inputs import DUPLICATE
 from zuotang_cli.journal import (
     LINK_MARGIN,
+    RESULT_GONE,
     Action,
     Entry,
     Journal,
+    OutputListing,
     Plan,
     Status,
     entry_key,
@@ -59,6 +61,10 @@ POLL_INTERVAL = 1.0
 FEED_STEP = 256
 """Inputs decided between two turns of the event loop (a few milliseconds of rows done
 before, so that the calls in flight and a Ctrl-C never wait long)."""
+REFUSED_LINKS_HALT = 3
+"""Result links refused in a row, although they had not expired, after which the run
+halts: the results cannot be fetched from here (a proxy or firewall), and every further
+call would be paid for nothing."""
 BODY_SETTING = "body"
 """The journal's memory of the body encoding an output directory's endpoint reads."""
 
@@ -133,6 +139,12 @@ class Work:
     """Billed failures this input may still cost before it is given up (None: no cap)."""
     record: Record | None = None
     """What is known so far (set once processing starts), for a row if the run is cut."""
+    call_sent: bool = False
+    """A call of this input has gone out and not been answered yet: if it is cut short
+    now, it may still be billed."""
+    delivered: bool = False
+    """The result being downloaded was saved by an earlier run (then moved or deleted): a
+    dead link of it loses nothing."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +211,8 @@ class BatchResult:
     """Fetches of asynchronous tasks."""
     body_switched: bool = False
     """The endpoint did not read form bodies: URL calls went multipart."""
+    expired_links: int = 0
+    """Paid results lost because their link (or task) expired before they were saved."""
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -266,6 +280,11 @@ class Batch:
         self._duplicates: list[Duplicate] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
+        self._outputs = OutputListing(journal.root)
+        self._refused_in_a_row = 0
+        """Result links refused in a row although they had not expired."""
+        self._in_call = 0
+        """Calls sent and not answered yet (a Ctrl-C says how many may still be billed)."""
         self._unanswered = 0
         """Calls in a row that got no HTTP reply at all."""
         self._answered_at = float("-inf")
@@ -278,6 +297,11 @@ class Batch:
         yet started get their rows as not attempted."""
         self.result.interrupted = True
         self._stop("interrupted")
+
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls sent and not answered yet: cutting them short may still be billed."""
+        return self._in_call
 
     def report_lost(self, message: str) -> None:
         """A report could not be written (its disk full): halt as on any disk error, while
@@ -408,6 +432,7 @@ class Batch:
             retry_failed=cfg.retry_failed,
             now=time.time(),
             paid_failures_allowed=cfg.paid_failures_allowed,
+            present=self._outputs,
         )
         if plan.action is Action.SKIP and plan.entry is not None:
             self._emit(self._skipped(item, key, plan))
@@ -508,11 +533,7 @@ class Batch:
             record.message = f"{label}: {'a copy of' if copy else 'the same'} result"
             record.extra["copy"] = copy
             return record
-        if (
-            entry is None
-            or entry.status is not Status.SAVED
-            or not output_intact(entry, self.journal.root)
-        ):
+        if entry is None or entry.status is not Status.SAVED:
             first = entry.record if entry is not None else None
             record = Record(
                 input=duplicate.item.source,
@@ -544,12 +565,20 @@ class Batch:
         dest = naming.safe_join(self.config.output_dir, relpath)
         if dest == source:
             record.message = f"{label}: the same result"
+            record.extra["unlisted"] = True  # the file is listed on stdout once a run
             return record
         record.extra["copy"] = True
         if self.config.dry_run:
             record.message = f"{label}: a copy of {entry.output}"
             return record
-        if not (dest.exists() and dest.stat().st_size == source.stat().st_size):
+        if not output_intact(entry, self.journal.root):  # moved, deleted or edited since
+            record.output = None
+            record.message = (
+                f"{label}: not copied, its result {entry.output} was moved, deleted or "
+                "changed since it was saved"
+            )
+            return record
+        if not dest.exists():  # a copy there (made before) is never overwritten
             copy_result(source, dest, self._downloader.tmp_path())
         record.output = str(dest)
         record.message = f"{label}: copied from {entry.output}"
@@ -560,8 +589,8 @@ class Batch:
         allowed = self.config.paid_failures_allowed
         if allowed is None:
             return None
-        earlier = plan.entry.paid_failures if plan.entry is not None else 0
-        if self.config.retry_failed or self.config.force:
+        earlier = plan.entry.paid_failures + plan.lost if plan.entry is not None else 0
+        if self.config.retry_failed:
             earlier = 0  # asked to pay again: a fresh allowance
         return max(0, allowed - earlier)
 
@@ -658,16 +687,27 @@ class Batch:
         self._sink(record)
 
     def _cut_short(self, work: Work) -> Record:
-        """The row of an input whose processing a second Ctrl-C cut short."""
+        """The row of an input whose processing a second Ctrl-C (or SIGTERM) cut short; a
+        call cut short after it went out may still be billed: counted as possibly paid."""
         record = work.record or Record(input=work.item.source, outcome=Outcome.FAILED)
+        cut_in_call = work.call_sent
+        if cut_in_call:
+            work.call_sent = False
+            self._count_paid(work, record, certain=False)
+            self._settle(work, record, Reply(Verdict.RETRY), billed=True)
         entry = self.journal.get(work.key)
         if entry is not None and entry.status is Status.SAVED:
             return self.journal.located(entry.record)
         paid = entry is not None and entry.status in (Status.PAID, Status.PENDING)
         if paid:
             record.message = "interrupted: paid, not saved yet; the next run fetches it"
+        elif cut_in_call:
+            record.message = (
+                "interrupted during its call: possibly paid; the next run calls it again "
+                "under --paid-retries"
+            )
         elif record.attempts:
-            record.message = "interrupted while calling: the next run calls it again"
+            record.message = "interrupted before its call went out: the next run calls it"
         record.outcome, record.error_class = Outcome.FAILED, ErrorClass.INTERRUPTED
         if not paid and not record.attempts:
             record.outcome, record.error_class = Outcome.NOT_ATTEMPTED, ErrorClass.NOT_ATTEMPTED
@@ -696,30 +736,40 @@ class Batch:
 
     async def _download_or_call(self, work: Work, record: Record) -> None:
         """Download what an earlier run paid for while its link lives; fetch a task it
-        paid for; else call (again once, if a fresh link turns out to have expired)."""
-        entry = work.plan.entry
-        recall = False
-        if work.plan.action is Action.CALL and entry is not None and _expired(entry, time.time()):
-            self.journal.link_expired(work.key)  # paid earlier, expired since: paid again
-        if work.plan.action is Action.DOWNLOAD and entry is not None and entry.image:
+        paid for; else call.  A paid result whose link dies before it is saved is money
+        lost: calling again for it is a paid retry (``--paid-retries``, over all runs)."""
+        plan, entry = work.plan, work.plan.entry
+        if plan.lost:  # paid earlier, its link expired since: booked before paying again
+            self.journal.link_dead(work.key)
+            self.result.expired_links += 1
+        if plan.action is Action.DOWNLOAD and entry is not None and entry.image:
+            work.delivered = entry.status is Status.SAVED
             _restore(record, entry.record)
             record.extra.setdefault("started", time.monotonic())
             deadline = _loop_deadline(entry.link_expires or 0.0)
-            if await self._save(work, record, entry.image, deadline, work.plan.reason):
+            if await self._save(work, record, entry.image, deadline, plan.reason):
                 return
             if record.error_class != ErrorClass.LINK_EXPIRED:
                 return
-            recall = True
+            if work.delivered:  # done before: its result is never paid for again
+                record.outcome, record.error_class = Outcome.SKIPPED, None
+                record.message = RESULT_GONE
+                record.extra["unlisted"] = True  # no file to list on stdout
+                return
+            if not self._may_pay_again(work, record):
+                return
+        note = plan.reason
         while True:
-            note = "its link had expired: called again" if recall else work.plan.reason
             image, expires = await self._paid_result(work, record)
             if image is None:
                 return
             if await self._save(work, record, image, _loop_deadline(expires), note):
                 return
-            if record.error_class != ErrorClass.LINK_EXPIRED or recall:
+            if record.error_class != ErrorClass.LINK_EXPIRED or not self._may_pay_again(
+                work, record
+            ):
                 return
-            recall = True
+            note = "its link expired before it was saved: called again (a paid retry)"
 
     async def _refused_by_probe(self, work: Work, record: Record) -> bool:
         """--probe: read a remote image's header first; refuse it if the service would."""
@@ -832,13 +882,15 @@ class Batch:
             # the message may quote the server's link: mask the AppCode should it echo it
             message = str(exc).replace(self.config.spec.appcode, "****")
             record.error_class, record.message = exc.error_class, message
-            if exc.error_class == ErrorClass.LINK_EXPIRED:
-                self.journal.link_expired(work.key)
+            if exc.error_class in (ErrorClass.LINK_EXPIRED, ErrorClass.LINK_REFUSED):
+                fresh = exc.refused and asyncio.get_running_loop().time() < deadline
+                self._dead_link(work, record, exc, fresh=fresh)
                 return False
             record.message = f"{PAID_NOT_SAVED}: {message}; {DOWNLOADS_LATER}"
             if exc.error_class == DISK_ERROR:
                 self._halt_on_disk_error(str(exc))
             return False
+        self._refused_in_a_row = 0
         record.outcome = Outcome.DONE
         record.error_class = None
         record.message = note or record.message
@@ -851,6 +903,39 @@ class Batch:
             record.factor = round(saved.width / record.input_width, 2)
         self.journal.saved(work.key, record, saved.path, saved.sha256)
         return True
+
+    def _dead_link(self, work: Work, record: Record, exc: DownloadFailed, *, fresh: bool) -> None:
+        """A result link that does not work.  Its host saying it has expired (or our clock)
+        means a paid result not yet saved is lost: booked so, and calling again for it is a
+        paid retry.  A link refused although it should live (a proxy, a firewall) keeps the
+        paid result for a later run; fresh links refused again and again mean no result can
+        be fetched from here, so the run halts rather than pay on."""
+        if fresh and not work.delivered:  # what would be paid for again
+            self._refused_in_a_row += 1
+            if self._refused_in_a_row >= REFUSED_LINKS_HALT:
+                message = (
+                    f"{self._refused_in_a_row} result links in a row were refused by their "
+                    f"host although they had not expired (last: {record.message})"
+                )
+                self._halt(
+                    Reply(
+                        Verdict.HALT,
+                        ErrorClass.LINK_REFUSED,
+                        message=message,
+                        halt_status=ExitStatus.TROUBLE,
+                    )
+                )
+            if exc.error_class == ErrorClass.LINK_REFUSED:
+                record.message = f"{PAID_NOT_SAVED}: {record.message}; {DOWNLOADS_LATER}"
+                return
+        record.error_class = ErrorClass.LINK_EXPIRED
+        self.journal.link_dead(work.key)
+        if work.delivered:
+            return  # a saved result's link: nothing was lost
+        self.result.expired_links += 1
+        self.result.paid_failures += 1
+        if work.paid_failures_left is not None:
+            work.paid_failures_left -= 1
 
     def _claim(self, work: Work, record: Record, wanted: PurePosixPath) -> PurePosixPath:
         """Reserve the result's name in the journal; another input's name is never taken."""
@@ -876,7 +961,8 @@ class Batch:
                     return reply
                 reply, billed = attempt
             finally:
-                await self.budget.release(billed=billed)
+                # cut short after going out (a second Ctrl-C): possibly paid, so counted
+                await self.budget.release(billed=billed or work.call_sent)
             self._settle(work, record, reply, billed=billed)
             if reply.verdict in (Verdict.SUCCESS, Verdict.FINAL):
                 if self._body_refused(work, reply):
@@ -912,11 +998,19 @@ class Batch:
             self._on_start(item)
         record.attempts += 1
         record.extra.setdefault("started", time.monotonic())
-        self.journal.calling(work.key, record)
+        self.journal.calling(work.key, record, item)
         started = time.monotonic()
+
+        def sent() -> None:
+            ticket.sent()
+            work.call_sent = True
+
+        self._in_call += 1
         try:
-            reply = await api.call_once(self._calls, spec, item, on_sent=ticket.sent)
+            reply = await api.call_once(self._calls, spec, item, on_sent=sent)
+            work.call_sent = False  # answered (or lost: the reply says so)
         finally:
+            self._in_call -= 1
             ticket.sent()  # never went out (or no trace): it counts from now
         if reply.http_status is None and self._http_log is not None:
             self._http_log(f"http: POST {spec.endpoint} -> no reply: {reply.message}")
@@ -1129,13 +1223,6 @@ def _restore(record: Record, earlier: Record) -> None:
     for name in ("http_status", "status", "state", "state_meaning", "task_id", "request_id"):
         setattr(record, name, getattr(earlier, name))
     record.created_at, record.completed_at = earlier.created_at, earlier.completed_at
-
-
-def _expired(entry: Entry, now: float) -> bool:
-    """A result (or task) an earlier run paid for, whose link has expired since."""
-    if entry.status is Status.PENDING:
-        return (entry.link_expires or 0.0) <= now
-    return entry.status is Status.PAID and not entry.link_alive(now)
 
 
 def _loop_deadline(wall_time: float) -> float:

@@ -80,10 +80,14 @@ class Saved:
 class DownloadFailed(Exception):
     """Internal: why a result could not be saved (becomes the record's error)."""
 
-    def __init__(self, error_class: str, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self, error_class: str, message: str, *, retryable: bool, refused: bool = False
+    ) -> None:
         super().__init__(message)
         self.error_class = error_class
         self.retryable = retryable
+        self.refused = refused
+        """The link's host refused it (not our clock, not a transfer that failed)."""
 
 
 @dataclass
@@ -137,7 +141,7 @@ class Downloader:
                     raise
                 if loop.time() + delay >= deadline:
                     raise DownloadFailed(
-                        "link-expired",
+                        ErrorClass.LINK_EXPIRED,
                         f"result link expired while retrying: {exc}",
                         retryable=False,
                     ) from exc
@@ -153,7 +157,7 @@ class Downloader:
         try:
             async with self.client.stream("GET", url) as response:
                 if response.status_code != 200:
-                    raise _http_failure(response.status_code)
+                    raise _http_failure(response.status_code, await _reason_of(response))
                 declared = int(response.headers.get("Content-Length") or 0)
                 if declared > MAX_RESULT_BYTES:
                     raise _too_large()
@@ -196,11 +200,37 @@ class Downloader:
             _unlink(tmp)
 
 
-def _http_failure(status: int) -> DownloadFailed:
-    if status in (401, 403, 404, 410):
-        message = f"result link refused with HTTP {status} (expired?)"
-        return DownloadFailed("link-expired", message, retryable=False)
-    return DownloadFailed(f"download-http-{status}", f"download got HTTP {status}", retryable=True)
+REASON_BYTES = 4096
+"""How much of a refusal's body is read for its reason."""
+_XML_MESSAGE = re.compile(rb"<Message>([^<]{0,200})</Message>")
+
+
+async def _reason_of(response: httpx.Response) -> str:
+    """The host's own words for a refusal: an object store's ``<Message>``, else the start
+    of the body, on one line."""
+    body = b""
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= REASON_BYTES:
+            break
+    found = _XML_MESSAGE.search(body)
+    text = (found.group(1) if found else body[:120]).decode("utf-8", "replace")
+    return " ".join(text.split())
+
+
+def _http_failure(status: int, reason: str = "") -> DownloadFailed:
+    """A result link answered ``status``.  Gone (404, 410) or refused as expired by its
+    host (the object store says "Request has expired"): the result is lost.  Refused for
+    another reason (401, 403: a proxy, a firewall, a wrong clock) it may still be fetched
+    from elsewhere or later, while its link lives."""
+    said = f"HTTP {status}" + (f": {reason}" if reason else "")
+    if status in (404, 410) or (status in (401, 403) and "expired" in reason.lower()):
+        message = f"result link expired or gone ({said})"
+        return DownloadFailed(ErrorClass.LINK_EXPIRED, message, retryable=False, refused=True)
+    if status in (401, 403):
+        message = f"result link refused ({said})"
+        return DownloadFailed(ErrorClass.LINK_REFUSED, message, retryable=False, refused=True)
+    return DownloadFailed(f"download-http-{status}", f"download got {said}", retryable=True)
 
 
 def _too_large() -> DownloadFailed:

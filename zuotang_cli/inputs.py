@@ -71,6 +71,11 @@ class InvalidURL(ValueError):
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_UNRESERVED_ESCAPE = re.compile(r"%(?:3[0-9]|[46][1-9A-F]|[57][0-9A]|2[DE]|5F|7E)")
+"""An escaped letter, digit, ``-``, ``.``, ``_`` or ``~`` (upper-cased first): the same
+URL as the character itself (RFC 3986, 6.2.2.2), so it is decoded."""
+_NOT_CANONICAL = re.compile(r"%(?:3[0-9]|[46][1-9A-F]|[57][0-9A]|2[DE]|5F|7E)|/\.\.?(?:[/?]|$)")
+"""What the fast check leaves to the long way: an unreserved escape, a dot segment."""
 _HOST = re.compile(r"[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*\.?")
 _SAFE_PATH = "/:@!$&'()*+,;=%"
 _SAFE_QUERY = _SAFE_PATH + "?"
@@ -95,10 +100,16 @@ def normalize_url(text: str) -> str:
 
     Lowercases scheme and host, converts unicode host names with IDNA, drops a default
     port and the fragment (never sent to a server), percent-encodes spaces and non-ASCII
-    in path and query without double-encoding existing ``%XX`` escapes. Idempotent.
+    in path and query without double-encoding existing ``%XX`` escapes, decodes escaped
+    unreserved characters and removes dot segments from the path (RFC 3986, 6.2.2), so
+    that URLs naming the same resource are one input. Idempotent.
     """
     text = text.strip()
-    if _CANONICAL.fullmatch(text) and len(text) <= MAX_URL_LENGTH:
+    if (
+        _CANONICAL.fullmatch(text)
+        and len(text) <= MAX_URL_LENGTH
+        and not (("%" in text or "/." in text) and _NOT_CANONICAL.search(text))
+    ):
         return text  # already in that form (most list lines): nothing to parse
     return _normalized(text)
 
@@ -114,7 +125,7 @@ def _normalized(text: str) -> str:
     if parts.scheme not in ("http", "https"):
         raise InvalidURL("not an http(s) URL")
     netloc = _normalize_netloc(parts.netloc, parts.scheme)
-    path = _encode(parts.path, _SAFE_PATH) or "/"
+    path = _remove_dot_segments(_encode(parts.path, _SAFE_PATH) or "/")
     query = _encode(parts.query, _SAFE_QUERY)
     url = f"{parts.scheme}://{netloc}{path}" + (f"?{query}" if query else "")
     if len(url) > MAX_URL_LENGTH:
@@ -125,7 +136,22 @@ def _normalized(text: str) -> str:
 def _encode(text: str, safe: str) -> str:
     text = _LONE_PERCENT.sub("%25", text)
     text = _ESCAPE.sub(lambda m: m.group(0).upper(), text)
+    text = _UNRESERVED_ESCAPE.sub(lambda m: chr(int(m.group(0)[1:], 16)), text)
     return quote(text, safe=safe)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """``/a/./b/../c`` -> ``/a/c`` (RFC 3986, 5.2.4): the same resource, one input."""
+    segments = path.split("/")
+    kept: list[str] = []
+    for segment in segments[1:]:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    trailing = "/" if segments[-1] in (".", "..") and kept else ""
+    return "/" + "/".join(kept) + trailing
 
 
 def _normalize_netloc(netloc: str, scheme: str) -> str:

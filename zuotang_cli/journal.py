@@ -35,7 +35,7 @@ import os
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -43,7 +43,8 @@ from typing import Any
 from zuotang_cli import rules
 from zuotang_cli.download import file_checksum
 from zuotang_cli.errors import LocalError, UsageError
-from zuotang_cli.models import ErrorClass, InputItem, Record
+from zuotang_cli.inputs import InvalidURL, looks_like_url, normalize_url
+from zuotang_cli.models import ErrorClass, InputItem, InputKind, Outcome, Record
 
 JOURNAL_DIR = ".zuotang"
 JOURNAL_NAME = "journal.sqlite"
@@ -142,6 +143,26 @@ class Plan:
     action: Action
     entry: Entry | None
     reason: str = ""
+    lost: bool = False
+    """The paid result of an earlier run was lost (its link or task expired before it was
+    saved) and is not booked as such yet: the batch books it before calling again."""
+
+
+DONE_BEFORE = "done in an earlier run"
+DONE_LONG_AGO = (
+    "done in an earlier run (a result moved or deleted since is not paid for again; "
+    "--force pays for a new one)"
+)
+"""A done input whose link has expired: its file is not looked at (done is done)."""
+RESULT_MISSING = "its result was moved or deleted: downloading it again while its link lives"
+RESULT_GONE = (
+    "done in an earlier run; its result was moved or deleted and its link has expired: not "
+    "paid for again (--force pays for a new one)"
+)
+RESULT_EDITED = (
+    "done in an earlier run; its result was changed since it was saved: it is yours, never "
+    "overwritten (move it away for --force to make a new one)"
+)
 
 
 _SCHEMA = """
@@ -160,7 +181,8 @@ CREATE TABLE IF NOT EXISTS entries (
     paid_calls INTEGER NOT NULL DEFAULT 0,
     possibly_paid INTEGER NOT NULL DEFAULT 0,
     paid_failures INTEGER NOT NULL DEFAULT 0,
-    expired_links INTEGER NOT NULL DEFAULT 0
+    expired_links INTEGER NOT NULL DEFAULT 0,
+    origin TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS names (
@@ -175,15 +197,17 @@ CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT NOT NULL
 );
 """
-FORMAT = 2
+FORMAT = 3
 """The journal's format: 2 keeps outputs relative to the output directory, reserves
-output names, and knows local inputs by their content."""
+output names, and knows local inputs by their content; 3 keys URLs by their RFC 3986
+normal form (escaped unreserved characters decoded, dot segments removed)."""
 _ADDED_COLUMNS = {
     "task_id": "TEXT",
     "paid_calls": "INTEGER NOT NULL DEFAULT 0",
     "possibly_paid": "INTEGER NOT NULL DEFAULT 0",
     "paid_failures": "INTEGER NOT NULL DEFAULT 0",
     "expired_links": "INTEGER NOT NULL DEFAULT 0",
+    "origin": "TEXT",
 }
 """Columns a journal written before billing was counted lacks (added on open)."""
 _LOOKUP_BATCH = 500
@@ -199,6 +223,15 @@ def entry_key(item: InputItem, type_: str, scale: int | None, digest: str | None
     its bytes (``digest``), so that a touched, copied or moved file is the same input."""
     key = f"sha256:{digest}" if item.path is not None and digest else item.key
     return f"{type_}\0{scale or 'auto'}\0{key}"
+
+
+def _renormalized(key: str) -> str:
+    """A URL key of an older journal, its URL in this version's normal form."""
+    type_, scale, url = key.split("\0")
+    try:
+        return f"{type_}\0{scale}\0{normalize_url(url)}"
+    except InvalidURL:
+        return key
 
 
 def folded(relpath: PurePosixPath) -> str:
@@ -231,6 +264,8 @@ class Journal:
         journal = cls(db, path)
         if create and journal.setting("format") != str(FORMAT):
             journal._migrate()
+        if create:  # under the run's lock: a call still "calling" belongs to a dead run
+            journal._book_interrupted_calls()
         return journal
 
     @classmethod
@@ -254,6 +289,7 @@ class Journal:
         journal = cls(db, path)
         if journal.setting("format") != str(FORMAT):
             journal._migrate()
+        journal._book_interrupted_calls()
         return journal
 
     def close(self) -> None:
@@ -301,11 +337,16 @@ class Journal:
             (name, value),
         )
 
-    def records(self) -> Iterator[Record]:
+    def records(self, *, run_alive: bool = False) -> Iterator[Record]:
         """Every input's latest record, oldest first, outputs under the output directory
-        where it is now."""
-        for (record,) in self._exec("SELECT record FROM entries ORDER BY rowid"):
-            yield self.located(Record.from_dict(json.loads(record)))
+        where it is now.  A call left in flight shows as interrupted and possibly paid,
+        unless ``run_alive`` (a run holds the directory: it is still in flight)."""
+        sql = "SELECT status, record FROM entries ORDER BY rowid"
+        for status, stored in self._exec(sql):
+            record = Record.from_dict(json.loads(stored))
+            if status == Status.CALLING.value and not run_alive:
+                record = interrupted_record(record)
+            yield self.located(record)
 
     def output_path(self, entry: Entry) -> Path | None:
         """Where the entry's saved result is now (the journal stores it relative)."""
@@ -378,6 +419,9 @@ class Journal:
                     (folded(PurePosixPath(relative)), relative, key),
                 )
         parts = key.split("\0")
+        if len(parts) == 3 and looks_like_url(parts[2]):
+            self._rekey(key, _renormalized(key))
+            return
         if len(parts) != 5:  # (type, scale, path, size, mtime): a file known by its path
             return
         type_, scale, path, size, mtime_ns = parts
@@ -388,12 +432,45 @@ class Journal:
             digest = self.digest(Path(path))
         except OSError:
             return
-        new_key = f"{type_}\0{scale}\0sha256:{digest}"
+        self._rekey(key, f"{type_}\0{scale}\0sha256:{digest}")
+
+    def _rekey(self, key: str, new_key: str) -> None:
+        if new_key == key:
+            return
         try:
             self._db.execute("UPDATE entries SET key = ? WHERE key = ?", (new_key, key))
             self._db.execute("UPDATE names SET key = ? WHERE key = ?", (new_key, key))
         except sqlite3.IntegrityError:
-            pass  # the same content is already known under its new key
+            pass  # the same input is already known under its new key
+
+    def _book_interrupted_calls(self) -> None:
+        """Calls a killed run left in flight (``calling``): each possibly paid, without a
+        result, so it counts against the input's paid retries; their rows say so."""
+        rows = self._exec(
+            "SELECT key, record FROM entries WHERE status = ?", (Status.CALLING.value,)
+        ).fetchall()
+        for key, stored in rows:
+            record = interrupted_record(Record.from_dict(json.loads(stored)))
+            self._exec(
+                "UPDATE entries SET status = ?, record = ?, possibly_paid = possibly_paid + 1,"
+                " paid_failures = paid_failures + 1 WHERE key = ?",
+                (Status.FAILED_RETRYABLE.value, _dump(record), key),
+            )
+
+    def live_paid_work(self, now: float) -> Iterator[tuple[Entry, InputItem]]:
+        """Results paid for and not saved whose links still live, and tasks paid for that
+        can still be fetched, with their inputs, soonest to expire first: a run settles
+        them before any new call, whether or not its list names them."""
+        sql = (
+            f"SELECT {_COLUMNS}, origin FROM entries WHERE status IN (?, ?)"
+            " AND link_expires > ? AND origin IS NOT NULL ORDER BY link_expires"
+        )
+        params = (Status.PAID.value, Status.PENDING.value, now)
+        for row in self._exec(sql, params).fetchall():
+            entry = _entry(row[:-1])
+            item = item_from_origin(row[-1], entry.record)
+            if item is not None:
+                yield entry, item
 
     # -- names and contents -------------------------------------------------------------
 
@@ -449,40 +526,46 @@ class Journal:
         retry_failed: bool,
         now: float,
         paid_failures_allowed: int | None = None,
+        present: Callable[[str], bool] | None = None,
     ) -> Plan:
-        """What this run must do for the input of ``key``.
+        """What this run must do for the input of ``entry`` (README, "Safe to re-run").
 
-        ``paid_failures_allowed``: how many billed calls without a result an input may cost
-        over all runs before it is given up (None: no limit, failures are not billed).
+        Done is done: a saved result is never paid for again without ``force``; a missing
+        one is downloaded again while its link lives (free), and once the link has expired
+        its file is not even looked at.  ``force`` redoes saved results only, never a file
+        that is no longer what was saved (it belongs to the user).  A paid result whose
+        link (or task) died is lost money: calling again for it is a paid decision, under
+        ``paid_failures_allowed`` (billed calls without a result an input may cost over
+        all runs; None: no limit, failures are not billed).  ``present`` says whether a
+        stored output path is in the output directory (one listing a folder); without
+        it, each is looked at.
         """
         if entry is None:
             return Plan(Action.CALL, None)
-        if entry.status is Status.PENDING and not force:
-            if entry.task_id and (entry.link_expires or 0.0) > now:
-                return Plan(Action.POLL, entry, "paid earlier as a task: fetching its result")
-            return Plan(Action.CALL, entry, "its task of an earlier run is too old: calling again")
-        if entry.status is Status.SAVED:
-            if force:
-                return Plan(Action.CALL, entry, "--force: processing again")
-            if output_intact(entry, self._root):
-                return Plan(Action.SKIP, entry, "done in an earlier run")
-            reason = "the output was deleted or changed"
-            if entry.link_alive(now):
-                return Plan(Action.DOWNLOAD, entry, f"{reason}: downloading again")
-            return Plan(Action.CALL, entry, f"{reason} and its link has expired: calling again")
-        if entry.status is Status.PAID:
-            if entry.link_alive(now) and not force:
-                return Plan(Action.DOWNLOAD, entry, "paid earlier: downloading only")
-            return Plan(Action.CALL, entry, "paid earlier but its link has expired: calling again")
-        if retry_failed or force:
+        status = entry.status
+        if status is Status.SAVED:
+            return self._plan_saved(entry, force=force, now=now, present=present)
+        if status is Status.PENDING and entry.task_id and (entry.link_expires or 0.0) > now:
+            return Plan(Action.POLL, entry, "paid earlier as a task: fetching its result")
+        if status is Status.PAID and entry.link_alive(now):
+            return Plan(Action.DOWNLOAD, entry, "paid earlier: downloading only")
+        if status in (Status.PAID, Status.PENDING):
+            lost = entry.link_expires != 0  # not booked yet as a paid call without result
+            failures = entry.paid_failures + lost
+            if retry_failed or paid_failures_allowed is None or failures < paid_failures_allowed:
+                what = "its task" if status is Status.PENDING else "its link"
+                reason = f"paid earlier, but {what} has expired: calling again (paid)"
+                return Plan(Action.CALL, entry, reason, lost=lost)
+            reason = (
+                f"paid {failures} times without a result (its link expired before it was "
+                "saved); --retry-failed pays again"
+            )
+            return Plan(Action.SKIP_FAILED, entry, reason, lost=lost)
+        if retry_failed:
             return Plan(Action.CALL, entry)
-        if entry.status is Status.FAILED_FINAL:
+        if status is Status.FAILED_FINAL:
             return Plan(Action.SKIP_FAILED, entry, "failed in an earlier run (--retry-failed)")
-        if (
-            entry.status is Status.FAILED_RETRYABLE
-            and paid_failures_allowed is not None
-            and entry.paid_failures >= paid_failures_allowed
-        ):
+        if paid_failures_allowed is not None and entry.paid_failures >= paid_failures_allowed:
             reason = (
                 f"paid {entry.paid_failures} times without a result in earlier runs "
                 "(--paid-retries; --retry-failed pays again)"
@@ -490,11 +573,36 @@ class Journal:
             return Plan(Action.SKIP_FAILED, entry, reason)
         return Plan(Action.CALL, entry)
 
+    def _plan_saved(
+        self, entry: Entry, *, force: bool, now: float, present: Callable[[str], bool] | None
+    ) -> Plan:
+        alive = entry.link_alive(now)
+        if not force and not alive:
+            return Plan(Action.SKIP, entry, DONE_LONG_AGO)  # no stat: done is done
+        output = entry.output or ""
+        there = present(output) if present is not None else self._exists(output)
+        if not there:
+            if force:
+                return Plan(Action.CALL, entry, "--force: processing again")
+            return Plan(Action.DOWNLOAD, entry, RESULT_MISSING)
+        if not force:
+            return Plan(Action.SKIP, entry, DONE_BEFORE)
+        if output_intact(entry, self._root):
+            return Plan(Action.CALL, entry, "--force: processing again")
+        return Plan(Action.SKIP, entry, RESULT_EDITED)
+
+    def _exists(self, output: str) -> bool:
+        return os.path.lexists(os.path.join(self._root, output))  # noqa: PTH118
+
     # -- writing ---------------------------------------------------------------------------
 
-    def calling(self, key: str, record: Record) -> None:
-        """Before a call: if the process dies now, the next run knows it may be paid."""
+    def calling(self, key: str, record: Record, item: InputItem | None = None) -> None:
+        """Before a call: if the process dies now, the next run knows it may be paid.
+        ``item`` is kept with it, so that a later run can finish the paid work of this
+        input before any new call, whether or not its list names it."""
         self._upsert(key, Status.CALLING, record)
+        if item is not None:
+            self._exec("UPDATE entries SET origin = ? WHERE key = ?", (origin_of(item), key))
 
     def billed(self, key: str, *, certain: bool = True) -> None:
         """One more call of this input was billed (``certain``) or may have been (a timeout
@@ -519,13 +627,17 @@ class Journal:
         expires = (expires if expires is not None else now + rules.LINK_TTL) - LINK_MARGIN
         self._upsert(key, Status.PAID, record, image=image, link_expires=expires)
 
-    def link_expired(self, key: str) -> None:
-        """The paid result's link (or task) has expired: counted once per link, as it means
-        a new paid call for this input."""
+    def link_dead(self, key: str) -> None:
+        """The link (or task) of the entry's result no longer works.  A paid result not yet
+        saved is money lost: booked once per link as a paid call without a result (and in
+        ``expired_links``), so calling again for it is under the input's paid retries; a
+        saved one was delivered, so only its link is forgotten."""
         self._exec(
-            "UPDATE entries SET expired_links = expired_links + (COALESCE(link_expires, 1) != 0),"
+            "UPDATE entries SET"
+            " expired_links = expired_links + (status != ? AND COALESCE(link_expires, 1) != 0),"
+            " paid_failures = paid_failures + (status != ? AND COALESCE(link_expires, 1) != 0),"
             " link_expires = 0 WHERE key = ?",
-            (key,),
+            (Status.SAVED.value, Status.SAVED.value, key),
         )
 
     def saved(self, key: str, record: Record, output: Path, checksum: str) -> None:
@@ -612,6 +724,94 @@ class Journal:
             " link_expires = excluded.link_expires, updated = excluded.updated",
             (key, status.value, _dump(record), image, link_expires, time.time()),
         )
+
+
+INTERRUPTED_CALL = (
+    "interrupted during a call (the run was killed): possibly paid; the next run calls it "
+    "again under --paid-retries"
+)
+
+
+def interrupted_record(record: Record) -> Record:
+    """The row of an input whose call a killed run left in flight: possibly paid."""
+    return Record.from_dict(
+        {
+            **record.as_dict(),
+            "outcome": Outcome.FAILED.value,
+            "error_class": ErrorClass.INTERRUPTED.value,
+            "message": INTERRUPTED_CALL,
+            "paid_calls": record.paid_calls + 1,
+        }
+    )
+
+
+def origin_of(item: InputItem) -> str:
+    """What a later run needs to name the result of ``item`` without its list (JSON)."""
+    origin: dict[str, str] = {"kind": item.kind.value}
+    if item.url is not None:
+        origin["url"] = item.url
+    if item.path is not None:
+        origin["path"] = str(item.path)
+    if item.relpath is not None:
+        origin["relpath"] = item.relpath.as_posix()
+    return json.dumps(origin, ensure_ascii=False)
+
+
+def item_from_origin(text: str, record: Record) -> InputItem | None:
+    """The input :func:`origin_of` describes (None: not readable, or not this version's)."""
+    try:
+        origin = json.loads(text)
+        kind = InputKind(origin["kind"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    relpath = origin.get("relpath")
+    path = origin.get("path")
+    return InputItem(
+        index=-1,
+        source=record.input,
+        kind=kind,
+        url=origin.get("url"),
+        path=Path(path) if path else None,
+        relpath=PurePosixPath(relpath) if relpath else None,
+        width=record.input_width,
+        height=record.input_height,
+    )
+
+
+MAX_LISTED = 100_000
+"""Names of one output folder held to answer :class:`OutputListing`; a bigger folder is
+looked at file by file instead (its names would cost more memory than its stats time)."""
+
+
+class OutputListing:
+    """Whether stored output paths are in the output directory: one listing of each folder
+    (the first time it is asked about), not one stat each.  Names compare NFC-normalized
+    (macOS lists them decomposed)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self._root = str(root)
+        self._folders: dict[str, frozenset[str] | None] = {}
+
+    def __call__(self, output: str) -> bool:
+        folder, _, name = output.rpartition("/")
+        if folder not in self._folders:
+            self._folders[folder] = self._list(folder)
+        names = self._folders[folder]
+        if names is None:
+            return os.path.lexists(os.path.join(self._root, output))  # noqa: PTH118
+        return unicodedata.normalize("NFC", name) in names
+
+    def _list(self, folder: str) -> frozenset[str] | None:
+        names: set[str] = set()
+        try:
+            with os.scandir(os.path.join(self._root, folder)) as entries:  # noqa: PTH118
+                for entry in entries:
+                    if len(names) >= MAX_LISTED:
+                        return None
+                    names.add(unicodedata.normalize("NFC", entry.name))
+        except OSError:
+            return frozenset()  # gone, or not a folder: nothing of it is there
+        return frozenset(names)
 
 
 def output_intact(entry: Entry, root: Path | str) -> bool:

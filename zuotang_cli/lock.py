@@ -43,6 +43,22 @@ def output_lock(output_dir: Path, *, wait: bool = False) -> Iterator[None]:
         lock.release()
 
 
+def in_use(output_dir: Path) -> bool:
+    """Whether a run holds ``output_dir`` now (its lock taken and let go at once if not)."""
+    path = output_dir / LOCK_NAME
+    if not path.exists():
+        return False
+    lock = filelock.FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    except OSError:  # cannot even open it (read-only copy): nobody runs there from here
+        return False
+    lock.release()
+    return False
+
+
 def _holder(output_dir: Path) -> str:
     try:
         text = (output_dir / PID_NAME).read_text(encoding="ascii", errors="replace")

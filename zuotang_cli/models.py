@@ -47,6 +47,7 @@ class ErrorClass(str, enum.Enum):
     UNREADABLE = "unreadable"
     UPLOAD_TOO_LARGE = "upload-too-large"
     LINK_EXPIRED = "link-expired"
+    LINK_REFUSED = "link-refused"
     DISK_ERROR = "disk-error"
     MAX_CALLS = "max-calls"
     NOT_ATTEMPTED = "not-attempted"

@@ -122,7 +122,7 @@ class Emitter:
             line = json.dumps(
                 {"schema": JSON_SCHEMA_VERSION, **record.as_dict()}, ensure_ascii=False
             )
-        elif record.ok and record.output:
+        elif record.ok and record.output and not record.extra.get("unlisted"):
             line = record.output
         else:
             return
@@ -431,7 +431,8 @@ def _run_batch(
                 return
             batch.request_stop()
             display.error(
-                "interrupted: finishing the calls in flight (Ctrl-C again to cut them short)"
+                f"interrupted: finishing the {plural(batch.calls_in_flight, 'call')} in "
+                "flight (Ctrl-C again cuts them short, and they may still be billed)"
             )
 
         restore = install_signal_handlers(loop, on_signal)

@@ -33,6 +33,7 @@ def report(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
 ) -> None:
     from zuotang_cli.journal import Journal
+    from zuotang_cli.lock import in_use
     from zuotang_cli.report import Summary, stream_report, summary_by_reason
 
     summary = Summary()
@@ -40,7 +41,7 @@ def report(
     with Journal.open(output_dir, create=False) as journal:
         writer = stream_report(format_.value, sys.stdout)
         with writer:
-            for record in journal.records():
+            for record in journal.records(run_alive=in_use(output_dir)):
                 writer.write(record)
                 summary.add(record)
                 if not record.ok:

@@ -1,0 +1,278 @@
+"""Done is done (issue 19): a result once paid for is never paid for again, and nothing
+paid is lost to a queue or a Ctrl-C.
+
+Each rule is proved with the emulator's billed counters, over the real CLI.  "An hour
+later" is played two ways: the client's own clock (links that live less than the margin
+the client keeps, so it sees them expired at once) and the host's (the emulator's control
+that expires every link, while the links still say they live).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.test_contract_e2e import wait_until
+from tests.test_enhance_e2e import APPCODE, report_rows, write_list, zuotang
+from tests.test_identity import zuotang_report
+from zuotang_cli.status import ExitStatus
+
+ENHANCE = (sys.executable, "-m", "zuotang_cli", "enhance")
+CLOCK_EXPIRED_TTL = 60.0
+"""Links that live a minute: the client treats a link as dead two minutes before it is,
+so a re-run sees these expired at once (the first run still downloads them)."""
+
+
+def run(emu: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return zuotang(*args, "--qps", "50", endpoint=emu.endpoint)
+
+
+def urls(tmp_path: Path, emu: Any, n: int, name: str = "u.txt") -> Path:
+    return write_list(tmp_path / name, [emu.file_url(f"i{i}.png") for i in range(n)])
+
+
+def summary(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def later(emu: Any, how: str) -> None:
+    """An hour passes, for the host: every link made so far is dead (``how == "host"``);
+    for the client's clock the links of a ``CLOCK_EXPIRED_TTL`` emulator already are."""
+    if how == "host":
+        assert emu.expire_links() > 0
+
+
+def ttl_for(how: str) -> float:
+    return CLOCK_EXPIRED_TTL if how == "clock" else 3600.0
+
+
+@pytest.mark.parametrize("how", ["clock", "host"])
+def test_moving_results_away_pays_nothing_after_links_expire(
+    tmp_path: Path, emulator: Any, how: str
+) -> None:
+    emu = emulator(cheap=True, qps=100, link_ttl=ttl_for(how))
+    listing, out = urls(tmp_path, emu, 8), tmp_path / "out"
+    first = run(emu, str(listing), "-o", str(out))
+    assert first.returncode == ExitStatus.SUCCESS, first.stderr
+    saved = first.stdout.split()
+    assert len(saved) == 8
+    elsewhere = tmp_path / "www"
+    elsewhere.mkdir()
+    for path in saved[:2]:  # the cron pipeline: `| xargs -I{} mv {} /var/www/img/`
+        shutil.move(path, elsewhere)
+    Path(saved[2]).unlink()
+    edited = Path(saved[3])
+    with Image.open(edited) as img:  # mogrify / jpegoptim: the same name, new bytes
+        img.convert("L").save(edited, "PNG")
+    mine = edited.read_bytes()
+    later(emu, how)
+    downloads = emu.stats()["downloads"]
+    again = run(emu, str(listing), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    stats = emu.stats()
+    assert stats["billed"] == 8 and stats["calls"] == 8
+    assert stats["downloads"] == downloads  # nothing fetched again either
+    assert edited.read_bytes() == mine
+    rows = {row["input"]: row for row in report_rows(out)}
+    assert {row["outcome"] for row in rows.values()} == {"skipped"}
+    gone = [rows[emu.file_url(f"i{i}.png")]["message"] for i in range(3)]
+    assert all("moved or deleted" in message and "--force" in message for message in gone)
+    assert not Path(saved[2]).exists()  # not fetched again: done is done
+
+
+def test_a_missing_result_is_downloaded_again_free_while_its_link_lives(
+    tmp_path: Path, emulator: Any
+) -> None:
+    emu = emulator(cheap=True, qps=100)
+    listing, out = urls(tmp_path, emu, 3), tmp_path / "out"
+    first = run(emu, str(listing), "-o", str(out))
+    Path(first.stdout.split()[1]).unlink()
+    again = run(emu, str(listing), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["billed"] == 3 and emu.stats()["downloads"] == 4
+    assert Path(first.stdout.split()[1]).is_file()
+
+
+def test_an_edited_result_is_never_overwritten_or_paid_again(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    listing, out = urls(tmp_path, emu, 2), tmp_path / "out"
+    first = run(emu, str(listing), "-o", str(out))
+    edited = Path(first.stdout.split()[0])
+    edited.write_bytes(b"exiftool rewrote this")
+    again = run(emu, str(listing), "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["billed"] == 2 and emu.stats()["downloads"] == 2
+    forced = run(emu, str(listing), "-o", str(out), "--force")
+    assert forced.returncode == ExitStatus.SUCCESS, forced.stderr
+    assert emu.stats()["billed"] == 3  # --force redid the untouched one only
+    assert edited.read_bytes() == b"exiftool rewrote this"
+    (row,) = [r for r in report_rows(out) if r["output"] == str(edited)]
+    assert row["outcome"] == "skipped" and "changed since it was saved" in row["message"]
+
+
+def test_force_does_not_recall_inputs_that_failed_for_good(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=100)
+    good, missing = emu.file_url("harbour-320x240.jpg"), emu.file_url("no-such-file.png")
+    listing, out = write_list(tmp_path / "u.txt", [good, missing]), tmp_path / "out"
+    assert run(emu, str(listing), "-o", str(out)).returncode == ExitStatus.SOME_FAILED
+    assert emu.stats()["billed_by_input"] == {good: 1, missing: 1}
+    forced = run(emu, str(listing), "-o", str(out), "--force")
+    assert forced.returncode == ExitStatus.SOME_FAILED
+    assert emu.stats()["billed_by_input"] == {good: 2, missing: 1}
+    retried = run(emu, str(listing), "-o", str(out), "--retry-failed")
+    assert retried.returncode == ExitStatus.SOME_FAILED
+    assert emu.stats()["billed_by_input"] == {good: 2, missing: 2}
+
+
+def test_a_double_ctrl_c_counts_calls_cut_short(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100, latency=(4.0, 4.0))
+    listing, out = urls(tmp_path, emu, 40), tmp_path / "out"
+    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
+    numbers = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [*ENHANCE, str(listing), "-o", str(out), "--qps", "100", "--summary-json", str(numbers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_until(lambda: emu.stats()["in_flight"] == 40, timeout=30)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
+    said = proc.stderr.readline()
+    assert "40 calls in flight" in said and "billed" in said, said
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == ExitStatus.INTERRUPTED, stderr
+    wait_until(lambda: emu.stats()["in_flight"] == 0, timeout=30)  # the service finishes
+    billed = emu.stats()["billed"]
+    assert billed == 40  # the service bills what it finished, whoever hung up
+    figures = summary(numbers)
+    assert figures["paid_calls"] + figures["possibly_paid"] >= billed
+    rows = report_rows(out)
+    assert len(rows) == 40 and all("possibly paid" in row["message"] for row in rows)
+    assert all(row["paid_calls"] == "1" for row in rows)
+    # Their one paid call without a result is counted: --paid-retries 0 pays no more.
+    again = run(emu, str(listing), "-o", str(out), "--paid-retries", "0")
+    assert again.returncode == ExitStatus.SOME_FAILED, again.stderr
+    assert emu.stats()["billed"] == 40
+
+
+def test_after_kill_9_the_report_marks_calls_in_flight_interrupted(
+    tmp_path: Path, emulator: Any
+) -> None:
+    emu = emulator(cheap=True, qps=100, latency=(3.0, 3.0))
+    listing, out = urls(tmp_path, emu, 6), tmp_path / "out"
+    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
+    proc = subprocess.Popen(
+        [*ENHANCE, str(listing), "-o", str(out), "--qps", "100"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: emu.stats()["in_flight"] == 6, timeout=30)
+    proc.kill()
+    proc.wait(timeout=10)
+    wait_until(lambda: emu.stats()["in_flight"] == 0, timeout=30)
+    listed = zuotang_report(out, "--format", "jsonl")
+    rows = [json.loads(line) for line in listed.splitlines()]
+    assert len(rows) == 6
+    assert {row["error_class"] for row in rows} == {"interrupted"}
+    assert all(row["paid_calls"] == 1 and "possibly paid" in row["message"] for row in rows)
+    again = run(emu, str(listing), "-o", str(out), "--paid-retries", "0")
+    assert again.returncode == ExitStatus.SOME_FAILED
+    assert emu.stats()["billed"] == 6  # each possibly paid call was counted
+    db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
+    assert db.execute("SELECT SUM(possibly_paid) FROM entries").fetchone() == (6,)
+    db.close()
+
+
+def test_a_result_host_that_always_refuses_halts_instead_of_paying_on(
+    tmp_path: Path, emulator: Any
+) -> None:
+    emu = emulator(cheap=True, qps=100, faults={"refuse": 1.0})
+    listing, out = urls(tmp_path, emu, 12), tmp_path / "out"
+    first = run(emu, str(listing), "-o", str(out), "--concurrency", "1")
+    assert first.returncode == ExitStatus.TROUBLE, first.stderr
+    assert "refused" in first.stderr.splitlines()[-1]
+    assert emu.stats()["billed"] == 3  # one call each, never a second one
+    rows = [row for row in report_rows(out) if row["outcome"] == "failed"]
+    assert len(rows) == 3 and all("re-run downloads it" in row["message"] for row in rows)
+    again = run(emu, str(listing), "-o", str(out), "--concurrency", "1")
+    assert again.returncode == ExitStatus.TROUBLE
+    assert emu.stats()["billed"] == 3  # the paid results were tried first: no new call
+
+
+def test_recalls_for_dead_links_count_against_the_paid_retries(
+    tmp_path: Path, emulator: Any
+) -> None:
+    emu = emulator(cheap=True, qps=100, faults={"expire": 1.0})
+    listing, out = urls(tmp_path, emu, 3), tmp_path / "out"
+    first = run(emu, str(listing), "-o", str(out))
+    assert first.returncode == ExitStatus.SOME_FAILED
+    stats = emu.stats()
+    assert set(stats["billed_by_input"].values()) == {2}  # the call and one paid retry
+    assert {row["error_class"] for row in report_rows(out)} == {"link-expired"}
+    again = run(emu, str(listing), "-o", str(out))
+    assert again.returncode == ExitStatus.SOME_FAILED
+    assert emu.stats()["billed"] == 6  # the budget is spent over all runs
+    assert all("--retry-failed" in row["message"] for row in report_rows(out))
+
+
+def test_equivalent_urls_are_one_input(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    plain = emu.file_url("i1.png")
+    same = [
+        plain.replace("/i1.png", "/i%31.png"),
+        plain.replace("/files/", "/files/./"),
+        plain.replace("/files/", "/files/x/../"),
+    ]
+    out = tmp_path / "out"
+    proc = run(emu, plain, *same, "-o", str(out))
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    assert emu.stats()["billed"] == 1
+    assert len(proc.stdout.split()) == 1  # one saved file, listed once
+    again = run(emu, *same, "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["billed"] == 1
+
+
+def test_a_journal_keyed_before_normalization_is_migrated_not_repaid(
+    tmp_path: Path, emulator: Any
+) -> None:
+    emu = emulator(cheap=True, qps=100)
+    url = emu.file_url("i1.png").replace("/i1.png", "/i%31.png")
+    out = tmp_path / "out"
+    assert run(emu, url, "-o", str(out)).returncode == ExitStatus.SUCCESS
+    db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
+    (key,) = db.execute("SELECT key FROM entries").fetchone()
+    db.execute("UPDATE entries SET key = ?", (key.replace("/i1.png", "/i%31.png"),))
+    db.execute("UPDATE names SET key = ?", (key.replace("/i1.png", "/i%31.png"),))
+    db.execute("UPDATE meta SET value = '2' WHERE name = 'format'")
+    db.commit()
+    db.close()
+    again = run(emu, url, "-o", str(out))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert emu.stats()["billed"] == 1
+    assert [row["outcome"] for row in report_rows(out)] == ["skipped"]
+
+
+def test_stdout_lists_each_saved_file_once_per_run(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    url = emu.file_url("i1.png")
+    out = tmp_path / "out"
+    proc = run(emu, url, url + "#again", emu.file_url("i2.png"), "-o", str(out))
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    assert len(proc.stdout.split()) == len(set(proc.stdout.split())) == 2
+    assert len(report_rows(out)) == 3
