@@ -9,6 +9,7 @@ that expires every link, while the links still say they live).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -276,3 +277,81 @@ def test_stdout_lists_each_saved_file_once_per_run(tmp_path: Path, emulator: Any
     assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
     assert len(proc.stdout.split()) == len(set(proc.stdout.split())) == 2
     assert len(report_rows(out)) == 3
+
+
+CLI_FLAGS: dict[str, tuple[tuple[str, ...], Any]] = {
+    # EnhanceOptions field: (the command's flags, the Python API's keyword value)
+    "type": (("--type", "face"), "face"),
+    "scale": (("--scale", "2"), 2),
+    "recursive": (("--recursive",), True),
+    "include": (("--include", "*.png", "--include", "sub/*"), ("*.png", "sub/*")),
+    "exclude": (("--exclude", "skip*", "--exclude", "deeper/*"), ("skip*", "deeper/*")),
+    "qps": (("--qps", "7"), 7.0),
+    "concurrency": (("--concurrency", "3"), 3),
+    "retries": (("--retries", "2"), 2),
+    "timeout": (("--timeout", "60"), 60.0),
+    "billing": (("--billing", "success-only"), "success-only"),
+    "body": (("--body", "multipart"), "multipart"),
+    "paid_retries": (("--paid-retries", "0"), 0),
+    "max_upload": (("--max-upload", "1"), 1024 * 1024),
+    "polls_free": (("--polls-free",), True),
+    "force": (("--force",), True),
+    "retry_failed": (("--retry-failed",), True),
+    "max_calls": (("--max-calls", "3"), 3),
+    "wait_lock": (("--wait-lock",), True),
+    "probe": (("--probe",), True),
+}
+"""Every option that can change what a run does; the others only change what it prints."""
+PRINTING = {"json", "quiet", "verbose", "print0", "gallery", "stats_interval", "summary_json"}
+GIVEN = {"inputs", "output_dir", "appcode", "endpoint", "report", "dry_run"}
+
+
+def test_the_python_api_and_the_cli_plan_the_same(tmp_path: Path, emulator: Any) -> None:
+    from dataclasses import fields
+
+    import zuotang_cli
+    from zuotang_cli.options import EnhanceOptions
+
+    assert {f.name for f in fields(EnhanceOptions)} == set(CLI_FLAGS) | PRINTING | GIVEN
+    emu = emulator(qps=100)
+    photos = tmp_path / "photos"
+    for name in ("a.png", "b.jpg", "skip-me.png", "sub/c.png", "sub/d.png", "deeper/e.png"):
+        path = photos / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40 + len(name), 30), (len(name) * 9, 80, 120)).save(
+            path, "JPEG" if name.endswith(".jpg") else "PNG"
+        )
+    out = tmp_path / "out"
+    # some history: one done, one failed for good, with these very type and scale
+    known = [emu.file_url("harbour-320x240.jpg"), emu.file_url("nope.png")]
+    listing = write_list(tmp_path / "u.txt", known)
+    history = run(emu, str(listing), str(photos / "sub" / "c.png"), "-o", str(out))
+    assert history.returncode == ExitStatus.SOME_FAILED
+    history = run(emu, str(listing), "-o", str(out), "--type", "face", "--scale", "2")
+    assert history.returncode == ExitStatus.SOME_FAILED
+    sources = [str(listing), str(photos)]
+    flags = [flag for cli, _ in CLI_FLAGS.values() for flag in cli]
+    cli = zuotang(*sources, "-o", str(out), "--dry-run", "--json", *flags, endpoint=emu.endpoint)
+    assert cli.returncode == ExitStatus.SOME_FAILED, cli.stderr
+    planned_by_cli = [json.loads(line) for line in cli.stdout.splitlines()]
+    outcome = asyncio.run(
+        zuotang_cli.enhance(
+            sources,
+            appcode=APPCODE,
+            endpoint=emu.endpoint,
+            output_dir=out,
+            dry_run=True,
+            **{name: value for name, (_, value) in CLI_FLAGS.items()},
+        )
+    )
+    planned_by_api = [
+        {"schema": 1, "input": source, "action": action, "reason": reason}
+        for source, action, reason in outcome.plan
+    ]
+    assert planned_by_api == planned_by_cli
+    assert outcome.exit_status == cli.returncode
+    inputs = {row["input"] for row in planned_by_cli}
+    assert str(photos / "b.jpg") not in inputs and str(photos / "skip-me.png") not in inputs
+    assert str(photos / "deeper" / "e.png") not in inputs
+    assert {str(photos / "a.png"), str(photos / "sub" / "d.png")} <= inputs
+    assert emu.stats()["billed"] == 5  # the dry runs paid nothing

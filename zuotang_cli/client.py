@@ -21,7 +21,6 @@ from zuotang_cli import rules
 from zuotang_cli.api import CallSpec, Reply, call_once
 from zuotang_cli.batch import Batch
 from zuotang_cli.errors import UsageError
-from zuotang_cli.inputs import iter_inputs
 from zuotang_cli.models import InputItem, InputKind, Record
 from zuotang_cli.options import DEFAULT_TIMEOUT
 from zuotang_cli.pump import aiter_in_thread
@@ -61,7 +60,7 @@ async def enhance(
     """
     from zuotang_cli.options import EnhanceOptions
     from zuotang_cli.rules import Billing, Body
-    from zuotang_cli.run import opened, prepare
+    from zuotang_cli.run import inputs_of, opened, prepare
 
     if "billing" in options:
         options["billing"] = Billing(options["billing"])
@@ -89,7 +88,7 @@ async def enhance(
         if on_record is not None:
             on_record(record)
 
-    items = iter_inputs(settings.inputs, stdin=io.BytesIO(), recursive=settings.recursive)
+    items = inputs_of(settings, io.BytesIO())
     with opened(config, wait_lock=settings.wait_lock) as journal:
         batch = Batch(config, sink, journal, planned=planned if config.dry_run else None)
         result = await batch.run(aiter_in_thread(items))

@@ -16,7 +16,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import BinaryIO, TextIO
 
 from zuotang_cli import fdlimit, preflight, rules
 from zuotang_cli.api import CallSpec
@@ -225,7 +225,7 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
     if fd_note is not None:
         display.error(f"note: {fd_note}")
     scan = ScanTally()
-    items = iter_inputs(options.inputs, stdin=stdin, **_scan_options(options, scan))
+    items = inputs_of(options, stdin, scan)
     if display.wants_total and "-" not in options.inputs:
         count_inputs_ahead(options, display)
     if "-" in options.inputs and _isatty(stdin):
@@ -272,13 +272,19 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
     return result.exit_status
 
 
-def _scan_options(options: EnhanceOptions, scan: ScanTally | None) -> dict[str, Any]:
-    return {
-        "recursive": options.recursive,
-        "include": options.include,
-        "exclude": options.exclude,
-        "scan": scan,
-    }
+def inputs_of(
+    options: EnhanceOptions, stdin: BinaryIO, scan: ScanTally | None = None
+) -> Iterator[InputItem]:
+    """The inputs of a batch, read as every way of running one reads them (the CLI, the
+    Python API, ``--dry-run``, the count ahead): folders walked by the same options."""
+    return iter_inputs(
+        options.inputs,
+        stdin=stdin,
+        recursive=options.recursive,
+        include=options.include,
+        exclude=options.exclude,
+        scan=scan,
+    )
 
 
 def _isatty(stream: object) -> bool:
@@ -294,7 +300,7 @@ def count_inputs_ahead(options: EnhanceOptions, display: NullDisplay) -> None:
     def count() -> None:
         total = sum(
             1
-            for _ in iter_inputs(options.inputs, stdin=io.BytesIO(), **_scan_options(options, None))
+            for _ in inputs_of(options, io.BytesIO())
         )
         display.set_total(total)
 
@@ -313,7 +319,7 @@ def dry_run(
         counts[action] += 1
         _print_plan(stdout, source, action, reason, as_json=options.json)
 
-    items = iter_inputs(options.inputs, stdin=stdin, **_scan_options(options, None))
+    items = inputs_of(options, stdin)
     with opened(config, wait_lock=options.wait_lock) as journal:
         batch = Batch(config, lambda record: None, journal, planned=planned)
         result = asyncio.run(batch.run(aiter_in_thread(items)))
