@@ -355,3 +355,55 @@ def test_the_python_api_and_the_cli_plan_the_same(tmp_path: Path, emulator: Any)
     assert str(photos / "deeper" / "e.png") not in inputs
     assert {str(photos / "a.png"), str(photos / "sub" / "d.png")} <= inputs
     assert emu.stats()["billed"] == 5  # the dry runs paid nothing
+
+
+def test_paid_work_is_settled_before_new_calls(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(cheap=True, qps=100)
+    old = [emu.file_url(f"old{i}.png") for i in range(5)]
+    out = tmp_path / "out"
+    emu.hold_downloads()  # the object store stalls: five results paid for, none saved
+    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
+    killed = subprocess.Popen(
+        [*ENHANCE, *old, "-o", str(out), "--qps", "100"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: emu.stats()["download_attempts"] == 5, timeout=30)
+    killed.kill()
+    killed.wait(timeout=10)
+    emu.hold_downloads(False)
+    # A list of new inputs first, naming one of the old ones last.
+    new = [emu.file_url(f"new{i}.png") for i in range(5)]
+    listing = write_list(tmp_path / "new.txt", [*new, old[3]])
+    numbers = tmp_path / "summary.json"
+    again = run(emu, str(listing), "-o", str(out), "--summary-json", str(numbers))
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    stats = emu.stats()
+    assert stats["billed"] == 10  # nothing paid twice
+    settled = stats["download_arrivals"][5:10]
+    new_calls = stats["arrivals"][5:]
+    assert len(settled) == 5 and len(new_calls) == 5
+    assert max(settled) < min(new_calls)  # every paid result fetched before a new call
+    rows = report_rows(out)
+    assert sorted(row["input"] for row in rows[:6]) == sorted([*new, old[3]])
+    unlisted = rows[6:]  # the rows of the list's own inputs come first
+    assert sorted(row["input"] for row in unlisted) == sorted(old[:3] + old[4:])
+    assert all(row["message"].startswith("not in this run's list") for row in unlisted)
+    assert {row["outcome"] for row in rows} == {"done"}
+    assert len(again.stdout.split()) == 10
+    figures = summary(numbers)
+    assert (figures["recovered"], figures["recovered_unlisted"]) == (5, 4)
+    assert "recovered: 5 paid results" in again.stderr
+
+
+def test_slow_downloads_never_let_a_link_expire(tmp_path: Path, emulator: Any) -> None:
+    """86 results that each take 3 s to download, whose links live 5 s: at 20 calls a
+    second they come in far faster than a fixed pool of downloads could fetch them."""
+    emu = emulator(cheap=True, qps=100, link_ttl=5.0, download_latency=3.0)
+    listing, out = urls(tmp_path, emu, 86), tmp_path / "out"
+    proc = run(emu, str(listing), "-o", str(out), "--qps", "20")
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    stats = emu.stats()
+    assert stats["billed"] == 86 and stats["downloads"] == 86
+    assert {row["outcome"] for row in report_rows(out)} == {"done"}

@@ -24,6 +24,7 @@ import httpx
 
 from zuotang_cli import api, naming, preflight, rules
 from zuotang_cli.api import CallSpec, Reply, Verdict
+from zuotang_cli.backlog import Backlog, Pace
 from zuotang_cli.download import (
     DISK_ERROR,
     TOO_MANY_OPEN_FILES,
@@ -61,6 +62,9 @@ POLL_INTERVAL = 1.0
 FEED_STEP = 256
 """Inputs decided between two turns of the event loop (a few milliseconds of rows done
 before, so that the calls in flight and a Ctrl-C never wait long)."""
+CLOCK_SKEW = 30.0
+"""Seconds a result host's clock may be ahead of ours: a link refused closer than this
+to its end may simply have expired there."""
 REFUSED_LINKS_HALT = 3
 """Result links refused in a row, although they had not expired, after which the run
 halts: the results cannot be fetched from here (a proxy or firewall), and every further
@@ -75,7 +79,9 @@ def default_concurrency(qps: float) -> int:
 
 
 def default_download_concurrency(qps: float) -> int:
-    return min(64, max(4, math.ceil(qps * 2)))
+    """Downloads at once at most: every input in flight may be downloading its result
+    (the open-file limit may cut it: :mod:`zuotang_cli.fdlimit`)."""
+    return default_concurrency(qps)
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,8 @@ class Work:
     call_sent: bool = False
     """A call of this input has gone out and not been answered yet: if it is cut short
     now, it may still be billed."""
+    settling: bool = False
+    """Paid work of an earlier run, settled before any new call (see _settle_paid_work)."""
     delivered: bool = False
     """The result being downloaded was saved by an earlier run (then moved or deleted): a
     dead link of it loses nothing."""
@@ -213,6 +221,12 @@ class BatchResult:
     """The endpoint did not read form bodies: URL calls went multipart."""
     expired_links: int = 0
     """Paid results lost because their link (or task) expired before they were saved."""
+    recovered: int = 0
+    """Paid results of earlier runs saved before any new call."""
+    recovered_unlisted: int = 0
+    """Of the paid work settled first, the inputs this run's list does not name."""
+    download_pace: Pace | None = None
+    """How fast results were saved, when new calls were held back for them."""
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -281,6 +295,9 @@ class Batch:
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
         self._outputs = OutputListing(journal.root)
+        self._recovered: dict[str, tuple[InputItem, Record | Plan]] = {}
+        """Paid work of earlier runs settled before any new call (a plan in a dry run),
+        by key, until a line names it."""
         self._refused_in_a_row = 0
         """Result links refused in a row although they had not expired."""
         self._in_call = 0
@@ -333,7 +350,7 @@ class Batch:
         them) to its record."""
         cfg = self.config
         if cfg.dry_run:  # the same decisions, no HTTP at all
-            self._feeder = asyncio.create_task(self._feed(items))
+            self._feeder = asyncio.create_task(self._settle_then_feed(items))
             await self._finish_all()
             return self.result
         timeout = httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, 15.0))
@@ -353,11 +370,11 @@ class Batch:
         ):
             self._calls = calls
             self._downloader = Downloader(downloads, cfg.output_dir, backoff=cfg.backoff / 2)
-            self._download_slots = asyncio.Semaphore(downloads_at_once)
+            self._backlog = Backlog(downloads_at_once)
             self._slots = asyncio.Semaphore(self.concurrency)
             # The feeder runs apart: it keeps reading the inputs after a stop, so that each
             # one gets its row, while the calls in flight finish.
-            self._feeder = asyncio.create_task(self._feed(items))
+            self._feeder = asyncio.create_task(self._settle_then_feed(items))
             try:
                 await self._finish_all()
             except asyncio.CancelledError:
@@ -372,6 +389,7 @@ class Batch:
                 self._feeder.cancel()
                 for task in self._tasks:
                     task.cancel()
+        self.result.download_pace = self._backlog.pace()
         return self.result
 
     async def _finish_all(self) -> None:
@@ -387,6 +405,49 @@ class Batch:
         duplicates, self._duplicates = self._duplicates, []
         for duplicate in duplicates:
             self._emit(self._settle_duplicate(duplicate))
+        recovered, self._recovered = self._recovered, {}
+        for key, (item, settled) in recovered.items():  # paid work this run's list omits
+            self.result.recovered_unlisted += 1
+            self._emit_recovered(item, key, settled, UNLISTED)
+
+    async def _settle_then_feed(self, items: AsyncIterator[list[InputItem]]) -> None:
+        await self._settle_paid_work()
+        await self._feed(items)
+
+    async def _settle_paid_work(self) -> None:
+        """Paid work first: before any new call, the output directory's paid results whose
+        links still live are downloaded and its paid tasks fetched, whatever the order of
+        the list and whether it names them; their rows come when their line does (or at
+        the end: not in this run's list)."""
+        cfg, now = self.config, time.time()
+        started: list[asyncio.Task[None]] = []
+        for entry, item in self.journal.live_paid_work(now):
+            plan = self.journal.plan(
+                entry, force=False, retry_failed=False, now=now, present=self._outputs
+            )
+            if plan.action not in (Action.DOWNLOAD, Action.POLL) or self._stop_reason:
+                continue
+            if cfg.dry_run:
+                self._recovered[entry.key] = (item, plan)
+                continue
+            if not await self._free_slot():
+                break
+            work = Work(item, entry.key, plan, self._paid_failures_left(plan), settling=True)
+            started.append(self._start(work))
+        if started:
+            await asyncio.wait(started)
+
+    def _emit_recovered(
+        self, item: InputItem, key: str, settled: Record | Plan, note: str = ""
+    ) -> None:
+        """The row of paid work settled first, for the line that names it (or none)."""
+        if isinstance(settled, Plan):  # a dry run
+            reason = f"{note}{settled.reason}"
+            self._plan_work(item, key, dataclasses.replace(settled, reason=reason))
+            return
+        settled.input = item.source
+        settled.message = f"{note}{settled.message}"
+        self._emit(settled)
 
     async def _feed(self, items: AsyncIterator[list[InputItem]]) -> None:
         spec = self.config.spec
@@ -426,6 +487,12 @@ class Batch:
             return
         if item.path is not None:
             self._file_keys[key] = item.source
+        settled = self._recovered.pop(key, None)
+        if settled is not None and (
+            isinstance(settled[1], Plan) or settled[1].error_class != ErrorClass.LINK_EXPIRED
+        ):
+            self._emit_recovered(item, key, settled[1])
+            return
         plan = self.journal.plan(
             known[key] if key in known else self.journal.get(key),
             force=cfg.force,
@@ -445,10 +512,14 @@ class Batch:
         elif not await self._free_slot():
             self._not_attempted(item)
         else:
-            work = Work(item, key, plan, self._paid_failures_left(plan))
-            task = asyncio.create_task(self._run_one(work))
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
+            self._start(Work(item, key, plan, self._paid_failures_left(plan)))
+
+    def _start(self, work: Work) -> asyncio.Task[None]:
+        """Process ``work`` in a task of its own (it holds a slot, taken by the caller)."""
+        task = asyncio.create_task(self._run_one(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
 
     def _plan_work(self, item: InputItem, key: str, plan: Plan) -> None:
         """Dry run: the work the run would start for ``item`` (under --max-calls)."""
@@ -645,6 +716,10 @@ class Batch:
                 self._halt_on_disk_error(str(exc))
         except Exception as exc:  # a bug must cost one input, not the batch
             record = self._failure(work, "internal-error", f"{type(exc).__name__}: {exc}")
+        if work.settling:  # paid work of an earlier run: its row comes with its line
+            self.result.recovered += record.outcome is Outcome.DONE
+            self._recovered[work.key] = (work.item, record)
+            return
         self._emit(record)
 
     @staticmethod
@@ -746,8 +821,8 @@ class Batch:
             work.delivered = entry.status is Status.SAVED
             _restore(record, entry.record)
             record.extra.setdefault("started", time.monotonic())
-            deadline = _loop_deadline(entry.link_expires or 0.0)
-            if await self._save(work, record, entry.image, deadline, plan.reason):
+            link_dies = (entry.link_expires or 0.0) + LINK_MARGIN  # stored with the margin
+            if await self._save(work, record, entry.image, link_dies, plan.reason):
                 return
             if record.error_class != ErrorClass.LINK_EXPIRED:
                 return
@@ -763,7 +838,7 @@ class Batch:
             image, expires = await self._paid_result(work, record)
             if image is None:
                 return
-            if await self._save(work, record, image, _loop_deadline(expires), note):
+            if await self._save(work, record, image, expires, note):
                 return
             if record.error_class != ErrorClass.LINK_EXPIRED or not self._may_pay_again(
                 work, record
@@ -868,13 +943,16 @@ class Batch:
             image = base64.b64encode(reply.result).decode("ascii")
         expires = api.link_expiry(image) if image.startswith(("http://", "https://")) else None
         self.journal.paid(work.key, record, image, now, expires)
-        return image, (expires if expires is not None else now + rules.LINK_TTL) - LINK_MARGIN
+        return image, expires if expires is not None else now + rules.LINK_TTL
 
     async def _save(
-        self, work: Work, record: Record, image: str, deadline: float, note: str
+        self, work: Work, record: Record, image: str, link_dies: float, note: str
     ) -> bool:
+        """Download and save the result ``image`` whose link dies at ``link_dies`` (wall
+        time); False, with the row's error, when it could not be saved."""
+        deadline = _loop_deadline(link_dies)
         try:
-            async with self._download_slots:
+            async with self._backlog.slot(deadline):
                 saved = await self._downloader.save(
                     work.item, image, deadline, lambda wanted: self._claim(work, record, wanted)
                 )
@@ -883,7 +961,8 @@ class Batch:
             message = str(exc).replace(self.config.spec.appcode, "****")
             record.error_class, record.message = exc.error_class, message
             if exc.error_class in (ErrorClass.LINK_EXPIRED, ErrorClass.LINK_REFUSED):
-                fresh = exc.refused and asyncio.get_running_loop().time() < deadline
+                alive = asyncio.get_running_loop().time() < deadline - CLOCK_SKEW
+                fresh = exc.refused and alive
                 self._dead_link(work, record, exc, fresh=fresh)
                 return False
             record.message = f"{PAID_NOT_SAVED}: {message}; {DOWNLOADS_LATER}"
@@ -891,6 +970,7 @@ class Batch:
                 self._halt_on_disk_error(str(exc))
             return False
         self._refused_in_a_row = 0
+        self._backlog.finished(saved.size)
         record.outcome = Outcome.DONE
         record.error_class = None
         record.message = note or record.message
@@ -991,6 +1071,8 @@ class Batch:
         """One call through the gate (and, for an asynchronous task, its fetches): the
         reply that decides, and whether the attempt was (or may have been) paid."""
         cfg, item, spec = self.config, work.item, self.spec
+        # a result of this call must not wait for a download slot until its link dies
+        await self._backlog.room_for_a_call(lambda: self._in_call, self._stopping)
         ticket = await self.gate.wait()
         if ticket is None:
             return None
@@ -1172,6 +1254,8 @@ class Batch:
 _ENDPOINT_REFUSALS = (ErrorClass.ENDPOINT_REFUSED, ErrorClass.ENDPOINT_NOT_FOUND)
 
 
+UNLISTED = "not in this run's list: "
+"""The start of the row of an earlier run's paid work that this run settled unasked."""
 PAID_NOT_SAVED = "paid, not saved"
 """The start of the message of an input whose result was paid for and not saved."""
 DOWNLOADS_LATER = "a re-run downloads it without a new call while its link lives"

@@ -298,10 +298,7 @@ def count_inputs_ahead(options: EnhanceOptions, display: NullDisplay) -> None:
     """Count the inputs in a background thread, so the progress bar can show an ETA."""
 
     def count() -> None:
-        total = sum(
-            1
-            for _ in inputs_of(options, io.BytesIO())
-        )
+        total = sum(1 for _ in inputs_of(options, io.BytesIO()))
         display.set_total(total)
 
     threading.Thread(target=count, name="zuotang-count", daemon=True).start()

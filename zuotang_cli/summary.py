@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zuotang_cli.api import Reply
+from zuotang_cli.backlog import Pace
 from zuotang_cli.batch import BatchResult
 from zuotang_cli.models import Outcome, Record
 from zuotang_cli.rules import Billing
@@ -110,6 +111,10 @@ class RunSummary:
     interrupted: bool = False
     hidden_lines: int = 0
     """Per-input problem lines the display left out (a screenful was shown)."""
+    expired_links: int = 0
+    recovered: int = 0
+    recovered_unlisted: int = 0
+    download_pace: Pace | None = None
 
     # -- text --------------------------------------------------------------------------
 
@@ -136,7 +141,11 @@ class RunSummary:
         if details:
             line += f" ({', '.join(details)})"
         if self.possibly_paid:
-            line += f"; possibly paid: {self.possibly_paid} (timed out after going out)"
+            line += (
+                f"; possibly paid: {self.possibly_paid} (cut short or timed out after going out)"
+            )
+        if self.expired_links:
+            line += f"; results lost to an expired link: {self.expired_links}"
         if self.polls:
             line += f"; task fetches: {self.polls}"
         rule = "every HTTP-200 reply" if self.billing is Billing.EVERY_200 else "successes only"
@@ -146,6 +155,18 @@ class RunSummary:
         """The text summary, one stderr line each (the halt's reason is not among them:
         the caller prints it last)."""
         lines = [self.counts_line(), self.money_line()]
+        if self.recovered or self.recovered_unlisted:
+            lines.append(
+                f"recovered: {plural(self.recovered, 'paid result')} of earlier runs saved "
+                f"before any new call ({self.recovered_unlisted} not in this run's list)"
+            )
+        pace = self.download_pace
+        if pace is not None:
+            lines.append(
+                f"downloads: new calls were held back {pace.held_seconds:.0f} s so that no "
+                f"paid result's link expired waiting (downloads at {pace.per_second:.2f}/s, "
+                f"{pace.bytes_per_second / 1e6:.2f} MB/s)"
+            )
         if self.throttled:
             lines.append(
                 f"warning: {plural(self.throttled, 'throttle reply', 'throttle replies')}: the "
@@ -190,6 +211,12 @@ class RunSummary:
             "possibly_paid": self.possibly_paid,
             "paid_retries": self.paid_retries,
             "task_fetches": self.polls,
+            "expired_links": self.expired_links,
+            "recovered": self.recovered,
+            "recovered_unlisted": self.recovered_unlisted,
+            "downloads_held_s": None
+            if self.download_pace is None
+            else round(self.download_pace.held_seconds, 3),
             "throttled": self.throttled,
             "billing": self.billing.value,
             "failures": [
@@ -251,4 +278,8 @@ def summarize(
         halt=result.halt,
         interrupted=result.interrupted,
         hidden_lines=hidden_lines,
+        expired_links=result.expired_links,
+        recovered=result.recovered,
+        recovered_unlisted=result.recovered_unlisted,
+        download_pace=result.download_pace,
     )
