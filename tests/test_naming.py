@@ -110,7 +110,8 @@ def test_url_stem_is_decoded_then_sanitized() -> None:
     name = str(output_relpath(url_item("http://e.com/a/my%20photo%2F..%5Cx%00.jpg"), "jpg"))
     assert name.startswith("my photo_.._x_-")
     assert portable(name)
-    assert str(output_relpath(url_item("http://e.com/%2E%2E"), "jpg")).startswith("image-")
+    # %2E%2E is "..", a dot segment: the URL is http://e.com/, named for its host
+    assert str(output_relpath(url_item("http://e.com/%2E%2E"), "jpg")).startswith("e.com-")
     assert str(output_relpath(url_item("http://e.com/照片.jpg"), "jpg")).startswith("照片-")
 
 

@@ -105,13 +105,18 @@ def normalize_url(text: str) -> str:
     that URLs naming the same resource are one input. Idempotent.
     """
     text = text.strip()
-    if (
-        _CANONICAL.fullmatch(text)
-        and len(text) <= MAX_URL_LENGTH
-        and not (("%" in text or "/." in text) and _NOT_CANONICAL.search(text))
-    ):
+    if is_canonical(text):
         return text  # already in that form (most list lines): nothing to parse
     return _normalized(text)
+
+
+def is_canonical(text: str) -> bool:
+    """Whether :func:`normalize_url` returns ``text`` as it is, told without parsing it."""
+    return (
+        _CANONICAL.fullmatch(text) is not None
+        and len(text) <= MAX_URL_LENGTH
+        and not (("%" in text or "/." in text) and _NOT_CANONICAL.search(text))
+    )
 
 
 def _normalized(text: str) -> str:

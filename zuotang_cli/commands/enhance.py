@@ -183,7 +183,14 @@ def enhance(
         bool,
         Opt("--dry-run", help="Say what would be called, downloaded, copied and skipped; no call."),
     ] = D.dry_run,
-    force: Annotated[bool, Opt("--force", help="Process again what is already done.")] = D.force,
+    force: Annotated[
+        bool,
+        Opt(
+            "--force",
+            help="Process again (paid) what earlier runs saved, except results edited since; "
+            "failed inputs need --retry-failed.",
+        ),
+    ] = D.force,
     retry_failed: Annotated[
         bool,
         Opt(
