@@ -8,7 +8,6 @@ import collections
 import contextlib
 import functools
 import io
-import json
 import os
 import signal
 import sys
@@ -37,6 +36,7 @@ from zuotang_cli.progress import (
 from zuotang_cli.pump import aiter_in_thread
 from zuotang_cli.report import ReportSet, report_format
 from zuotang_cli.rules import Billing, Body
+from zuotang_cli.sanitize import json_text, visible
 from zuotang_cli.scan import ScanTally
 from zuotang_cli.status import ExitStatus
 from zuotang_cli.summary import Tally, halt_line, plural, summarize
@@ -119,9 +119,7 @@ class Emitter:
         if self.stdout is None:
             return
         if self.json:
-            line = json.dumps(
-                {"schema": JSON_SCHEMA_VERSION, **record.as_dict()}, ensure_ascii=False
-            )
+            line = json_text({"schema": JSON_SCHEMA_VERSION, **record.as_dict()})
         elif record.ok and record.output:
             line = record.output
         else:
@@ -376,12 +374,11 @@ def _retry_cost(options: EnhanceOptions, calls: int) -> str:
 
 def _print_plan(stdout: TextIO, source: str, action: str, reason: str, *, as_json: bool) -> None:
     if as_json:
-        line = json.dumps(
-            {"schema": JSON_SCHEMA_VERSION, "input": source, "action": action, "reason": reason},
-            ensure_ascii=False,
+        line = json_text(
+            {"schema": JSON_SCHEMA_VERSION, "input": source, "action": action, "reason": reason}
         )
-    else:
-        line = f"{action}\t{source}" + (f"\t{reason}" if reason else "")
+    else:  # one input a line, tab-separated, whatever its text holds
+        line = f"{action}\t{visible(source)}" + (f"\t{visible(reason)}" if reason else "")
     stdout.write(line + "\n")
 
 

@@ -7,7 +7,6 @@ as one JSON object (``--json``, ``--summary-json``), so scripts need not parse t
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from zuotang_cli.api import Reply
 from zuotang_cli.batch import BatchResult
 from zuotang_cli.models import Outcome, Record
 from zuotang_cli.rules import Billing
+from zuotang_cli.sanitize import json_text
 from zuotang_cli.status import ExitStatus
 
 SCHEMA_VERSION = 1
@@ -211,7 +211,7 @@ class RunSummary:
         }
 
     def json(self) -> str:
-        return json.dumps(self.as_dict(), ensure_ascii=False)
+        return json_text(self.as_dict())
 
     def write_json(self, path: Path) -> None:
         """``--summary-json PATH``: the JSON summary in a file (written whole, then renamed)."""

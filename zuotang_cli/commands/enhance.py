@@ -244,7 +244,7 @@ def enhance(
     ] = D.verbose,
 ) -> None:
     from zuotang_cli import cli, settings
-    from zuotang_cli.progress import write_stderr
+    from zuotang_cli.progress import say
     from zuotang_cli.run import run_enhance
 
     given = dict(locals())  # the parameters, by the names of EnhanceOptions' fields
@@ -259,7 +259,7 @@ def enhance(
         }
     )
     for warning in resolved.warnings:
-        write_stderr(sys.stderr, f"zuotang: warning: {warning}\n")
+        say(sys.stderr, f"warning: {warning}")
     converted: dict[str, Any] = {
         "max_upload": int(max_upload * MB),  # the flag is in MB
         "include": tuple(include or ()),
