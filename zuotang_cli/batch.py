@@ -26,6 +26,7 @@ from zuotang_cli import api, naming, preflight, rules
 from zuotang_cli.api import CallSpec, Reply, Verdict
 from zuotang_cli.download import (
     DISK_ERROR,
+    DOWNLOAD_RATE_WINDOW,
     TOO_MANY_OPEN_FILES,
     Downloader,
     DownloadFailed,
@@ -50,6 +51,7 @@ from zuotang_cli.models import ErrorClass, InputItem, Outcome, Record
 from zuotang_cli.options import DEFAULT_TIMEOUT
 from zuotang_cli.ratelimit import RateGate
 from zuotang_cli.rules import Billing, Body
+from zuotang_cli.sanitize import Secrets
 from zuotang_cli.status import ExitStatus
 
 UNREACHABLE_AFTER = 12
@@ -328,7 +330,12 @@ class Batch:
             ) as downloads,
         ):
             self._calls = calls
-            self._downloader = Downloader(downloads, cfg.output_dir, backoff=cfg.backoff / 2)
+            self._downloader = Downloader(
+                downloads,
+                cfg.output_dir,
+                backoff=cfg.backoff / 2,
+                rate_window=min(DOWNLOAD_RATE_WINDOW, cfg.timeout),
+            )
             self._download_slots = asyncio.Semaphore(downloads_at_once)
             self._slots = asyncio.Semaphore(self.concurrency)
             # The feeder runs apart: it keeps reading the inputs after a stop, so that each
@@ -615,7 +622,8 @@ class Batch:
             if error_class == DISK_ERROR:  # nothing more can be saved
                 self._halt_on_disk_error(str(exc))
         except Exception as exc:  # a bug must cost one input, not the batch
-            record = self._failure(work, "internal-error", f"{type(exc).__name__}: {exc}")
+            message = self.spec.secrets.mask(f"{type(exc).__name__}: {exc}")
+            record = self._failure(work, "internal-error", message)
         self._emit(record)
 
     @staticmethod
@@ -651,6 +659,7 @@ class Batch:
         self._halt(reply)
 
     def _emit(self, record: Record) -> None:
+        _mask_record(record, self.spec.secrets)
         self.result.counts[record.outcome] += 1
         if self._planned is not None:
             self._planned(record.input, _planned_action(record), record.message)
@@ -817,7 +826,8 @@ class Batch:
         if reply.result is not None:  # the reply was the image itself
             image = base64.b64encode(reply.result).decode("ascii")
         expires = api.link_expiry(image) if image.startswith(("http://", "https://")) else None
-        self.journal.paid(work.key, record, image, now, expires)
+        # a link a server built around the AppCode is downloaded as it is, stored masked
+        self.journal.paid(work.key, record, self.spec.secrets.mask(image), now, expires)
         return image, (expires if expires is not None else now + rules.LINK_TTL) - LINK_MARGIN
 
     async def _save(
@@ -830,14 +840,14 @@ class Batch:
                 )
         except DownloadFailed as exc:
             # the message may quote the server's link: mask the AppCode should it echo it
-            message = str(exc).replace(self.config.spec.appcode, "****")
+            message = self.spec.secrets.mask(str(exc))
             record.error_class, record.message = exc.error_class, message
             if exc.error_class == ErrorClass.LINK_EXPIRED:
                 self.journal.link_expired(work.key)
                 return False
-            record.message = f"{PAID_NOT_SAVED}: {message}; {DOWNLOADS_LATER}"
+            record.message = f"{PAID_NOT_SAVED}: {message}; {self._next_run(work, image, exc)}"
             if exc.error_class == DISK_ERROR:
-                self._halt_on_disk_error(str(exc))
+                self._halt_on_disk_error(message)
             return False
         record.outcome = Outcome.DONE
         record.error_class = None
@@ -851,6 +861,20 @@ class Batch:
             record.factor = round(saved.width / record.input_width, 2)
         self.journal.saved(work.key, record, saved.path, saved.sha256)
         return True
+
+    def _next_run(self, work: Work, image: str, exc: DownloadFailed) -> str:
+        """What a re-run does about a paid result this run could not save: download it
+        while its link lives, unless the link itself can never give it (not an http(s)
+        link nor base64, a redirect to file:, too large) or was stored masked (it held
+        the AppCode); then the link is given up and a re-run calls again."""
+        if exc.error_class == DISK_ERROR or (
+            exc.retryable and not self.spec.secrets.found_in(image)
+        ):
+            return DOWNLOADS_LATER
+        self.journal.link_expired(work.key)
+        if self.spec.secrets.found_in(image):
+            return CALLS_LATER_MASKED
+        return CALLS_LATER
 
     def _claim(self, work: Work, record: Record, wanted: PurePosixPath) -> PurePosixPath:
         """Reserve the result's name in the journal; another input's name is never taken."""
@@ -1043,7 +1067,7 @@ class Batch:
 
     async def _log_exchange(self, response: httpx.Response) -> None:
         if self._http_log is not None:
-            self._http_log(api.describe_exchange(response))
+            self._http_log(api.describe_exchange(response, self.spec.secrets))
 
     def _note_reachability(self, reply: Reply, started: float) -> None:
         """Halt when the endpoint has answered nothing for many calls in a row: a wrong
@@ -1081,10 +1105,26 @@ _ENDPOINT_REFUSALS = (ErrorClass.ENDPOINT_REFUSED, ErrorClass.ENDPOINT_NOT_FOUND
 PAID_NOT_SAVED = "paid, not saved"
 """The start of the message of an input whose result was paid for and not saved."""
 DOWNLOADS_LATER = "a re-run downloads it without a new call while its link lives"
+CALLS_LATER = "this link cannot give the result: a re-run calls again (a new paid call)"
+CALLS_LATER_MASKED = (
+    "its link held the AppCode, which is never stored: a re-run calls again (a new paid call)"
+)
 
 
 def _nothing() -> None:
     return None
+
+
+_MASKED_FIELDS = ("input", "output", "state_meaning", "message", "task_id", "request_id")
+
+
+def _mask_record(record: Record, secrets: Secrets) -> None:
+    """The last net before a row reaches the report, stdout or stderr: the AppCode
+    masked in every text field, wherever it came from."""
+    for name in _MASKED_FIELDS:
+        value = getattr(record, name)
+        if value and secrets.found_in(value):
+            setattr(record, name, secrets.mask(value))
 
 
 def _unfetchable(task_id: str, reply: Reply) -> Reply:
