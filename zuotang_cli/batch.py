@@ -49,6 +49,7 @@ from zuotang_cli.journal import (
 )
 from zuotang_cli.models import ErrorClass, InputItem, Outcome, Record
 from zuotang_cli.options import DEFAULT_TIMEOUT
+from zuotang_cli.pump import ThreadFeed
 from zuotang_cli.ratelimit import RateGate
 from zuotang_cli.rules import Billing, Body
 from zuotang_cli.sanitize import Secrets
@@ -61,6 +62,12 @@ POLL_INTERVAL = 1.0
 FEED_STEP = 256
 """Inputs decided between two turns of the event loop (a few milliseconds of rows done
 before, so that the calls in flight and a Ctrl-C never wait long)."""
+STOP_READ_GRACE = 1.0
+"""After a stop (Ctrl-C, a halt), seconds to wait for the inputs' reader when it has
+nothing ready: a list file is read to its end (each input gets its row), a pipe that has
+gone quiet is not waited on."""
+LAST_ROWS_WAIT = 1.0
+"""Seconds the inputs in flight get to write their rows when the run is cancelled."""
 BODY_SETTING = "body"
 """The journal's memory of the body encoding an output directory's endpoint reads."""
 
@@ -135,6 +142,12 @@ class Work:
     """Billed failures this input may still cost before it is given up (None: no cap)."""
     record: Record | None = None
     """What is known so far (set once processing starts), for a row if the run is cut."""
+    call_out: bool = False
+    """A call of this input went out whole and has not answered yet: cut short now, it
+    may have been billed."""
+
+    def went_out(self) -> None:
+        self.call_out = True
 
 
 @dataclass(frozen=True)
@@ -183,6 +196,8 @@ class BatchResult:
     counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     halt: Reply | None = None
     interrupted: bool = False
+    terminated: bool = False
+    """Stopped by SIGTERM (exit 143 rather than 130)."""
     scale_not_applied: int = 0
     """Inputs whose requested --scale the service does not apply (long side too big)."""
     factor_uncertain: int = 0
@@ -204,6 +219,8 @@ class BatchResult:
 
     @property
     def exit_status(self) -> ExitStatus:
+        if self.terminated:
+            return ExitStatus.TERMINATED
         if self.interrupted:
             return ExitStatus.INTERRUPTED
         if self.halt is not None:
@@ -263,6 +280,7 @@ class Batch:
         self._stop_reason: str | None = None
         self._stopping = asyncio.Event()
         self._feeder: asyncio.Task[None] | None = None
+        self._items: AsyncIterator[list[InputItem]] | None = None
         self._file_keys: dict[str, str] = {}
         """Content keys of the local files met in this run -> the first one's input."""
         self._duplicates: list[Duplicate] = []
@@ -280,6 +298,19 @@ class Batch:
         yet started get their rows as not attempted."""
         self.result.interrupted = True
         self._stop("interrupted")
+
+    def cut_short(self, *, terminated: bool = False) -> None:
+        """SIGTERM, or a second Ctrl-C: stop now, whatever the run waits on.  The calls
+        and downloads in flight are cancelled (each gets its row, saying what it had
+        cost), the inputs read so far get theirs as not attempted, and the reading of
+        the inputs is not waited for (a FIFO or a stdin nobody closes)."""
+        self.result.interrupted = True
+        self.result.terminated = self.result.terminated or terminated
+        self._stop("interrupted")
+        if isinstance(self._items, ThreadFeed):
+            self._items.stop(0)
+        for task in list(self._tasks):
+            task.cancel()
 
     def report_lost(self, message: str) -> None:
         """A report could not be written (its disk full): halt as on any disk error, while
@@ -303,6 +334,10 @@ class Batch:
             self._stop_reason = reason
         self.gate.close()
         self._stopping.set()
+        if isinstance(self._items, ThreadFeed):
+            # The inputs still coming get their rows, but a source that has nothing
+            # ready (a pipe whose writer is gone quiet) is not waited on.
+            self._items.stop(STOP_READ_GRACE)
 
     # -- the run -------------------------------------------------------------------------
 
@@ -310,6 +345,7 @@ class Batch:
         """Run every input of ``items`` (lists of them, as :func:`aiter_in_thread` reads
         them) to its record."""
         cfg = self.config
+        self._items = items
         if cfg.dry_run:  # the same decisions, no HTTP at all
             self._feeder = asyncio.create_task(self._feed(items))
             await self._finish_all()
@@ -344,13 +380,11 @@ class Batch:
             try:
                 await self._finish_all()
             except asyncio.CancelledError:
-                # A second Ctrl-C: cut what is in flight short, but still give every input
-                # its row (a third one gives up on the rows of inputs not yet read).
-                self.result.interrupted = True
-                self._stop("interrupted")
-                for task in list(self._tasks):
-                    task.cancel()
-                await self._finish_all()
+                # Cancelled from outside (a signal after cut_short): cut short what is
+                # left, give the inputs in flight a moment to write their rows, and go.
+                self.cut_short()
+                self._feeder.cancel()
+                await asyncio.wait({self._feeder, *self._tasks}, timeout=LAST_ROWS_WAIT)
             finally:
                 self._feeder.cancel()
                 for task in self._tasks:
@@ -673,8 +707,17 @@ class Batch:
         if entry is not None and entry.status is Status.SAVED:
             return self.journal.located(entry.record)
         paid = entry is not None and entry.status in (Status.PAID, Status.PENDING)
+        went_out, work.call_out = work.call_out, False
+        if went_out:  # billed upstream or not, nobody can tell
+            self._count_paid(work, record, certain=False)
+            self._settle(work, record, Reply(Verdict.RETRY), billed=True)
         if paid:
             record.message = "interrupted: paid, not saved yet; the next run fetches it"
+        elif went_out:
+            record.message = (
+                "interrupted after the call went out (possibly paid): the next run calls it "
+                "again, within --paid-retries"
+            )
         elif record.attempts:
             record.message = "interrupted while calling: the next run calls it again"
         record.outcome, record.error_class = Outcome.FAILED, ErrorClass.INTERRUPTED
@@ -939,9 +982,12 @@ class Batch:
         self.journal.calling(work.key, record)
         started = time.monotonic()
         try:
-            reply = await api.call_once(self._calls, spec, item, on_sent=ticket.sent)
+            reply = await api.call_once(
+                self._calls, spec, item, on_sent=ticket.sent, on_body_sent=work.went_out
+            )
         finally:
             ticket.sent()  # never went out (or no trace): it counts from now
+        work.call_out = False  # answered (or given up): the reply decides what it cost
         if reply.http_status is None and self._http_log is not None:
             self._http_log(f"http: POST {spec.endpoint} -> no reply: {reply.message}")
         self._note_reachability(reply, started)

@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import io
 import os
-import signal
+import stat
 import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, NoReturn, TextIO
 
 from zuotang_cli import fdlimit, preflight, rules
 from zuotang_cli.api import CallSpec
@@ -39,6 +38,7 @@ from zuotang_cli.rules import Billing, Body
 from zuotang_cli.sanitize import json_text, visible
 from zuotang_cli.scan import ScanTally
 from zuotang_cli.status import ExitStatus
+from zuotang_cli.stop_signals import SIGTERM, StopSignals
 from zuotang_cli.summary import Tally, halt_line, plural, summarize
 
 DEFAULT_REPORT_NAME = "report.csv"
@@ -207,8 +207,40 @@ def opened(config: BatchConfig, *, wait_lock: bool = False) -> Iterator[Journal]
             yield journal
 
 
-def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
-    """Run one ``enhance`` and return its exit status.  Raises UsageError before any call."""
+def run_enhance(
+    options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO, exit_on_signal: bool = False
+) -> ExitStatus:
+    """Run one ``enhance`` and return its exit status.  Raises UsageError before any call.
+
+    Ctrl-C and SIGTERM are handled over the whole run (:mod:`zuotang_cli.stop_signals`):
+    any of them ends it with 130 (143 for SIGTERM), the report complete for every input
+    read.  ``exit_on_signal`` (the command line): after a signal, the process exits here,
+    its streams flushed, without the interpreter's shutdown, during which a further
+    signal would kill it mid-way (its handlers are reset by then) and a thread still
+    blocked on a FIFO or a stdin could hold a lock the shutdown needs."""
+    with StopSignals() as signals:
+        try:
+            status = _enhance(options, stdin, stdout, signals)
+        except KeyboardInterrupt:  # before the batch: nothing read, nothing paid
+            signals.hold()
+            status = ExitStatus.INTERRUPTED
+        signals.hold()  # on the way out: a signal now only sets the exit status
+        status = signals.exit_status(status)
+        if exit_on_signal and signals.received:
+            _exit_now(status, stdout)
+        return status
+
+
+def _exit_now(status: ExitStatus, stdout: TextIO) -> NoReturn:
+    for stream in (stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    os._exit(status)
+
+
+def _enhance(
+    options: EnhanceOptions, stdin: BinaryIO, stdout: TextIO, signals: StopSignals
+) -> ExitStatus:
     config, fd_note = prepare(options)
     if options.dry_run:
         return dry_run(options, config, stdin=stdin, stdout=stdout)
@@ -224,7 +256,7 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         display.error(f"note: {fd_note}")
     scan = ScanTally()
     items = iter_inputs(options.inputs, stdin=stdin, **_scan_options(options, scan))
-    if display.wants_total and "-" not in options.inputs:
+    if display.wants_total and all(_read_twice_safely(source) for source in options.inputs):
         count_inputs_ahead(options, display)
     if "-" in options.inputs and _isatty(stdin):
         display.error("reading the list of inputs from stdin (one a line; end with Ctrl-D)")
@@ -233,9 +265,13 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         ReportSet.open(report_paths) as reports,
         display,
     ):
+        signals.hold()  # the reports are open: a signal now gets every input its row
         emitter = Emitter(reports, stdout, display, json_out=options.json, print0=options.print0)
-        result = _run_batch(config, journal, items, emitter, display, options.verbose)
+        result = _run_batch(config, journal, items, emitter, display, options.verbose, signals)
         emitter.flush()
+    if signals.received:  # also one that came as the batch ended: the summary says so
+        result.interrupted = True
+        result.terminated = result.terminated or signals.terminated
     summary = summarize(
         result,
         emitter.tally,
@@ -284,6 +320,18 @@ def _isatty(stream: object) -> bool:
         return bool(stream.isatty())  # type: ignore[attr-defined]
     except (AttributeError, ValueError, OSError):
         return False
+
+
+def _read_twice_safely(source: str) -> bool:
+    """Whether counting ``source`` ahead leaves it whole for the run: not stdin, nor a
+    FIFO or a ``<(command)`` pipe, whose lines a second reader would take away."""
+    if source == "-":
+        return False
+    try:
+        mode = Path(source).stat().st_mode
+    except (OSError, ValueError):
+        return True  # a URL, or a path that gets its own row
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
 
 
 def count_inputs_ahead(options: EnhanceOptions, display: NullDisplay) -> None:
@@ -405,6 +453,7 @@ def _run_batch(
     emitter: Emitter,
     display: NullDisplay,
     verbose: bool,
+    signals: StopSignals,
 ) -> BatchResult:
     batch = Batch(
         config,
@@ -419,59 +468,34 @@ def _run_batch(
 
     async def main() -> BatchResult:
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
+        cut = False
 
-        def on_signal() -> None:
-            if batch.result.interrupted:
-                task.cancel()  # second Ctrl-C: stop now
+        def on_signal(signum: int) -> None:
+            """In the loop: the first Ctrl-C lets the calls in flight finish; SIGTERM or
+            a second Ctrl-C cuts them short; after that, nothing more to do."""
+            nonlocal cut
+            terminated = signum == SIGTERM
+            if cut:
+                batch.result.terminated = batch.result.terminated or terminated
+                return
+            if terminated or batch.result.interrupted:
+                cut = True
+                batch.cut_short(terminated=terminated)
+                why = "SIGTERM" if terminated else "interrupted again"
+                display.error(f"{why}: cutting the calls in flight short; writing the report")
                 return
             batch.request_stop()
             display.error(
                 "interrupted: finishing the calls in flight (Ctrl-C again to cut them short)"
             )
 
-        restore = install_signal_handlers(loop, on_signal)
+        signals.attach(loop, on_signal)
         try:
             return await batch.run(aiter_in_thread(items))
         except asyncio.CancelledError:
             batch.result.interrupted = True
             return batch.result
         finally:
-            restore()
+            signals.detach()
 
     return asyncio.run(main())
-
-
-def install_signal_handlers(
-    loop: asyncio.AbstractEventLoop, on_signal: Callable[[], None]
-) -> Callable[[], None]:
-    """Call ``on_signal`` on the loop at each Ctrl-C (SIGINT) or SIGTERM; returns the undo.
-
-    ``loop.add_signal_handler`` where the loop has it (POSIX); elsewhere (Windows, whose
-    loops raise NotImplementedError) a plain ``signal.signal`` handler, which runs in the
-    main thread between bytecodes, hands the work to the loop with
-    ``call_soon_threadsafe`` so the loop wakes up at once.
-    """
-    undo: list[Callable[[], object]] = []
-    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
-        if sig is None:
-            continue
-        try:
-            loop.add_signal_handler(sig, on_signal)
-            undo.append(functools.partial(loop.remove_signal_handler, sig))
-            continue
-        except (NotImplementedError, RuntimeError):
-            pass
-        try:
-            previous = signal.signal(sig, lambda *_: loop.call_soon_threadsafe(on_signal))
-        except (ValueError, OSError):  # not the main thread, or not a signal here
-            continue
-        undo.append(functools.partial(signal.signal, sig, previous))
-
-    def restore() -> None:
-        for step in reversed(undo):
-            with contextlib.suppress(ValueError, OSError, RuntimeError):
-                step()
-
-    return restore

@@ -275,7 +275,8 @@ def enhance(
     }
     as_given = {n: v for n, v in given.items() if n in _FIELDS and n not in converted}
     options = dataclasses.replace(D, **as_given, **converted)
-    raise typer.Exit(run_enhance(options, stdin=sys.stdin.buffer, stdout=sys.stdout))
+    status = run_enhance(options, stdin=sys.stdin.buffer, stdout=sys.stdout, exit_on_signal=True)
+    raise typer.Exit(status)
 
 
 _FIELDS = frozenset(field.name for field in dataclasses.fields(EnhanceOptions))
