@@ -85,7 +85,7 @@ def test_secrets_are_masked_as_they_are_and_percent_encoded() -> None:
     text = "a=code/with+chars b=code%2Fwith%2Bchars c=code%2Fwith%2Bchars"
     assert secrets.mask(text) == f"a={MASK} b={MASK} c={MASK}"
     assert secrets.found_in(text) and not secrets.found_in("nothing here")
-    assert not Secrets([None, ""]) and Secrets(["x"])
+    assert not Secrets([None, "", "abc"]) and Secrets(["abcd"])  # too short to be one
     assert "code" not in repr(secrets)
 
 

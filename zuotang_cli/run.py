@@ -7,6 +7,7 @@ import asyncio
 import collections
 import contextlib
 import io
+import math
 import os
 import stat
 import sys
@@ -25,7 +26,16 @@ from zuotang_cli.inputs import check_sources, iter_inputs
 from zuotang_cli.journal import Action, Journal
 from zuotang_cli.lock import output_lock
 from zuotang_cli.models import InputItem, Record
-from zuotang_cli.options import EnhanceOptions
+from zuotang_cli.options import (
+    MAX_CONCURRENCY,
+    MAX_COUNT,
+    MAX_QPS,
+    MAX_TIMEOUT,
+    MAX_UPLOAD,
+    MIN_QPS,
+    MIN_TIMEOUT,
+    EnhanceOptions,
+)
 from zuotang_cli.progress import (
     NullDisplay,
     PlainDisplay,
@@ -148,10 +158,52 @@ def _display(options: EnhanceOptions) -> NullDisplay:
     return PlainDisplay(verbose=options.verbose, stats_interval=options.stats_interval)
 
 
+_LIMITS: tuple[tuple[str, str, float, float], ...] = (
+    ("qps", "--qps", MIN_QPS, MAX_QPS),
+    ("timeout", "--timeout", MIN_TIMEOUT, MAX_TIMEOUT),
+    ("stats_interval", "--stats-interval", 0.0, MAX_TIMEOUT),
+    ("max_upload", "max_upload (bytes)", 1.0, MAX_UPLOAD),
+    ("concurrency", "--concurrency", 1, MAX_CONCURRENCY),
+    ("retries", "--retries", 0, MAX_COUNT),
+    ("paid_retries", "--paid-retries", 0, MAX_COUNT),
+    ("max_calls", "--max-calls", 0, math.inf),
+)
+"""Each number of :class:`EnhanceOptions`: its flag and the range it must be in."""
+
+
+def check_numbers(options: EnhanceOptions) -> None:
+    """Every number finite and in its range, before anything is called (``--timeout inf``
+    made every call fail with an OverflowError, after the run had started)."""
+    for name, flag, low, high in _LIMITS:
+        value = getattr(options, name)
+        if value is None and name in ("concurrency", "max_calls"):
+            continue  # not set: the default
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or not math.isfinite(number) or not low <= number <= high:
+            upper = "" if math.isinf(high) else f" and at most {high:g}"
+            raise UsageError(f"{flag} must be a number of at least {low:g}{upper}, not {value!r}")
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Refuse, before any call, a file the run will write that it cannot: a folder in its
+    place, or a folder that cannot be created or written to.  A probe file is created
+    beside it and removed; the file itself is left as it is until written."""
+    if path.is_dir():
+        raise UsageError(f"cannot write {flag} {path}: it is a folder")
+    probe = path.with_name(f".{path.name}.zuotang-write-test")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path}: {exc.strerror or exc}") from exc
+
+
 def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
     """The checks and path resolution every way of running a batch shares (the CLI, the
     Python API and ``--dry-run``): the batch's settings, and a note when the open-file
     limit made them smaller.  Raises UsageError before anything is called or written."""
+    check_numbers(options)
     if options.report is not None:
         report_format(options.report)  # a bad suffix is refused before anything is written
     check_sources(options.inputs)
@@ -166,6 +218,10 @@ def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
         output_dir = options.output_dir.resolve()
     else:
         output_dir = _prepare_output(options.output_dir)
+        if options.report is not None:
+            _check_writable(options.report, "--report")
+        if options.summary_json is not None:
+            _check_writable(options.summary_json, "--summary-json")
     body = options.body or Body.FORM
     config = BatchConfig(
         spec=CallSpec(endpoint, options.appcode or "", options.type, options.scale, body),

@@ -102,6 +102,9 @@ def json_text(value: Any) -> str:
 
 MASK = "****"
 """What a secret is replaced with."""
+MIN_SECRET_CHARS = 4
+"""A secret shorter than this is not masked: no real AppCode is (they are 32 characters),
+and masking a 1-letter test code would garble every word holding that letter."""
 
 
 class Secrets:
@@ -112,7 +115,7 @@ class Secrets:
     def __init__(self, values: Iterable[str | None] = ()) -> None:
         forms: set[str] = set()
         for value in values:
-            if value:
+            if value and len(value) >= MIN_SECRET_CHARS:
                 forms |= {
                     value,
                     urllib.parse.quote(value, safe=""),

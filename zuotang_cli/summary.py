@@ -216,6 +216,7 @@ class RunSummary:
     def write_json(self, path: Path) -> None:
         """``--summary-json PATH``: the JSON summary in a file (written whole, then renamed)."""
         tmp = path.with_name(f".{path.name}.tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(self.json() + "\n", encoding="utf-8")
         tmp.replace(path)
 

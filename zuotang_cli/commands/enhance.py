@@ -3,13 +3,14 @@ is done by :mod:`zuotang_cli.batch`."""
 
 import dataclasses
 import enum
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from zuotang_cli.options import EnhanceOptions
+from zuotang_cli.options import MAX_UPLOAD, EnhanceOptions
 from zuotang_cli.rules import Billing, Body
 from zuotang_cli.status import EXIT_CODES_HELP
 
@@ -260,6 +261,10 @@ def enhance(
     )
     for warning in resolved.warnings:
         say(sys.stderr, f"warning: {warning}")
+    if not math.isfinite(max_upload) or max_upload * MB > MAX_UPLOAD:
+        raise typer.BadParameter(
+            f"must be a number of MB up to {MAX_UPLOAD // MB}", param_hint="--max-upload"
+        )
     converted: dict[str, Any] = {
         "max_upload": int(max_upload * MB),  # the flag is in MB
         "include": tuple(include or ()),
