@@ -136,8 +136,9 @@ def enhance(
         float,
         Opt(
             min=1.0,
-            help="Seconds to wait for one call: well above the service's 30 s, since a call "
-            "may queue first, and an abandoned call may still be billed.",
+            help="A call's total deadline in seconds, first byte sent to last byte received: "
+            "well above the service's 30 s, since a call may queue first, and an abandoned "
+            "call may still be billed. Downloads must move 8 KiB/s over min(30, this) s.",
         ),
     ] = D.timeout,
     paid_retries: Annotated[
