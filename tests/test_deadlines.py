@@ -137,7 +137,7 @@ def test_a_download_that_moves_for_too_long_hits_the_total_cap(tmp_path: Path) -
             f"{server.url}/r.png", tmp_path, rate_window=0.5, min_rate=1024, max_seconds=1.0
         )
     assert isinstance(outcome, DownloadFailed), outcome
-    assert outcome.error_class == "download-timeout" and not outcome.retryable
+    assert outcome.error_class == "download-too-long" and not outcome.retryable
     assert elapsed < 2.9
 
 

@@ -128,7 +128,7 @@ class TransferMeter:
         elapsed = now - self.started
         if elapsed >= self.max_seconds:
             return DownloadFailed(
-                "download-timeout",
+                "download-too-long",
                 f"download not finished after {elapsed:.0f} s (at most {self.max_seconds:g} s;"
                 f" {self.total} bytes received)",
                 retryable=False,
