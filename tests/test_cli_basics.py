@@ -24,6 +24,7 @@ def test_help_lists_commands_and_exit_codes() -> None:
     assert proc.returncode == 0
     assert "emulator" in proc.stdout
     assert "Exit codes" in proc.stdout
+    assert "130 interrupted (Ctrl-C); 143 stopped by SIGTERM" in " ".join(proc.stdout.split())
 
 
 def test_unknown_option_is_a_usage_error() -> None:

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from zuotang_cli import gallery
 from zuotang_cli.errors import UsageError
 from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
+from zuotang_cli.report import open_report
 from zuotang_cli.status import ExitStatus
 
 REQUIRE_BROWSER = "ZUOTANG_REQUIRE_BROWSER"
@@ -280,6 +281,31 @@ def test_hostile_inputs_are_escaped(site: Site) -> None:
     assert "<script>window" not in page
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page
     assert "&quot;&gt;&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;" in page
+
+
+def test_control_characters_are_shown_escaped_and_a_formula_file_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page shows escapes (as stderr does), not raw controls; a local input named
+    like a formula (quoted in report.csv) is still found for its before image."""
+    out = tmp_path / "out"
+    result = save_image(out / "r.png", (30, 20), (1, 2, 3))
+    save_image(tmp_path / "-photo.png", (15, 10), (4, 5, 6))
+    monkeypatch.chdir(tmp_path)  # the input as given, relative: '-photo.png
+    records = [
+        Record("-photo.png", Outcome.DONE, output=str(result)),
+        Record("http://x/a.png", Outcome.FAILED, message="bad\x1b[2J\u202eexe.png\r\nFAKE"),
+    ]
+    report = out / "report.csv"
+    with open_report(report) as writer:
+        for record in records:
+            writer.write(record)
+    assert "'-photo.png" in report.read_text(encoding="utf-8")  # a formula, neutralised
+    page = gallery.gallery_from_report(out).read_text(encoding="utf-8")
+    assert "\x1b" not in page and "\u202e" not in page and "\r" not in page
+    assert "bad\\x1b[2J\\u202eexe.png\\r\\nFAKE" in page
+    srcs = [img["src"] for img in parse(page).all("img")]
+    assert sorted(srcs) == ["../-photo.png", "r.png"]
 
 
 def test_a_non_web_url_input_is_never_a_link(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def test_a_double_ctrl_c_leaves_a_complete_report(tmp_path: Path, emulator: Any)
     assert len(listed.splitlines()) == 1 + 20, listed
     # What was paid is not lost: the next run pays again only for the calls that were
     # cut while in flight (the journal held them as calling: nobody can know their reply).
-    cut = sum("interrupted during its call" in r["message"] for r in rows)
+    cut = sum("interrupted after the call went out" in r["message"] for r in rows)
     assert cut >= 1
     again = zuotang(str(urls), "-o", str(out), "--qps", "4", endpoint=emu.endpoint)
     assert again.returncode == ExitStatus.SUCCESS, again.stderr

@@ -71,3 +71,65 @@ def test_an_error_of_the_iterator_is_raised_after_what_came_before() -> None:
         return got
 
     assert asyncio.run(main()) == [1]
+
+
+def blocked_after(items: list[int], release: threading.Event) -> Iterator[int]:
+    """``items``, then a read that blocks (a FIFO or a stdin nobody closes)."""
+    yield from items
+    release.wait(30)
+    yield -1
+
+
+def test_stop_at_once_ends_with_what_was_read_while_the_source_blocks() -> None:
+    release = threading.Event()
+
+    async def main() -> list[int]:
+        feed = aiter_in_thread(blocked_after([1, 2, 3], release))
+        got: list[int] = []
+        got += await feed.__anext__()
+        while len(got) < 3:
+            got += await feed.__anext__()
+        await asyncio.sleep(0.1)  # the reader is blocked by now
+        feed.stop(0)
+        got += [item async for chunk in feed for item in chunk]
+        return got
+
+    try:
+        assert asyncio.run(asyncio.wait_for(main(), 5)) == [1, 2, 3]
+    finally:
+        release.set()
+
+
+def test_stop_with_a_grace_reads_on_while_the_source_gives() -> None:
+    """After a first Ctrl-C a list file is read to its end (each input gets its row); a
+    source that has nothing ready is waited on for the grace only."""
+    release = threading.Event()
+
+    async def main() -> list[int]:
+        feed = aiter_in_thread(blocked_after(list(range(10_000)), release), maxsize=100)
+        feed.stop(0.3)
+        return [item async for chunk in feed for item in chunk]
+
+    try:
+        got = asyncio.run(asyncio.wait_for(main(), 10))
+    finally:
+        release.set()
+    assert got == list(range(10_000))  # every item the source gave, none after it blocked
+
+
+def test_stop_wakes_a_wait_already_in_progress() -> None:
+    release = threading.Event()
+
+    async def main() -> list[int]:
+        feed = aiter_in_thread(blocked_after([], release))
+        waiting = asyncio.ensure_future(feed.__anext__())
+        await asyncio.sleep(0.1)
+        feed.stop(0)
+        with pytest.raises(StopAsyncIteration):
+            await waiting
+        return []
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 5))
+    finally:
+        release.set()

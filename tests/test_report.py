@@ -82,10 +82,68 @@ def test_csv_round_trip_header_and_empty_cells(tmp_path: Path) -> None:
         header = next(csv.reader(stream))
     assert tuple(header) == REPORT_FIELDS
     rows = read_report(path)
-    assert rows == [as_csv_cells(record) for record in RECORDS]
+    expected = [as_csv_cells(record) for record in RECORDS]
+    # a line break inside a cell is shown escaped: one row is one line
+    expected[1]["input"] = '照片, "quoted"\\nnext line\\u2028sep.jpg'
+    assert rows == expected
     assert rows[2]["http_status"] == ""
-    data = path.read_bytes()  # RFC 4180 line ends, so a CR inside a field gets quoted
-    assert data.endswith(b"\r\n") and data.count(b"\r\n") == len(RECORDS) + 1
+    data = path.read_bytes()  # RFC 4180 line ends, and no line break inside a row
+    assert data.endswith(b"\r\n") and data.count(b"\n") == data.count(b"\r") == len(RECORDS) + 1
+
+
+HOSTILE_TEXT = [
+    '=HYPERLINK("http://evil.example","click")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1,1)",
+    "\t=1+1",
+    "\r=1+1",
+    "'=already quoted",
+    "'plain apostrophe",
+    "a;=1+1",
+    "\x1b[2J\x1b]0;owned\x07line\r\noverwritten",
+    "安全的文本",
+]
+
+
+def test_csv_cells_cannot_start_a_formula_nor_a_new_line(tmp_path: Path) -> None:
+    """OWASP's rule: a text cell that would start a formula starts with ' instead; every
+    text cell is quoted (a ';' inside cannot start a cell in a semicolon locale); control
+    characters are shown escaped; numbers (a state of -8) stay numbers."""
+    path = tmp_path / "r.csv"
+    records = [
+        Record(input=text, outcome=Outcome.FAILED, message=text, state=-8, error_class="x")
+        for text in HOSTILE_TEXT
+    ]
+    write_all(path, records)
+    raw = path.read_text(encoding="utf-8")
+    assert "\x1b" not in raw and "\x07" not in raw
+    assert raw.count("\n") == len(records) + 1  # one line a row, whatever the text
+    with path.open(encoding="utf-8", newline="") as stream:
+        cells = list(csv.reader(stream))[1:]
+    assert len(cells) == len(HOSTILE_TEXT)
+    for row in cells:
+        for cell in (row[0], row[REPORT_FIELDS.index("message")]):
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+        assert row[REPORT_FIELDS.index("state")] == "-8"
+    lines = raw.split("\r\n")[1:-1]
+    assert all(line.startswith('"') for line in lines)  # text cells are quoted
+    assert cells[0][0] == "'" + HOSTILE_TEXT[0]
+    assert cells[4][0] == "\\t=1+1"  # escaped first: it starts with a backslash
+    assert cells[9][0] == "\\x1b[2J\\x1b]0;owned\\x07line\\r\\noverwritten"
+    # zuotang's own reader takes the quote off again: the gallery shows the text
+    assert [row["input"] for row in read_report(path)][:4] == HOSTILE_TEXT[:4]
+    assert [row["input"] for row in read_report(path)][6:9] == HOSTILE_TEXT[6:9]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_json_reports_keep_the_exact_text_and_no_raw_control(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"r{suffix}"
+    texts = [*HOSTILE_TEXT, "csi\x9b31m c1 and \u202ertl and \x7f del"]
+    write_all(path, [Record(input=text, outcome=Outcome.FAILED, message=text) for text in texts])
+    raw = path.read_text(encoding="utf-8")
+    assert not any(char in raw for char in "\x1b\x07\x9b\u202e\x7f\r")
+    assert [row["message"] for row in read_report(path)] == texts
 
 
 def test_json_report_layout(tmp_path: Path) -> None:
@@ -119,9 +177,9 @@ def test_rows_are_on_disk_before_close(tmp_path: Path, suffix: str) -> None:
     writer = open_report(path)
     assert read_report(path) == []
     writer.write(RECORDS[0])
-    writer.write(RECORDS[1])
+    writer.write(RECORDS[2])
     rows = read_report(path)  # what a crash right now would leave
-    assert [row["input"] for row in rows] == [RECORDS[0].input, RECORDS[1].input]
+    assert [row["input"] for row in rows] == [RECORDS[0].input, RECORDS[2].input]
     writer.close()
     writer.close()  # idempotent
 
@@ -203,7 +261,8 @@ def test_report_set_writes_one_file_once(tmp_path: Path, suffix: str) -> None:
         for record in RECORDS:
             reports.write(record)
     rows: list[dict[str, Any]] = read_report(path)
-    assert [row["input"] for row in rows] == [record.input for record in RECORDS]
+    assert len(rows) == len(RECORDS)
+    assert [rows[0]["input"], rows[2]["input"]] == [RECORDS[0].input, RECORDS[2].input]
 
 
 def test_report_set_open_checks_every_suffix_first(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import enum
 import errno
+import functools
 import json
 import mimetypes
 import urllib.parse
@@ -26,6 +27,7 @@ from zuotang_cli import rules
 from zuotang_cli.errors import one_line
 from zuotang_cli.models import ErrorClass, InputItem
 from zuotang_cli.rules import Billing, Body
+from zuotang_cli.sanitize import Secrets
 from zuotang_cli.status import ExitStatus
 
 
@@ -322,6 +324,11 @@ class CallSpec:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"APPCODE {self.appcode}", "Accept": "application/json"}
 
+    @functools.cached_property
+    def secrets(self) -> Secrets:
+        """What must never be shown or stored: the AppCode (in any form)."""
+        return Secrets([self.appcode])
+
     def fields(self) -> dict[str, str]:
         # sync=1: the vendor's backend is asynchronous without it (contract-evidence.md);
         # a synchronous listing ignores it.
@@ -374,11 +381,16 @@ async def call_once(
     spec: CallSpec,
     item: InputItem,
     on_sent: Callable[[], None] | None = None,
+    *,
+    deadline: float | None = None,
+    on_body_sent: Callable[[], None] | None = None,
 ) -> Reply:
     """Send one attempt and classify it; network trouble becomes a RETRY reply.
 
     ``on_sent`` is called once the request headers are on the wire (the moment the
-    gateway's flow control sees the call); the rate gate needs it.
+    gateway's flow control sees the call); the rate gate needs it.  ``on_body_sent``
+    once the whole request is out (from then on the call may be billed).  ``deadline``:
+    see :func:`_exchange`.
     """
     content = None
     if item.path is not None:
@@ -388,22 +400,72 @@ async def call_once(
             message = f"cannot read: {exc.strerror}"
             return Reply(Verdict.FINAL, ErrorClass.UNREADABLE, message=message)
     request = build_request(client, spec, item, content)
-    return scrub(await _exchange(client, request, on_sent), spec.appcode)
+    reply = await _exchange(client, request, _Progress(on_sent, on_body_sent), deadline)
+    return scrub(reply, spec.secrets)
 
 
 async def poll_once(
-    client: httpx.AsyncClient, spec: CallSpec, task_id: str, on_sent: Callable[[], None]
+    client: httpx.AsyncClient,
+    spec: CallSpec,
+    task_id: str,
+    on_sent: Callable[[], None],
+    *,
+    deadline: float | None = None,
 ) -> Reply:
     """Fetch an asynchronous task once (``GET {endpoint}/{task_id}``, same auth)."""
     request = client.build_request("GET", spec.task_url(task_id), headers=spec.headers())
-    return scrub(await _exchange(client, request, on_sent), spec.appcode)
+    return scrub(await _exchange(client, request, _Progress(on_sent), deadline), spec.secrets)
+
+
+CONNECT_ALLOWANCE = 15.0
+"""Seconds a request may take to get its first byte onto the wire (connecting, TLS)
+before its deadline starts counting: the batch's connect timeout is at most this."""
 
 
 async def _exchange(
-    client: httpx.AsyncClient, request: httpx.Request, on_sent: Callable[[], None] | None
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    progress: _Progress,
+    deadline: float | None = None,
 ) -> Reply:
-    progress = _Progress(on_sent)
+    """One request and its whole reply, within ``deadline`` seconds (default: the
+    client's read timeout, which is ``--timeout``) from its first byte sent to the last
+    byte received.  httpx's timeouts bound each read alone, so a reply trickling a byte
+    every few seconds would otherwise run for ever.  Past the deadline the request is
+    abandoned: a TIMEOUT reply, possibly paid if the request had gone out whole."""
     request.extensions["trace"] = progress.trace
+    limit = deadline if deadline is not None else client.timeout.read
+    if limit is None:
+        return await _send(client, request, progress)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    exchange = asyncio.ensure_future(_send(client, request, progress))
+    try:
+        while not exchange.done():
+            now, sent = loop.time(), progress.sent_at
+            due = (sent if sent is not None else started + CONNECT_ALLOWANCE) + limit
+            if now >= due:
+                break
+            # Not sent yet: the first byte goes out now at the earliest, so the deadline
+            # is ``limit`` away at least; wake then and look again.
+            await asyncio.wait(
+                {exchange}, timeout=due - now if sent is not None else min(due - now, limit)
+            )
+    except asyncio.CancelledError:
+        exchange.cancel()
+        raise
+    if not exchange.cancel():  # it ended first
+        return exchange.result()
+    await asyncio.wait({exchange}, timeout=1.0)  # let it close the connection
+    return Reply(
+        Verdict.RETRY,
+        ErrorClass.TIMEOUT,
+        message=f"no complete reply within --timeout {limit:g} s of sending the request",
+        lost_after_sending=progress.body_sent,
+    )
+
+
+async def _send(client: httpx.AsyncClient, request: httpx.Request, progress: _Progress) -> Reply:
     try:
         response = await client.send(request, stream=True)
         try:
@@ -425,25 +487,48 @@ async def _exchange(
     return classify(response.status_code, response.headers, body)
 
 
-def scrub(reply: Reply, secret: str) -> Reply:
-    """The reply with ``secret`` masked in the server's words (a server may echo the
-    Authorization header back; the AppCode must never reach a log or a report)."""
-    if not secret or secret not in reply.message:
+def scrub(reply: Reply, secrets: Secrets | str) -> Reply:
+    """The reply with the secrets masked in every text of the server's that is shown or
+    stored (a server may echo the Authorization header back, in its message, a header
+    or an id; the AppCode must never reach a log, a report or the journal).  The result
+    link keeps them: the download needs it as it is, and the batch masks it before
+    storing it."""
+    if isinstance(secrets, str):
+        secrets = Secrets([secrets])
+    texts = (reply.message, reply.task_id or "", reply.request_id or "")
+    if not secrets or not any(secrets.found_in(text) for text in texts):
         return reply
-    return dataclasses.replace(reply, message=reply.message.replace(secret, "****"))
+    return dataclasses.replace(
+        reply,
+        message=secrets.mask(reply.message),
+        task_id=secrets.mask_optional(reply.task_id),
+        request_id=secrets.mask_optional(reply.request_id),
+    )
 
 
 class _Progress:
     """Follows a request onto the wire through httpx's ``trace`` extension."""
 
-    def __init__(self, on_headers_sent: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        on_headers_sent: Callable[[], None] | None,
+        on_body_sent: Callable[[], None] | None = None,
+    ) -> None:
         self._on_headers_sent = on_headers_sent
+        self._on_body_sent = on_body_sent
+        self.sent_at: float | None = None
+        """When the request's first bytes went out (the loop's clock)."""
         self.body_sent = False
 
     async def trace(self, event: str, info: Any) -> None:
-        if event.endswith("send_request_headers.complete") and self._on_headers_sent:
-            self._on_headers_sent()
+        if event.endswith("send_request_headers.complete"):
+            if self.sent_at is None:
+                self.sent_at = asyncio.get_running_loop().time()
+            if self._on_headers_sent:
+                self._on_headers_sent()
         elif event.endswith("send_request_body.complete"):
+            if not self.body_sent and self._on_body_sent:
+                self._on_body_sent()
             self.body_sent = True
 
 
@@ -458,9 +543,10 @@ async def _read_capped(response: httpx.Response) -> bytes | None:
     return b"".join(chunks)
 
 
-def describe_exchange(response: httpx.Response) -> str:
-    """One line for --verbose: the request with its headers, the AppCode masked, and the
-    reply's status and gateway headers."""
+def describe_exchange(response: httpx.Response, secrets: Secrets | None = None) -> str:
+    """One line for --verbose: the request with its headers, and the reply's status and
+    gateway headers; the AppCode masked wherever it is (the Authorization header, and
+    ``secrets`` anywhere: a result link or a header a server built around it)."""
     request = response.request
     sent = "; ".join(f"{name}: {_masked(name, value)}" for name, value in request.headers.items())
     gateway = " ".join(
@@ -470,7 +556,9 @@ def describe_exchange(response: httpx.Response) -> str:
     )
     line = f"http: {request.method} {request.url} [{sent}] -> {response.status_code} {gateway}"
     _, _, secret = request.headers.get("Authorization", "").partition(" ")
-    return line.replace(secret, "****") if secret else line
+    masks = Secrets([secret])
+    line = masks.mask(line) if masks else line
+    return secrets.mask(line) if secrets else line
 
 
 def _masked(name: str, value: str) -> str:

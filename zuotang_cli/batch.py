@@ -27,6 +27,7 @@ from zuotang_cli.api import CallSpec, Reply, Verdict
 from zuotang_cli.backlog import Backlog, Pace
 from zuotang_cli.download import (
     DISK_ERROR,
+    DOWNLOAD_RATE_WINDOW,
     TOO_MANY_OPEN_FILES,
     Downloader,
     DownloadFailed,
@@ -51,8 +52,10 @@ from zuotang_cli.journal import (
 )
 from zuotang_cli.models import ErrorClass, InputItem, Outcome, Record
 from zuotang_cli.options import DEFAULT_TIMEOUT
+from zuotang_cli.pump import ThreadFeed
 from zuotang_cli.ratelimit import RateGate
 from zuotang_cli.rules import Billing, Body
+from zuotang_cli.sanitize import Secrets
 from zuotang_cli.status import ExitStatus
 
 UNREACHABLE_AFTER = 12
@@ -69,6 +72,12 @@ REFUSED_LINKS_HALT = 3
 """Result links refused in a row, although they had not expired, after which the run
 halts: the results cannot be fetched from here (a proxy or firewall), and every further
 call would be paid for nothing."""
+STOP_READ_GRACE = 1.0
+"""After a stop (Ctrl-C, a halt), seconds to wait for the inputs' reader when it has
+nothing ready: a list file is read to its end (each input gets its row), a pipe that has
+gone quiet is not waited on."""
+LAST_ROWS_WAIT = 1.0
+"""Seconds the inputs in flight get to write their rows when the run is cancelled."""
 BODY_SETTING = "body"
 """The journal's memory of the body encoding an output directory's endpoint reads."""
 
@@ -145,14 +154,17 @@ class Work:
     """Billed failures this input may still cost before it is given up (None: no cap)."""
     record: Record | None = None
     """What is known so far (set once processing starts), for a row if the run is cut."""
-    call_sent: bool = False
-    """A call of this input has gone out and not been answered yet: if it is cut short
-    now, it may still be billed."""
+    call_out: bool = False
+    """A call of this input went out whole and has not answered yet: cut short now, it
+    may have been billed."""
     settling: bool = False
     """Paid work of an earlier run, settled before any new call (see _settle_paid_work)."""
     delivered: bool = False
     """The result being downloaded was saved by an earlier run (then moved or deleted): a
     dead link of it loses nothing."""
+
+    def went_out(self) -> None:
+        self.call_out = True
 
 
 @dataclass(frozen=True)
@@ -201,6 +213,8 @@ class BatchResult:
     counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     halt: Reply | None = None
     interrupted: bool = False
+    terminated: bool = False
+    """Stopped by SIGTERM (exit 143 rather than 130)."""
     scale_not_applied: int = 0
     """Inputs whose requested --scale the service does not apply (long side too big)."""
     factor_uncertain: int = 0
@@ -230,6 +244,8 @@ class BatchResult:
 
     @property
     def exit_status(self) -> ExitStatus:
+        if self.terminated:
+            return ExitStatus.TERMINATED
         if self.interrupted:
             return ExitStatus.INTERRUPTED
         if self.halt is not None:
@@ -289,6 +305,7 @@ class Batch:
         self._stop_reason: str | None = None
         self._stopping = asyncio.Event()
         self._feeder: asyncio.Task[None] | None = None
+        self._items: AsyncIterator[list[InputItem]] | None = None
         self._file_keys: dict[str, str] = {}
         """Content keys of the local files met in this run -> the first one's input."""
         self._duplicates: list[Duplicate] = []
@@ -320,6 +337,19 @@ class Batch:
         """Calls sent and not answered yet: cutting them short may still be billed."""
         return self._in_call
 
+    def cut_short(self, *, terminated: bool = False) -> None:
+        """SIGTERM, or a second Ctrl-C: stop now, whatever the run waits on.  The calls
+        and downloads in flight are cancelled (each gets its row, saying what it had
+        cost), the inputs read so far get theirs as not attempted, and the reading of
+        the inputs is not waited for (a FIFO or a stdin nobody closes)."""
+        self.result.interrupted = True
+        self.result.terminated = self.result.terminated or terminated
+        self._stop("interrupted")
+        if isinstance(self._items, ThreadFeed):
+            self._items.stop(0)
+        for task in list(self._tasks):
+            task.cancel()
+
     def report_lost(self, message: str) -> None:
         """A report could not be written (its disk full): halt as on any disk error, while
         the other reports and the journal keep every input's row."""
@@ -342,6 +372,10 @@ class Batch:
             self._stop_reason = reason
         self.gate.close()
         self._stopping.set()
+        if isinstance(self._items, ThreadFeed):
+            # The inputs still coming get their rows, but a source that has nothing
+            # ready (a pipe whose writer is gone quiet) is not waited on.
+            self._items.stop(STOP_READ_GRACE)
 
     # -- the run -------------------------------------------------------------------------
 
@@ -349,6 +383,7 @@ class Batch:
         """Run every input of ``items`` (lists of them, as :func:`aiter_in_thread` reads
         them) to its record."""
         cfg = self.config
+        self._items = items
         if cfg.dry_run:  # the same decisions, no HTTP at all
             self._feeder = asyncio.create_task(self._settle_then_feed(items))
             await self._finish_all()
@@ -369,7 +404,12 @@ class Batch:
             ) as downloads,
         ):
             self._calls = calls
-            self._downloader = Downloader(downloads, cfg.output_dir, backoff=cfg.backoff / 2)
+            self._downloader = Downloader(
+                downloads,
+                cfg.output_dir,
+                backoff=cfg.backoff / 2,
+                rate_window=min(DOWNLOAD_RATE_WINDOW, cfg.timeout),
+            )
             self._backlog = Backlog(downloads_at_once)
             self._slots = asyncio.Semaphore(self.concurrency)
             # The feeder runs apart: it keeps reading the inputs after a stop, so that each
@@ -378,13 +418,11 @@ class Batch:
             try:
                 await self._finish_all()
             except asyncio.CancelledError:
-                # A second Ctrl-C: cut what is in flight short, but still give every input
-                # its row (a third one gives up on the rows of inputs not yet read).
-                self.result.interrupted = True
-                self._stop("interrupted")
-                for task in list(self._tasks):
-                    task.cancel()
-                await self._finish_all()
+                # Cancelled from outside (a signal after cut_short): cut short what is
+                # left, give the inputs in flight a moment to write their rows, and go.
+                self.cut_short()
+                self._feeder.cancel()
+                await asyncio.wait({self._feeder, *self._tasks}, timeout=LAST_ROWS_WAIT)
             finally:
                 self._feeder.cancel()
                 for task in self._tasks:
@@ -715,7 +753,8 @@ class Batch:
             if error_class == DISK_ERROR:  # nothing more can be saved
                 self._halt_on_disk_error(str(exc))
         except Exception as exc:  # a bug must cost one input, not the batch
-            record = self._failure(work, "internal-error", f"{type(exc).__name__}: {exc}")
+            message = self.spec.secrets.mask(f"{type(exc).__name__}: {exc}")
+            record = self._failure(work, "internal-error", message)
         if work.settling:  # paid work of an earlier run: its row comes with its line
             self.result.recovered += record.outcome is Outcome.DONE
             self._recovered[work.key] = (work.item, record)
@@ -755,6 +794,7 @@ class Batch:
         self._halt(reply)
 
     def _emit(self, record: Record) -> None:
+        _mask_record(record, self.spec.secrets)
         self.result.counts[record.outcome] += 1
         if self._planned is not None:
             self._planned(record.input, _planned_action(record), record.message)
@@ -765,21 +805,20 @@ class Batch:
         """The row of an input whose processing a second Ctrl-C (or SIGTERM) cut short; a
         call cut short after it went out may still be billed: counted as possibly paid."""
         record = work.record or Record(input=work.item.source, outcome=Outcome.FAILED)
-        cut_in_call = work.call_sent
-        if cut_in_call:
-            work.call_sent = False
-            self._count_paid(work, record, certain=False)
-            self._settle(work, record, Reply(Verdict.RETRY), billed=True)
         entry = self.journal.get(work.key)
         if entry is not None and entry.status is Status.SAVED:
             return self.journal.located(entry.record)
         paid = entry is not None and entry.status in (Status.PAID, Status.PENDING)
+        went_out, work.call_out = work.call_out, False
+        if went_out:  # billed upstream or not, nobody can tell
+            self._count_paid(work, record, certain=False)
+            self._settle(work, record, Reply(Verdict.RETRY), billed=True)
         if paid:
             record.message = "interrupted: paid, not saved yet; the next run fetches it"
-        elif cut_in_call:
+        elif went_out:
             record.message = (
-                "interrupted during its call: possibly paid; the next run calls it again "
-                "under --paid-retries"
+                "interrupted after the call went out (possibly paid): the next run calls it "
+                "again, within --paid-retries"
             )
         elif record.attempts:
             record.message = "interrupted before its call went out: the next run calls it"
@@ -942,7 +981,8 @@ class Batch:
         if reply.result is not None:  # the reply was the image itself
             image = base64.b64encode(reply.result).decode("ascii")
         expires = api.link_expiry(image) if image.startswith(("http://", "https://")) else None
-        self.journal.paid(work.key, record, image, now, expires)
+        # a link a server built around the AppCode is downloaded as it is, stored masked
+        self.journal.paid(work.key, record, self.spec.secrets.mask(image), now, expires)
         return image, expires if expires is not None else now + rules.LINK_TTL
 
     async def _save(
@@ -958,16 +998,16 @@ class Batch:
                 )
         except DownloadFailed as exc:
             # the message may quote the server's link: mask the AppCode should it echo it
-            message = str(exc).replace(self.config.spec.appcode, "****")
+            message = self.spec.secrets.mask(str(exc))
             record.error_class, record.message = exc.error_class, message
             if exc.error_class in (ErrorClass.LINK_EXPIRED, ErrorClass.LINK_REFUSED):
                 alive = asyncio.get_running_loop().time() < deadline - CLOCK_SKEW
                 fresh = exc.refused and alive
                 self._dead_link(work, record, exc, fresh=fresh)
                 return False
-            record.message = f"{PAID_NOT_SAVED}: {message}; {DOWNLOADS_LATER}"
+            record.message = f"{PAID_NOT_SAVED}: {message}; {self._next_run(work, image, exc)}"
             if exc.error_class == DISK_ERROR:
-                self._halt_on_disk_error(str(exc))
+                self._halt_on_disk_error(message)
             return False
         self._refused_in_a_row = 0
         self._backlog.finished(saved.size)
@@ -1009,6 +1049,11 @@ class Batch:
                 record.message = f"{PAID_NOT_SAVED}: {record.message}; {DOWNLOADS_LATER}"
                 return
         record.error_class = ErrorClass.LINK_EXPIRED
+        self._lose_result(work)
+
+    def _lose_result(self, work: Work) -> None:
+        """A paid result that cannot be had from its link any more: booked once as a paid
+        call without a result, so calling again for it is a paid retry."""
         self.journal.link_dead(work.key)
         if work.delivered:
             return  # a saved result's link: nothing was lost
@@ -1016,6 +1061,20 @@ class Batch:
         self.result.paid_failures += 1
         if work.paid_failures_left is not None:
             work.paid_failures_left -= 1
+
+    def _next_run(self, work: Work, image: str, exc: DownloadFailed) -> str:
+        """What a re-run does about a paid result this run could not save: download it
+        while its link lives, unless the link itself can never give it (not an http(s)
+        link nor base64, a redirect to file:, too large) or was stored masked (it held
+        the AppCode); then the link is given up and a re-run calls again."""
+        if exc.error_class == DISK_ERROR or (
+            exc.retryable and not self.spec.secrets.found_in(image)
+        ):
+            return DOWNLOADS_LATER
+        self._lose_result(work)
+        if self.spec.secrets.found_in(image):
+            return CALLS_LATER_MASKED
+        return CALLS_LATER
 
     def _claim(self, work: Work, record: Record, wanted: PurePosixPath) -> PurePosixPath:
         """Reserve the result's name in the journal; another input's name is never taken."""
@@ -1042,7 +1101,7 @@ class Batch:
                 reply, billed = attempt
             finally:
                 # cut short after going out (a second Ctrl-C): possibly paid, so counted
-                await self.budget.release(billed=billed or work.call_sent)
+                await self.budget.release(billed=billed or work.call_out)
             self._settle(work, record, reply, billed=billed)
             if reply.verdict in (Verdict.SUCCESS, Verdict.FINAL):
                 if self._body_refused(work, reply):
@@ -1083,17 +1142,15 @@ class Batch:
         self.journal.calling(work.key, record, item)
         started = time.monotonic()
 
-        def sent() -> None:
-            ticket.sent()
-            work.call_sent = True
-
         self._in_call += 1
         try:
-            reply = await api.call_once(self._calls, spec, item, on_sent=sent)
-            work.call_sent = False  # answered (or lost: the reply says so)
+            reply = await api.call_once(
+                self._calls, spec, item, on_sent=ticket.sent, on_body_sent=work.went_out
+            )
         finally:
             self._in_call -= 1
             ticket.sent()  # never went out (or no trace): it counts from now
+        work.call_out = False  # answered (or given up): the reply decides what it cost
         if reply.http_status is None and self._http_log is not None:
             self._http_log(f"http: POST {spec.endpoint} -> no reply: {reply.message}")
         self._note_reachability(reply, started)
@@ -1219,7 +1276,7 @@ class Batch:
 
     async def _log_exchange(self, response: httpx.Response) -> None:
         if self._http_log is not None:
-            self._http_log(api.describe_exchange(response))
+            self._http_log(api.describe_exchange(response, self.spec.secrets))
 
     def _note_reachability(self, reply: Reply, started: float) -> None:
         """Halt when the endpoint has answered nothing for many calls in a row: a wrong
@@ -1259,10 +1316,26 @@ UNLISTED = "not in this run's list: "
 PAID_NOT_SAVED = "paid, not saved"
 """The start of the message of an input whose result was paid for and not saved."""
 DOWNLOADS_LATER = "a re-run downloads it without a new call while its link lives"
+CALLS_LATER = "this link cannot give the result: a re-run calls again (a new paid call)"
+CALLS_LATER_MASKED = (
+    "its link held the AppCode, which is never stored: a re-run calls again (a new paid call)"
+)
 
 
 def _nothing() -> None:
     return None
+
+
+_MASKED_FIELDS = ("input", "output", "state_meaning", "message", "task_id", "request_id")
+
+
+def _mask_record(record: Record, secrets: Secrets) -> None:
+    """The last net before a row reaches the report, stdout or stderr: the AppCode
+    masked in every text field, wherever it came from."""
+    for name in _MASKED_FIELDS:
+        value = getattr(record, name)
+        if value and secrets.found_in(value):
+            setattr(record, name, secrets.mask(value))
 
 
 def _unfetchable(task_id: str, reply: Reply) -> Reply:

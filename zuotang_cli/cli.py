@@ -22,7 +22,8 @@ from zuotang_cli.commands import enhance as enhance_cmd
 from zuotang_cli.commands import gallery as gallery_cmd
 from zuotang_cli.commands import report as report_cmd
 from zuotang_cli.errors import ZuotangError
-from zuotang_cli.progress import write_stderr
+from zuotang_cli.progress import say, write_stderr
+from zuotang_cli.sanitize import visible
 from zuotang_cli.status import EXIT_CODES_HELP, ExitStatus
 
 app = typer.Typer(
@@ -65,7 +66,7 @@ show_tracebacks = False
 
 
 def _error(message: str) -> None:
-    write_stderr(sys.stderr, f"zuotang: error: {message}\n")
+    say(sys.stderr, f"error: {message}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -99,6 +100,7 @@ def _hold_standard_descriptors() -> None:
 def _fail(exc: BaseException, message: str, status: ExitStatus) -> NoReturn:
     """One line (and with --verbose the traceback first), then the error's exit code."""
     if show_tracebacks and sys.stderr is not None:
-        traceback.print_exception(type(exc), exc, exc.__traceback__)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        write_stderr(sys.stderr, "".join(f"{visible(line)}\n" for line in text.splitlines()))
     _error(message)
     sys.exit(status)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import errno
 import hashlib
@@ -90,12 +91,77 @@ class DownloadFailed(Exception):
         """The link's host refused it (not our clock, not a transfer that failed)."""
 
 
+DOWNLOAD_MIN_RATE = 8 * 1024
+"""Bytes a second a download must move, on average over :data:`DOWNLOAD_RATE_WINDOW`:
+slower than a 64 kbit/s line is not a slow network but a host trickling on purpose or
+stuck.  A result of 20 MB moving at 100 KB/s (a poor mobile link) passes with room."""
+DOWNLOAD_RATE_WINDOW = 30.0
+"""Seconds over which the rate is measured (or ``--timeout``, when shorter): long enough
+for a TCP stall and its recovery, short enough that a trickle is dropped within a
+minute, its link still fresh for another try."""
+DOWNLOAD_MAX_SECONDS = 30 * 60.0
+"""The longest one download attempt may take, moving or not: the largest result allowed
+(:data:`MAX_RESULT_BYTES`) at 60 KB/s.  A result link lives an hour; one attempt must
+leave time for another."""
+
+
+class TransferMeter:
+    """Bytes received over time, to tell a slow but moving download from a trickle."""
+
+    def __init__(self, min_rate: float, window: float, max_seconds: float, now: float) -> None:
+        self.min_rate, self.window, self.max_seconds = min_rate, window, max_seconds
+        self.started = now
+        self.total = 0
+        self._samples: collections.deque[tuple[float, int]] = collections.deque([(now, 0)])
+        self._resolution = window / 64
+
+    def add(self, size: int, now: float) -> None:
+        self.total += size
+        if now - self._samples[-1][0] >= self._resolution:
+            self._samples.append((now, self.total))
+        else:  # the same moment: no new sample
+            self._samples[-1] = (self._samples[-1][0], self.total)
+
+    @property
+    def period(self) -> float:
+        """How often to look."""
+        return self.window / 4
+
+    def failure(self, now: float) -> DownloadFailed | None:
+        """Why the download must stop now, if it must."""
+        elapsed = now - self.started
+        if elapsed >= self.max_seconds:
+            return DownloadFailed(
+                "download-too-long",
+                f"download not finished after {elapsed:.0f} s (at most {self.max_seconds:g} s;"
+                f" {self.total} bytes received)",
+                retryable=False,
+            )
+        if elapsed < self.window:
+            return None
+        since = now - self.window
+        while len(self._samples) > 1 and self._samples[1][0] <= since:
+            self._samples.popleft()
+        moved = self.total - self._samples[0][1]
+        if moved >= self.min_rate * self.window:
+            return None
+        return DownloadFailed(
+            "download-too-slow",
+            f"download moved {moved} bytes in the last {self.window:g} s (at least "
+            f"{self.min_rate * self.window:.0f} needed: {self.min_rate / 1024:g} KiB/s)",
+            retryable=True,
+        )
+
+
 @dataclass
 class Downloader:
     client: httpx.AsyncClient
     output_dir: Path
     attempts: int = 5
     backoff: float = 0.5
+    min_rate: float = DOWNLOAD_MIN_RATE
+    rate_window: float = DOWNLOAD_RATE_WINDOW
+    max_seconds: float = DOWNLOAD_MAX_SECONDS
 
     def tmp_path(self) -> Path:
         tmp_dir = self.output_dir / TMP_DIRNAME
@@ -152,7 +218,30 @@ class Downloader:
         raise AssertionError("unreachable")
 
     async def _fetch(self, url: str, tmp: Path) -> str:
-        """Stream ``url`` into ``tmp``; the SHA-256 of what was written."""
+        """Stream ``url`` into ``tmp``; the SHA-256 of what was written.  It must move
+        ``min_rate`` bytes a second over every ``rate_window`` and end within
+        ``max_seconds``: httpx's timeout bounds each read alone, so a host sending a byte
+        every few seconds would otherwise hold the download (and its input) for ever."""
+        loop = asyncio.get_running_loop()
+        meter = TransferMeter(self.min_rate, self.rate_window, self.max_seconds, loop.time())
+        fetch = asyncio.ensure_future(self._stream(url, tmp, meter))
+        try:
+            while not fetch.done():
+                await asyncio.wait({fetch}, timeout=meter.period)
+                failure = None if fetch.done() else meter.failure(loop.time())
+                if failure is not None:
+                    fetch.cancel()
+                    await asyncio.wait({fetch}, timeout=1.0)  # let it close the connection
+                    if fetch.done() and not fetch.cancelled():
+                        fetch.exception()  # ended on its own meanwhile: its error is moot
+                    raise failure
+        except asyncio.CancelledError:
+            fetch.cancel()
+            raise
+        return fetch.result()
+
+    async def _stream(self, url: str, tmp: Path, meter: TransferMeter) -> str:
+        loop = asyncio.get_running_loop()
         digest = hashlib.sha256()
         try:
             async with self.client.stream("GET", url) as response:
@@ -169,6 +258,7 @@ class Downloader:
                             raise _too_large()
                         fh.write(chunk)
                         digest.update(chunk)
+                        meter.add(len(chunk), loop.time())
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise DownloadFailed(
                 "bad-result-url", f"result URL refused: {exc}", retryable=False

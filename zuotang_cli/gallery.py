@@ -29,6 +29,7 @@ from PIL import Image
 from zuotang_cli.errors import UsageError
 from zuotang_cli.models import Outcome, Record
 from zuotang_cli.report import read_report
+from zuotang_cli.sanitize import visible
 
 INDEX_NAME = "index.html"
 REPORT_NAME = "report.csv"  # the default report of an output directory (run.py)
@@ -260,7 +261,14 @@ def render_page(items: list[Item], title: str, report: Path | None = None) -> st
 
 
 def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+    """Text from the report (hostile) as HTML text or attribute: control characters
+    shown escaped, as on stderr, then HTML-escaped."""
+    return html.escape(visible(text), quote=True)
+
+
+def _url(src: str) -> str:
+    """A ``src`` / ``href`` (an http(s) URL or a relative path, see :func:`to_item`)."""
+    return html.escape(src, quote=True)
 
 
 def render_summary(items: list[Item]) -> str:
@@ -314,7 +322,7 @@ def render_compare(item: Item, name: str) -> str:
 
 def _img(src: str, which: str, name: str) -> str:
     return (
-        f'<img class="{which}" src="{_e(src)}" alt="{_e(f"{which}: {name}")}" '
+        f'<img class="{which}" src="{_url(src)}" alt="{_e(f"{which}: {name}")}" '
         'loading="lazy" decoding="async">'
     )
 
@@ -335,7 +343,7 @@ def _linked(src: str | None, size: Size | None) -> str:
     text = _format_size(size)
     if src is None:
         return text
-    return f'<a href="{_e(src)}" target="_blank" rel="noopener noreferrer">{text}</a>'
+    return f'<a href="{_url(src)}" target="_blank" rel="noopener noreferrer">{text}</a>'
 
 
 def _format_size(size: Size | None) -> str:

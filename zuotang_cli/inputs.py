@@ -359,7 +359,7 @@ def _is_folder(source: str) -> bool:
 
 def _expand(source: str, stdin: BinaryIO, walk: _Walk, named: bool = False) -> Iterator[InputItem]:
     if source == "-":
-        yield from _list_lines(stdin, "stdin")
+        yield from _stdin_lines(stdin)
     elif not source:
         yield _bad(source, "empty input")
     elif looks_like_url(source):
@@ -455,6 +455,21 @@ def _utf8(text: str) -> bool:
 
 # ---------------------------------------------------------------------------------------
 # List files and stdin
+
+
+def _stdin_lines(stdin: BinaryIO) -> Iterator[InputItem]:
+    """The list on stdin, read through a file object of its own on a copy of the
+    descriptor.  The batch reads it in a thread that may be blocked in a read when the
+    run ends (a stdin nobody closes): at exit Python closes ``sys.stdin``, which takes
+    its buffer's lock, held by that read ("Fatal Python error: _enter_buffered_busy").
+    A file object nobody else knows is never touched at exit."""
+    try:
+        private = open(os.dup(stdin.fileno()), "rb")  # noqa: SIM115, PTH123 - closed below
+    except (AttributeError, OSError, ValueError):  # not a real file (tests: BytesIO)
+        yield from _list_lines(stdin, "stdin")
+        return
+    with private:
+        yield from _list_lines(private, "stdin")
 
 
 def _list_lines(stream: BinaryIO, label: str) -> Iterator[InputItem]:

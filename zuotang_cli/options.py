@@ -18,6 +18,17 @@ DEFAULT_TIMEOUT = 150.0
 first wait in the vendor's queue (state 0), and public workers wait 120-150 s for one.  A
 call the client abandons may still be answered (and billed) upstream, with no task id
 left to fetch it by, so giving up early is the expensive choice."""
+MIN_QPS = 0.01
+MAX_QPS = 10_000.0
+"""No marketplace account allows more; beyond it a number is a typo."""
+MIN_TIMEOUT = 1.0
+MAX_TIMEOUT = 86_400.0
+"""A day: longer waits (and --stats-interval) are typos, and ``inf`` overflows timers."""
+MAX_UPLOAD = 1024 * 1024 * 1024
+"""Bytes: far above any gateway's limit (32 MB on a dedicated instance)."""
+MAX_CONCURRENCY = 100_000
+MAX_COUNT = 1_000_000
+"""Retries and paid retries of one input."""
 DEFAULT_STATS_INTERVAL = 60.0
 """Seconds between two progress lines when stderr is not a terminal (cron, logs)."""
 

@@ -103,7 +103,23 @@ async def probe_url(client: httpx.AsyncClient, url: str) -> ImageInfo | Refusal 
     """``--probe``: the header of a remote image from a ranged GET of its first 64 KiB;
     a :class:`Refusal` when that proves the service would refuse it (the host answers
     4xx, or the whole body was read and is not an image); None when the host does not
-    tell (the call is then made as usual)."""
+    tell (the call is then made as usual), within the client's read timeout in all (a
+    host trickling its bytes tells nothing)."""
+    import asyncio
+
+    probe = asyncio.ensure_future(_probe(client, url))
+    try:
+        await asyncio.wait({probe}, timeout=client.timeout.read)
+    except asyncio.CancelledError:
+        probe.cancel()
+        raise
+    if not probe.cancel():  # it ended in time
+        return probe.result()
+    await asyncio.wait({probe}, timeout=1.0)  # let it close the connection
+    return None
+
+
+async def _probe(client: httpx.AsyncClient, url: str) -> ImageInfo | Refusal | None:
     import httpx
 
     headers = {"Range": f"bytes=0-{HEAD_BYTES - 1}"}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from zuotang_cli.models import InputItem, Outcome, Record
 from zuotang_cli.report import Summary
+from zuotang_cli.sanitize import visible
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,6 +55,12 @@ def describe_failure(record: Record) -> str:
     return f"{record.outcome.value}: {record.input}: {label}: {reason}"
 
 
+def say(stream: TextIO | None, message: str) -> bool:
+    """``zuotang: MESSAGE`` on ``stream`` (stderr) as one line: control characters from
+    outside (a server's words, a file name) are shown escaped, never acted on."""
+    return write_stderr(stream, f"zuotang: {visible(message)}\n")
+
+
 def write_stderr(stream: TextIO | None, text: str) -> bool:
     """Write ``text`` to ``stream`` (stderr); False when it is closed or its reader went
     away (``2>&1 | head -1``): a message that cannot be shown never fails an image.  Once
@@ -88,7 +95,7 @@ class NullDisplay:
 
     def _write(self, message: str) -> None:
         with self._lock:
-            if not write_stderr(self.stream, f"zuotang: {message}\n"):
+            if not say(self.stream, message):
                 self.stream = None
 
     def __enter__(self) -> NullDisplay:
@@ -264,7 +271,7 @@ class RichDisplay(PlainDisplay):
 
     def log(self, message: str) -> None:
         with contextlib.suppress(OSError, ValueError):  # a terminal that went away
-            self.console.print(f"zuotang: {message}", markup=False, highlight=False)
+            self.console.print(f"zuotang: {visible(message)}", markup=False, highlight=False)
 
     def error(self, message: str) -> None:
         self.log(message)

@@ -20,6 +20,7 @@ from typing import Any, TextIO, TypeVar
 
 from zuotang_cli.errors import LocalError, UsageError
 from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
+from zuotang_cli.sanitize import from_spreadsheet_cell, json_text, spreadsheet_cell
 
 FORMATS = (".csv", ".json", ".jsonl")
 NUL_SHOWN = "\u2400"
@@ -101,22 +102,22 @@ class ReportWriter(_Closing):
 
 
 class CsvReportWriter(ReportWriter):
-    """A header line, then one line per row; None is an empty cell."""
+    """A header line, then one line per row, made to be opened in a spreadsheet.
+
+    Every text cell is quoted (so no separator inside it, a comma or the semicolon some
+    locales use, can start a new cell), shown with its control characters escaped (one
+    row is one line, whatever the server said), and starts with ``'`` when it would
+    otherwise start a formula (``=``, ``+``, ``-``, ``@``: OWASP's rule against CSV
+    injection); :func:`read_report` takes that quote off again.  Numbers stay numbers;
+    None is an empty cell.  JSON reports keep the exact text.
+    """
 
     def _start(self) -> None:
-        # RFC 4180 line ends: with them, the csv module quotes any field holding a CR or LF
-        self._csv = csv.writer(self.stream, lineterminator="\r\n")
+        self._csv = csv.writer(self.stream, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)
         self._csv.writerow(REPORT_FIELDS)
 
     def _row(self, record: Record) -> None:
-        # None is an empty cell; a NUL shows as U+2400 (csv on Python 3.10 cannot write
-        # one, and no CSV reader before 3.11 or spreadsheet reads one back).
-        self._csv.writerow(
-            [
-                value.replace("\0", NUL_SHOWN) if type(value) is str and "\0" in value else value
-                for value in record.as_row()
-            ]
-        )
+        self._csv.writerow([_cell(value) for value in record.as_row()])
 
 
 class JsonLinesReportWriter(ReportWriter):
@@ -141,6 +142,14 @@ class JsonReportWriter(ReportWriter):
         self.stream.write("\n]\n")
 
 
+def _cell(value: object) -> object:
+    """A CSV cell: text made spreadsheet-safe (a NUL shows as U+2400: csv on Python 3.10
+    cannot write one, and no spreadsheet reads one back); None empty; numbers as they are."""
+    if type(value) is not str:
+        return "" if value is None else value
+    return spreadsheet_cell(value.replace("\0", NUL_SHOWN) if "\0" in value else value)
+
+
 _WRITERS: dict[str, type[ReportWriter]] = {
     ".csv": CsvReportWriter,
     ".json": JsonReportWriter,
@@ -149,7 +158,7 @@ _WRITERS: dict[str, type[ReportWriter]] = {
 
 
 def _dumps(row: dict[str, Any]) -> str:
-    return json.dumps(row, ensure_ascii=False)
+    return json_text(row)
 
 
 def open_report(path: Path) -> ReportWriter:
@@ -265,7 +274,10 @@ def read_report(path: Path) -> list[dict[str, Any]]:
     suffix = report_format(path)
     if suffix == ".csv":
         with path.open(encoding="utf-8", newline="") as stream:
-            return list(csv.DictReader(stream))
+            return [
+                {name: from_spreadsheet_cell(cell) for name, cell in row.items()}
+                for row in csv.DictReader(stream)
+            ]
     text = path.read_text(encoding="utf-8")
     if suffix == ".jsonl":  # split on \n only: rows may hold U+2028 unescaped
         return [json.loads(line) for line in text.split("\n") if line.strip()]

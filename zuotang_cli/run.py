@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import io
-import json
+import math
 import os
-import signal
+import stat
 import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, NoReturn, TextIO
 
 from zuotang_cli import fdlimit, preflight, rules
 from zuotang_cli.api import CallSpec
@@ -27,7 +26,16 @@ from zuotang_cli.inputs import check_sources, iter_inputs
 from zuotang_cli.journal import Action, Journal
 from zuotang_cli.lock import output_lock
 from zuotang_cli.models import InputItem, Record
-from zuotang_cli.options import EnhanceOptions
+from zuotang_cli.options import (
+    MAX_CONCURRENCY,
+    MAX_COUNT,
+    MAX_QPS,
+    MAX_TIMEOUT,
+    MAX_UPLOAD,
+    MIN_QPS,
+    MIN_TIMEOUT,
+    EnhanceOptions,
+)
 from zuotang_cli.progress import (
     NullDisplay,
     PlainDisplay,
@@ -37,8 +45,10 @@ from zuotang_cli.progress import (
 from zuotang_cli.pump import aiter_in_thread
 from zuotang_cli.report import ReportSet, report_format
 from zuotang_cli.rules import Billing, Body
+from zuotang_cli.sanitize import json_text, visible
 from zuotang_cli.scan import ScanTally
 from zuotang_cli.status import ExitStatus
+from zuotang_cli.stop_signals import SIGTERM, StopSignals
 from zuotang_cli.summary import Tally, halt_line, plural, summarize
 
 DEFAULT_REPORT_NAME = "report.csv"
@@ -119,9 +129,7 @@ class Emitter:
         if self.stdout is None:
             return
         if self.json:
-            line = json.dumps(
-                {"schema": JSON_SCHEMA_VERSION, **record.as_dict()}, ensure_ascii=False
-            )
+            line = json_text({"schema": JSON_SCHEMA_VERSION, **record.as_dict()})
         elif record.ok and record.output and not record.extra.get("unlisted"):
             line = record.output
         else:
@@ -150,10 +158,52 @@ def _display(options: EnhanceOptions) -> NullDisplay:
     return PlainDisplay(verbose=options.verbose, stats_interval=options.stats_interval)
 
 
+_LIMITS: tuple[tuple[str, str, float, float], ...] = (
+    ("qps", "--qps", MIN_QPS, MAX_QPS),
+    ("timeout", "--timeout", MIN_TIMEOUT, MAX_TIMEOUT),
+    ("stats_interval", "--stats-interval", 0.0, MAX_TIMEOUT),
+    ("max_upload", "max_upload (bytes)", 1.0, MAX_UPLOAD),
+    ("concurrency", "--concurrency", 1, MAX_CONCURRENCY),
+    ("retries", "--retries", 0, MAX_COUNT),
+    ("paid_retries", "--paid-retries", 0, MAX_COUNT),
+    ("max_calls", "--max-calls", 0, math.inf),
+)
+"""Each number of :class:`EnhanceOptions`: its flag and the range it must be in."""
+
+
+def check_numbers(options: EnhanceOptions) -> None:
+    """Every number finite and in its range, before anything is called (``--timeout inf``
+    made every call fail with an OverflowError, after the run had started)."""
+    for name, flag, low, high in _LIMITS:
+        value = getattr(options, name)
+        if value is None and name in ("concurrency", "max_calls"):
+            continue  # not set: the default
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or not math.isfinite(number) or not low <= number <= high:
+            upper = "" if math.isinf(high) else f" and at most {high:g}"
+            raise UsageError(f"{flag} must be a number of at least {low:g}{upper}, not {value!r}")
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Refuse, before any call, a file the run will write that it cannot: a folder in its
+    place, or a folder that cannot be created or written to.  A probe file is created
+    beside it and removed; the file itself is left as it is until written."""
+    if path.is_dir():
+        raise UsageError(f"cannot write {flag} {path}: it is a folder")
+    probe = path.with_name(f".{path.name}.zuotang-write-test")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path}: {exc.strerror or exc}") from exc
+
+
 def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
     """The checks and path resolution every way of running a batch shares (the CLI, the
     Python API and ``--dry-run``): the batch's settings, and a note when the open-file
     limit made them smaller.  Raises UsageError before anything is called or written."""
+    check_numbers(options)
     if options.report is not None:
         report_format(options.report)  # a bad suffix is refused before anything is written
     check_sources(options.inputs)
@@ -168,6 +218,10 @@ def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
         output_dir = options.output_dir.resolve()
     else:
         output_dir = _prepare_output(options.output_dir)
+        if options.report is not None:
+            _check_writable(options.report, "--report")
+        if options.summary_json is not None:
+            _check_writable(options.summary_json, "--summary-json")
     body = options.body or Body.FORM
     config = BatchConfig(
         spec=CallSpec(endpoint, options.appcode or "", options.type, options.scale, body),
@@ -209,8 +263,40 @@ def opened(config: BatchConfig, *, wait_lock: bool = False) -> Iterator[Journal]
             yield journal
 
 
-def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
-    """Run one ``enhance`` and return its exit status.  Raises UsageError before any call."""
+def run_enhance(
+    options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO, exit_on_signal: bool = False
+) -> ExitStatus:
+    """Run one ``enhance`` and return its exit status.  Raises UsageError before any call.
+
+    Ctrl-C and SIGTERM are handled over the whole run (:mod:`zuotang_cli.stop_signals`):
+    any of them ends it with 130 (143 for SIGTERM), the report complete for every input
+    read.  ``exit_on_signal`` (the command line): after a signal, the process exits here,
+    its streams flushed, without the interpreter's shutdown, during which a further
+    signal would kill it mid-way (its handlers are reset by then) and a thread still
+    blocked on a FIFO or a stdin could hold a lock the shutdown needs."""
+    with StopSignals() as signals:
+        try:
+            status = _enhance(options, stdin, stdout, signals)
+        except KeyboardInterrupt:  # before the batch: nothing read, nothing paid
+            signals.hold()
+            status = ExitStatus.INTERRUPTED
+        signals.hold()  # on the way out: a signal now only sets the exit status
+        status = signals.exit_status(status)
+        if exit_on_signal and signals.received:
+            _exit_now(status, stdout)
+        return status
+
+
+def _exit_now(status: ExitStatus, stdout: TextIO) -> NoReturn:
+    for stream in (stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    os._exit(status)
+
+
+def _enhance(
+    options: EnhanceOptions, stdin: BinaryIO, stdout: TextIO, signals: StopSignals
+) -> ExitStatus:
     config, fd_note = prepare(options)
     if options.dry_run:
         return dry_run(options, config, stdin=stdin, stdout=stdout)
@@ -226,7 +312,7 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         display.error(f"note: {fd_note}")
     scan = ScanTally()
     items = inputs_of(options, stdin, scan)
-    if display.wants_total and "-" not in options.inputs:
+    if display.wants_total and all(_read_twice_safely(source) for source in options.inputs):
         count_inputs_ahead(options, display)
     if "-" in options.inputs and _isatty(stdin):
         display.error("reading the list of inputs from stdin (one a line; end with Ctrl-D)")
@@ -235,9 +321,13 @@ def run_enhance(options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO) -> 
         ReportSet.open(report_paths) as reports,
         display,
     ):
+        signals.hold()  # the reports are open: a signal now gets every input its row
         emitter = Emitter(reports, stdout, display, json_out=options.json, print0=options.print0)
-        result = _run_batch(config, journal, items, emitter, display, options.verbose)
+        result = _run_batch(config, journal, items, emitter, display, options.verbose, signals)
         emitter.flush()
+    if signals.received:  # also one that came as the batch ended: the summary says so
+        result.interrupted = True
+        result.terminated = result.terminated or signals.terminated
     summary = summarize(
         result,
         emitter.tally,
@@ -292,6 +382,18 @@ def _isatty(stream: object) -> bool:
         return bool(stream.isatty())  # type: ignore[attr-defined]
     except (AttributeError, ValueError, OSError):
         return False
+
+
+def _read_twice_safely(source: str) -> bool:
+    """Whether counting ``source`` ahead leaves it whole for the run: not stdin, nor a
+    FIFO or a ``<(command)`` pipe, whose lines a second reader would take away."""
+    if source == "-":
+        return False
+    try:
+        mode = Path(source).stat().st_mode
+    except (OSError, ValueError):
+        return True  # a URL, or a path that gets its own row
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
 
 
 def count_inputs_ahead(options: EnhanceOptions, display: NullDisplay) -> None:
@@ -379,12 +481,11 @@ def _retry_cost(options: EnhanceOptions, calls: int) -> str:
 
 def _print_plan(stdout: TextIO, source: str, action: str, reason: str, *, as_json: bool) -> None:
     if as_json:
-        line = json.dumps(
-            {"schema": JSON_SCHEMA_VERSION, "input": source, "action": action, "reason": reason},
-            ensure_ascii=False,
+        line = json_text(
+            {"schema": JSON_SCHEMA_VERSION, "input": source, "action": action, "reason": reason}
         )
-    else:
-        line = f"{action}\t{source}" + (f"\t{reason}" if reason else "")
+    else:  # one input a line, tab-separated, whatever its text holds
+        line = f"{action}\t{visible(source)}" + (f"\t{visible(reason)}" if reason else "")
     stdout.write(line + "\n")
 
 
@@ -411,6 +512,7 @@ def _run_batch(
     emitter: Emitter,
     display: NullDisplay,
     verbose: bool,
+    signals: StopSignals,
 ) -> BatchResult:
     batch = Batch(
         config,
@@ -425,12 +527,21 @@ def _run_batch(
 
     async def main() -> BatchResult:
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
+        cut = False
 
-        def on_signal() -> None:
-            if batch.result.interrupted:
-                task.cancel()  # second Ctrl-C: stop now
+        def on_signal(signum: int) -> None:
+            """In the loop: the first Ctrl-C lets the calls in flight finish; SIGTERM or
+            a second Ctrl-C cuts them short; after that, nothing more to do."""
+            nonlocal cut
+            terminated = signum == SIGTERM
+            if cut:
+                batch.result.terminated = batch.result.terminated or terminated
+                return
+            if terminated or batch.result.interrupted:
+                cut = True
+                batch.cut_short(terminated=terminated)
+                why = "SIGTERM" if terminated else "interrupted again"
+                display.error(f"{why}: cutting the calls in flight short; writing the report")
                 return
             batch.request_stop()
             display.error(
@@ -438,47 +549,13 @@ def _run_batch(
                 "flight (Ctrl-C again cuts them short, and they may still be billed)"
             )
 
-        restore = install_signal_handlers(loop, on_signal)
+        signals.attach(loop, on_signal)
         try:
             return await batch.run(aiter_in_thread(items))
         except asyncio.CancelledError:
             batch.result.interrupted = True
             return batch.result
         finally:
-            restore()
+            signals.detach()
 
     return asyncio.run(main())
-
-
-def install_signal_handlers(
-    loop: asyncio.AbstractEventLoop, on_signal: Callable[[], None]
-) -> Callable[[], None]:
-    """Call ``on_signal`` on the loop at each Ctrl-C (SIGINT) or SIGTERM; returns the undo.
-
-    ``loop.add_signal_handler`` where the loop has it (POSIX); elsewhere (Windows, whose
-    loops raise NotImplementedError) a plain ``signal.signal`` handler, which runs in the
-    main thread between bytecodes, hands the work to the loop with
-    ``call_soon_threadsafe`` so the loop wakes up at once.
-    """
-    undo: list[Callable[[], object]] = []
-    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
-        if sig is None:
-            continue
-        try:
-            loop.add_signal_handler(sig, on_signal)
-            undo.append(functools.partial(loop.remove_signal_handler, sig))
-            continue
-        except (NotImplementedError, RuntimeError):
-            pass
-        try:
-            previous = signal.signal(sig, lambda *_: loop.call_soon_threadsafe(on_signal))
-        except (ValueError, OSError):  # not the main thread, or not a signal here
-            continue
-        undo.append(functools.partial(signal.signal, sig, previous))
-
-    def restore() -> None:
-        for step in reversed(undo):
-            with contextlib.suppress(ValueError, OSError, RuntimeError):
-                step()
-
-    return restore

@@ -26,7 +26,7 @@ from typing import Any
 
 import platformdirs
 
-from zuotang_cli import rules
+from zuotang_cli import options, rules
 from zuotang_cli.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -50,7 +50,7 @@ DEFAULTS: dict[str, object | None] = {
 }
 CONFIG_ENV_VAR = "ZUOTANG_CONFIG"
 CONFIG_NAME = "config.toml"
-MIN_QPS = 0.01
+MIN_QPS = options.MIN_QPS
 SECRET = "appcode"
 
 

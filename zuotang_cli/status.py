@@ -26,12 +26,15 @@ class ExitStatus(enum.IntEnum):
     """Halted by trouble on the way: endpoint unreachable, disk full or unwritable, journal
     unusable.  Try again later."""
     INTERRUPTED = 130
-    """Interrupted by Ctrl-C (SIGINT) or SIGTERM; the report was written first."""
+    """Interrupted by Ctrl-C (SIGINT); the report was written first."""
+    TERMINATED = 143
+    """Stopped by SIGTERM (128 + 15, what a shell reports for a process SIGTERM killed):
+    the calls in flight were cut short and the report written first."""
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 all done; 1 some images failed (or --max-calls reached): routine; "
     "2 usage or input error; 3 halted by the account (AppCode, quota, arrears); "
     "4 halted by trouble on the way (unreachable, disk, journal): retry later; "
-    "130 interrupted. Alert on 2 or more."
+    "130 interrupted (Ctrl-C); 143 stopped by SIGTERM. Alert on 2 or more."
 )

@@ -7,7 +7,6 @@ as one JSON object (``--json``, ``--summary-json``), so scripts need not parse t
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from zuotang_cli.backlog import Pace
 from zuotang_cli.batch import BatchResult
 from zuotang_cli.models import Outcome, Record
 from zuotang_cli.rules import Billing
+from zuotang_cli.sanitize import json_text
 from zuotang_cli.status import ExitStatus
 
 SCHEMA_VERSION = 1
@@ -238,11 +238,12 @@ class RunSummary:
         }
 
     def json(self) -> str:
-        return json.dumps(self.as_dict(), ensure_ascii=False)
+        return json_text(self.as_dict())
 
     def write_json(self, path: Path) -> None:
         """``--summary-json PATH``: the JSON summary in a file (written whole, then renamed)."""
         tmp = path.with_name(f".{path.name}.tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(self.json() + "\n", encoding="utf-8")
         tmp.replace(path)
 

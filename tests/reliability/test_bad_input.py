@@ -382,7 +382,8 @@ def test_unicode_normalization_is_not_confused(trial: Trial, emulator: Any, tmp_
 def test_a_carriage_return_inside_an_input_keeps_one_csv_row(
     trial: Trial, emulator: Any, tmp_path: Path
 ) -> None:
-    """A stray CR inside a list line: report.csv still has one row per input."""
+    """A stray CR inside a list line: report.csv still has one row per input, one line
+    each, the CR shown as ``\\r`` (a terminal showing the file does not go back)."""
     emu = emulator(cheap=True, qps=10_000)
     url_list = tmp_path / "list.txt"
     url_list.write_bytes(b"https://img.test/a\rb.png\nhttps://img.test/fine.png\n")
@@ -392,9 +393,11 @@ def test_a_carriage_return_inside_an_input_keeps_one_csv_row(
     assert run.returncode in (0, 1)
     rows = report_rows(out)
     assert [row["input"] for row in rows] == [
-        "https://img.test/a\rb.png",
+        "https://img.test/a\\rb.png",
         "https://img.test/fine.png",
     ]
+    raw = (out / "report.csv").read_bytes()
+    assert raw.count(b"\r") == raw.count(b"\n") == 3  # the header and two rows
 
 
 def test_a_list_file_starting_with_bm_is_still_a_list(

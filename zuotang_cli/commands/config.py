@@ -166,5 +166,7 @@ def path() -> None:
 
 
 def warn(messages: tuple[str, ...] | list[str]) -> None:
+    from zuotang_cli.progress import say
+
     for message in messages:
-        sys.stderr.write(f"zuotang: warning: {message}\n")
+        say(sys.stderr, f"warning: {message}")

@@ -3,13 +3,14 @@ is done by :mod:`zuotang_cli.batch`."""
 
 import dataclasses
 import enum
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from zuotang_cli.options import EnhanceOptions
+from zuotang_cli.options import MAX_UPLOAD, EnhanceOptions
 from zuotang_cli.rules import Billing, Body
 from zuotang_cli.status import EXIT_CODES_HELP
 
@@ -135,8 +136,9 @@ def enhance(
         float,
         Opt(
             min=1.0,
-            help="Seconds to wait for one call: well above the service's 30 s, since a call "
-            "may queue first, and an abandoned call may still be billed.",
+            help="A call's total deadline in seconds, first byte sent to last byte received: "
+            "well above the service's 30 s, since a call may queue first, and an abandoned "
+            "call may still be billed. Downloads must move 8 KiB/s over min(30, this) s.",
         ),
     ] = D.timeout,
     paid_retries: Annotated[
@@ -251,7 +253,7 @@ def enhance(
     ] = D.verbose,
 ) -> None:
     from zuotang_cli import cli, settings
-    from zuotang_cli.progress import write_stderr
+    from zuotang_cli.progress import say
     from zuotang_cli.run import run_enhance
 
     given = dict(locals())  # the parameters, by the names of EnhanceOptions' fields
@@ -266,7 +268,11 @@ def enhance(
         }
     )
     for warning in resolved.warnings:
-        write_stderr(sys.stderr, f"zuotang: warning: {warning}\n")
+        say(sys.stderr, f"warning: {warning}")
+    if not math.isfinite(max_upload) or max_upload * MB > MAX_UPLOAD:
+        raise typer.BadParameter(
+            f"must be a number of MB up to {MAX_UPLOAD // MB}", param_hint="--max-upload"
+        )
     converted: dict[str, Any] = {
         "max_upload": int(max_upload * MB),  # the flag is in MB
         "include": tuple(include or ()),
@@ -282,7 +288,8 @@ def enhance(
     }
     as_given = {n: v for n, v in given.items() if n in _FIELDS and n not in converted}
     options = dataclasses.replace(D, **as_given, **converted)
-    raise typer.Exit(run_enhance(options, stdin=sys.stdin.buffer, stdout=sys.stdout))
+    status = run_enhance(options, stdin=sys.stdin.buffer, stdout=sys.stdout, exit_on_signal=True)
+    raise typer.Exit(status)
 
 
 _FIELDS = frozenset(field.name for field in dataclasses.fields(EnhanceOptions))

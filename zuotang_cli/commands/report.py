@@ -34,6 +34,7 @@ def report(
 ) -> None:
     from zuotang_cli.journal import Journal
     from zuotang_cli.lock import in_use
+    from zuotang_cli.progress import say
     from zuotang_cli.report import Summary, stream_report, summary_by_reason
 
     summary = Summary()
@@ -47,7 +48,7 @@ def report(
                 if not record.ok:
                     reasons.append(record.error_class or record.outcome.value)
     if not quiet:
-        sys.stderr.write(f"zuotang: {summary.total} inputs: {summary.line()}\n")
+        say(sys.stderr, f"{summary.total} inputs: {summary.line()}")
         if reasons:
-            sys.stderr.write(f"zuotang: not done, by reason: {summary_by_reason(reasons)}\n")
+            say(sys.stderr, f"not done, by reason: {summary_by_reason(reasons)}")
     raise typer.Exit(0)
