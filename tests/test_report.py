@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zuotang_cli.errors import LocalError, UsageError
-from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
+from zuotang_cli.models import REPORT_FIELDS, DoneRow, Outcome, Record
 from zuotang_cli.report import (
     CsvReportWriter,
     JsonLinesReportWriter,
@@ -21,6 +23,7 @@ from zuotang_cli.report import (
     open_report,
     read_report,
     report_format,
+    stored_cells,
     summarize,
 )
 
@@ -325,3 +328,58 @@ def test_summary_add() -> None:
     summary = Summary()
     summary.add(Record(input="a", outcome=Outcome.FAILED))
     assert summary.line() == "0 done, 1 failed"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    source=st.text(max_size=40),
+    output=st.text(min_size=1, max_size=40),
+    meaning=st.text(max_size=20),
+    request_id=st.one_of(st.none(), st.text(max_size=20)),
+    factor=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+    width=st.one_of(st.none(), st.integers(min_value=-(2**40), max_value=2**40)),
+)
+def test_a_done_row_from_stored_cells_is_the_row_its_record_makes(
+    source: str,
+    output: str,
+    meaning: str,
+    request_id: str | None,
+    factor: float | None,
+    width: int | None,
+) -> None:
+    """The re-run's fast path (its stored CSV cells, nothing decoded) writes exactly the
+    row the record would, hostile text included."""
+    stored = Record(
+        input="first",
+        outcome=Outcome.DONE,
+        output=output,
+        http_status=200,
+        status=200,
+        state=1,
+        state_meaning=meaning,
+        message="=HYPERLINK(evil)",
+        request_id=request_id,
+        attempts=3,
+        elapsed=1.5,
+        width=width,
+        factor=factor,
+        paid_calls=2,
+    )
+    skipped = Record.from_dict(
+        {
+            **stored.as_dict(),
+            "input": source,
+            "outcome": "skipped",
+            "message": "done in an earlier run",
+            "attempts": 0,
+            "elapsed": None,
+            "paid_calls": 0,
+        }
+    )
+    rows = []
+    done = DoneRow(source, output, "done in an earlier run", stored_cells(stored), lambda: skipped)
+    for row in (skipped, done):
+        stream = io.StringIO()
+        CsvReportWriter(stream, owned=False).write(row)
+        rows.append(stream.getvalue())
+    assert rows[0] == rows[1]

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import functools
 import math
 import random
 import time
@@ -50,7 +51,7 @@ from zuotang_cli.journal import (
     entry_key,
     output_intact,
 )
-from zuotang_cli.models import ErrorClass, InputItem, Outcome, Record
+from zuotang_cli.models import DoneRow, ErrorClass, InputItem, Outcome, Record, Row
 from zuotang_cli.options import DEFAULT_TIMEOUT
 from zuotang_cli.pump import ThreadFeed
 from zuotang_cli.ratelimit import RateGate
@@ -256,7 +257,7 @@ class BatchResult:
 
 _OK = (Outcome.DONE, Outcome.SKIPPED)
 
-Sink = Callable[[Record], None]
+Sink = Callable[[Row], None]
 Planned = Callable[[str, str, str], None]
 """Dry run: (input as given, action, reason) for every input, as the run would decide."""
 
@@ -498,31 +499,37 @@ class Batch:
                     entry_key(i, spec.type, spec.scale) if i.path is None else None for i in part
                 ]
                 known = self.journal.entries([key for key in keys if key is not None])
+                now = time.time()
                 for item, key in zip(part, keys, strict=True):
-                    await self._dispatch(item, key, known)
+                    if item.path is not None and item.error is None and not self._stop_reason:
+                        key = await self._key(item)  # a file is known by its content
+                        if key is None:
+                            continue
+                    plan = self._decide(item, key, known, now)
+                    if plan is not None:
+                        assert key is not None
+                        await self._launch(item, key, plan)
                 await asyncio.sleep(0)  # the loop's turn: calls in flight, signals
 
-    async def _dispatch(
-        self, item: InputItem, url_key: str | None, known: dict[str, Entry | None]
-    ) -> None:
-        """Decide one input: a row at once (invalid, done before, not attempted), a
-        duplicate settled at the end, or work started in a free slot.  ``url_key``: a URL's
-        journal key (a file's is its digest's, taken here); ``known``: journal entries
-        looked up ahead (None: not in the journal)."""
+    def _decide(
+        self, item: InputItem, key: str | None, known: dict[str, Entry | None], now: float
+    ) -> Plan | None:
+        """Decide one input: its row at once (invalid, done before, failed before, not
+        attempted, settled first) or at the end (a duplicate), else the plan of the work
+        to start.  ``key``: its journal key (None for an input refused as it was read);
+        ``known``: journal entries looked up ahead (None: not in the journal)."""
         cfg = self.config
         if item.error is not None and item.error_class != DUPLICATE:
             self._emit(_invalid(item))
-            return
+            return None
         if self._stop_reason is not None:
             self._not_attempted(item)
-            return
-        key = url_key if item.path is None else await self._key(item)
-        if key is None:
-            return
+            return None
+        assert key is not None
         first = self._file_keys.get(key) if item.path is not None else None
         if item.error_class == DUPLICATE or first is not None:
             self._duplicates.append(Duplicate(item, key, first or _first_of(item)))
-            return
+            return None
         if item.path is not None:
             self._file_keys[key] = item.source
         settled = self._recovered.pop(key, None)
@@ -530,12 +537,12 @@ class Batch:
             isinstance(settled[1], Plan) or settled[1].error_class != ErrorClass.LINK_EXPIRED
         ):
             self._emit_recovered(item, key, settled[1])
-            return
+            return None
         plan = self.journal.plan(
             known[key] if key in known else self.journal.get(key),
             force=cfg.force,
             retry_failed=cfg.retry_failed,
-            now=time.time(),
+            now=now,
             paid_failures_allowed=cfg.paid_failures_allowed,
             present=self._outputs,
         )
@@ -544,8 +551,14 @@ class Batch:
         elif plan.action is Action.SKIP_FAILED:
             self._emit(_from_journal(item, plan))
         elif item.path is not None and plan.action is Action.CALL and self._unsendable(item):
-            return
-        elif cfg.dry_run:
+            pass
+        else:
+            return plan
+        return None
+
+    async def _launch(self, item: InputItem, key: str, plan: Plan) -> None:
+        """Start the work ``plan`` says for ``item`` in a free slot (a dry run: say it)."""
+        if self.config.dry_run:
             self._plan_work(item, key, plan)
         elif not await self._free_slot():
             self._not_attempted(item)
@@ -623,14 +636,29 @@ class Batch:
             self.journal.placeholder(entry_key(item, spec.type, spec.scale), record)
         self._emit(record)
 
-    def _skipped(self, item: InputItem, key: str, plan: Plan) -> Record:
+    def _skipped(self, item: InputItem, key: str, plan: Plan) -> Row:
         """An input done before: its row, and (when it is the same content under another
         name, a copied or moved file) a copy of the result under its own name."""
-        assert plan.entry is not None
-        earlier = plan.entry.fields.get("input")
+        entry = plan.entry
+        assert entry is not None
+        if (  # a URL done before: its row from the stored cells, nothing decoded
+            item.path is None
+            and entry.cells is not None
+            and entry.output is not None
+            and self._planned is None
+            and not self.spec.secrets.found_in(item.source)
+        ):
+            return DoneRow(
+                item.source,
+                self.journal.where(entry.output),
+                plan.reason,
+                entry.cells,
+                functools.partial(_from_journal, item, plan, self.journal),
+            )
+        earlier = entry.fields.get("input")
         if earlier == item.source:
             return _from_journal(item, plan, self.journal)
-        return self._deliver(item, key, plan.entry, f"same content as {earlier}, done before")
+        return self._deliver(item, key, entry, f"same content as {earlier}, done before")
 
     def _settle_duplicate(self, duplicate: Duplicate) -> Record:
         """A duplicate gets the result of the input it duplicates, once that is settled."""
@@ -793,11 +821,12 @@ class Batch:
         )
         self._halt(reply)
 
-    def _emit(self, record: Record) -> None:
-        _mask_record(record, self.spec.secrets)
+    def _emit(self, record: Row) -> None:
+        if type(record) is Record:
+            _mask_record(record, self.spec.secrets)
         self.result.counts[record.outcome] += 1
-        if self._planned is not None:
-            self._planned(record.input, _planned_action(record), record.message)
+        if self._planned is not None:  # a dry run: never a DoneRow
+            self._planned(record.input, _planned_action(record.full()), record.message)
             return
         self._sink(record)
 

@@ -21,7 +21,7 @@ from zuotang_cli import rules
 from zuotang_cli.api import CallSpec, Reply, call_once
 from zuotang_cli.batch import Batch
 from zuotang_cli.errors import UsageError
-from zuotang_cli.models import InputItem, InputKind, Record
+from zuotang_cli.models import InputItem, InputKind, Record, Row
 from zuotang_cli.options import DEFAULT_TIMEOUT
 from zuotang_cli.pump import aiter_in_thread
 from zuotang_cli.status import ExitStatus
@@ -83,7 +83,8 @@ async def enhance(
     def planned(source: str, action: str, reason: str) -> None:
         plan.append((source, action, reason))
 
-    def sink(record: Record) -> None:
+    def sink(row: Row) -> None:
+        record = row.full()
         records.append(record)
         if on_record is not None:
             on_record(record)

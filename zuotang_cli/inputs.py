@@ -13,6 +13,7 @@ import ipaddress
 import os
 import re
 import stat
+import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -278,26 +279,50 @@ def iter_inputs(
             index += 1
 
 
-class _Seen:
-    """Which keys were already yielded, in an open-addressing table of 8-byte digests.
+def _digest(text: str) -> int:
+    """A 64-bit digest of ``text`` for :class:`_Seen`: Python's own string hash (SipHash,
+    keyed anew in each process: the table lives one run, so that is all it needs), or
+    BLAKE2b where that hash is narrower (32-bit builds)."""
+    if _WIDE_HASH:
+        return hash(text) & 0xFFFF_FFFF_FFFF_FFFF
+    data = text.encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
-    12 bytes a slot, a quarter to a half of the slots used: 24-48 bytes an entry, where a
-    dict of digests took 120, so a million-line list costs tens of MB, not over a hundred.
-    A false "duplicate" needs a 64-bit collision: about 3e-8 for a million entries.
+
+_WIDE_HASH = sys.hash_info.width >= 64
+
+
+class _Seen:
+    """Which keys were already yielded: the 8-byte digest of each input's key, by input
+    index, and an open-addressing table of indexes (4 bytes a slot, grown by half when
+    three quarters are used).
+
+    About 14 bytes an input, where a dict of digests took 120: a million-line list costs
+    about 14 MB.  Growing copies only the table of indexes (a third of that), never the
+    digests.  A false "duplicate" needs a 64-bit collision of the keys' hashes: about
+    3e-8 for a million.
     """
 
+    _EMPTY = 0xFFFFFFFF
+
     def __init__(self) -> None:
-        self._digests = array("Q", bytes(8 * 1024))
-        self._firsts = array("I", bytes(4 * 1024))
+        self._digests = array("Q")
+        """The digest of input ``i`` at ``i`` (0 for inputs never looked up)."""
+        self._slots = array("I", [self._EMPTY]) * 1024
         self._count = 0
 
     def check(self, item: InputItem) -> InputItem:
+        index = item.index
+        digests = self._digests
+        while len(digests) < index:  # inputs that never came here (none, so far)
+            digests.append(0)
         if item.error is not None:
+            digests.append(0)
             return item
-        key = f"{item.kind.value}:{item.key}".encode("utf-8", "surrogateescape")
-        digest = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") | 1
-        first = self._first_index(digest, item.index)
-        if first == item.index:
+        digest = _digest(f"{item.kind.value}:{item.key}") | 1
+        digests.append(digest)
+        first = self._first_index(digest, index)
+        if first == index:
             return item
         return dataclasses.replace(
             item, error=f"duplicate of input #{first + 1}", error_class=DUPLICATE
@@ -305,29 +330,34 @@ class _Seen:
 
     def _first_index(self, digest: int, index: int) -> int:
         """The index first seen with ``digest``, recording ``index`` if it is new."""
-        digests, mask = self._digests, len(self._digests) - 1
-        slot = digest & mask
-        while digests[slot]:
-            if digests[slot] == digest:
-                return self._firsts[slot]
-            slot = (slot + 1) & mask
-        digests[slot], self._firsts[slot] = digest, index
+        digests, slots, empty = self._digests, self._slots, self._EMPTY
+        size = len(slots)
+        slot = digest % size
+        while (seen := slots[slot]) != empty:
+            if digests[seen] == digest:
+                return seen
+            slot += 1
+            if slot == size:
+                slot = 0
+        slots[slot] = index
         self._count += 1
-        if self._count * 2 > len(digests):
+        if self._count * 4 > size * 3:
             self._grow()
         return index
 
     def _grow(self) -> None:
-        old = zip(self._digests, self._firsts)  # noqa: B905 - same length by construction
-        size = len(self._digests) * 2
-        self._digests, self._firsts = array("Q", bytes(8 * size)), array("I", bytes(4 * size))
-        mask = size - 1
-        for digest, first in old:
-            if digest:
-                slot = digest & mask
-                while self._digests[slot]:
-                    slot = (slot + 1) & mask
-                self._digests[slot], self._firsts[slot] = digest, first
+        old, digests, empty = self._slots, self._digests, self._EMPTY
+        size = len(old) * 3 // 2 + 1
+        slots = array("I", [empty]) * size
+        for seen in old:
+            if seen != empty:
+                slot = digests[seen] % size
+                while slots[slot] != empty:
+                    slot += 1
+                    if slot == size:
+                        slot = 0
+                slots[slot] = seen
+        self._slots = slots
 
 
 def _bad(

@@ -45,6 +45,7 @@ from zuotang_cli.download import file_checksum
 from zuotang_cli.errors import LocalError, UsageError
 from zuotang_cli.inputs import InvalidURL, looks_like_url, normalize_url
 from zuotang_cli.models import ErrorClass, InputItem, InputKind, Outcome, Record
+from zuotang_cli.report import stored_cells
 
 JOURNAL_DIR = ".zuotang"
 JOURNAL_NAME = "journal.sqlite"
@@ -118,6 +119,10 @@ class Entry:
     paid_calls: int = 0
     possibly_paid: int = 0
     paid_failures: int = 0
+    cells: str | None = None
+    """A saved result's CSV cells, as its ``skipped`` row copies them (see
+    :func:`zuotang_cli.report.stored_cells`): a re-run writes that row without decoding
+    :attr:`stored` (journals written before this column decode it)."""
 
     @functools.cached_property
     def fields(self) -> dict[str, Any]:
@@ -182,7 +187,8 @@ CREATE TABLE IF NOT EXISTS entries (
     possibly_paid INTEGER NOT NULL DEFAULT 0,
     paid_failures INTEGER NOT NULL DEFAULT 0,
     expired_links INTEGER NOT NULL DEFAULT 0,
-    origin TEXT
+    origin TEXT,
+    cells TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS names (
@@ -208,13 +214,14 @@ _ADDED_COLUMNS = {
     "paid_failures": "INTEGER NOT NULL DEFAULT 0",
     "expired_links": "INTEGER NOT NULL DEFAULT 0",
     "origin": "TEXT",
+    "cells": "TEXT",
 }
 """Columns a journal written before billing was counted lacks (added on open)."""
 _LOOKUP_BATCH = 500
 """Keys an ``IN (...)`` lookup asks for at once (SQLite before 3.32 allows 999 values)."""
 _COLUMNS = (
     "key, status, record, image, link_expires, output, checksum, size, mtime_ns,"
-    " task_id, paid_calls, possibly_paid, paid_failures"
+    " task_id, paid_calls, possibly_paid, paid_failures, cells"
 )
 
 
@@ -246,6 +253,7 @@ class Journal:
         self.root = path.parent.parent.resolve()
         """The output directory: every output path is stored relative to it."""
         self._root = str(self.root)
+        self._prefix = os.path.join(self._root, "")  # noqa: PTH118 - the root, a separator
 
     @classmethod
     def open(cls, output_dir: Path, *, create: bool = True) -> Journal:
@@ -364,7 +372,7 @@ class Journal:
         if os.path.isabs(output):  # noqa: PTH117
             return output
         native = output if os.sep == "/" else output.replace("/", os.sep)
-        return os.path.join(self._root, native)  # noqa: PTH118
+        return self._prefix + native
 
     def _relative(self, output: Path) -> str:
         try:
@@ -646,7 +654,7 @@ class Journal:
         stored = Record.from_dict({**record.as_dict(), "output": relative})
         self._exec(
             "UPDATE entries SET status = ?, record = ?, output = ?, checksum = ?, size = ?,"
-            " mtime_ns = ?, updated = ? WHERE key = ?",
+            " mtime_ns = ?, updated = ?, cells = ? WHERE key = ?",
             (
                 Status.SAVED.value,
                 _dump(stored),
@@ -655,6 +663,7 @@ class Journal:
                 stat.st_size,
                 stat.st_mtime_ns,
                 time.time(),
+                stored_cells(stored),
                 key,
             ),
         )
@@ -864,23 +873,7 @@ _EMPTY = (None, "")
 
 def _entry(row: tuple[Any, ...]) -> Entry:
     """An entry from its ``_COLUMNS`` (SQLite gives them their declared types)."""
-    key, status, stored, image, link_expires, output, checksum, size, mtime_ns = row[:9]
-    task_id, paid_calls, possibly_paid, paid_failures = row[9:]
-    return Entry(
-        key,
-        _STATUSES[status],
-        stored,
-        image,
-        link_expires,
-        output,
-        checksum,
-        size,
-        mtime_ns,
-        task_id,
-        paid_calls,
-        possibly_paid,
-        paid_failures,
-    )
+    return Entry(row[0], _STATUSES[row[1]], *row[2:])
 
 
 _STATUSES = {status.value: status for status in Status}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 
 class ErrorClass(str, enum.Enum):
@@ -192,6 +194,10 @@ class Record:
     def ok(self) -> bool:
         return self.outcome in (Outcome.DONE, Outcome.SKIPPED)
 
+    def full(self) -> Record:
+        """The record itself (see :class:`DoneRow`)."""
+        return self
+
     def as_dict(self) -> dict[str, Any]:
         """The report fields in REPORT_FIELDS order, enum values as plain strings."""
         return dict(zip(REPORT_FIELDS, self.as_row()))  # noqa: B905 - same length
@@ -221,3 +227,29 @@ class Record:
         if type(fields.get("paid_calls", 0)) is not int:
             fields["paid_calls"] = int(fields["paid_calls"] or 0)
         return cls(**fields)
+
+
+@dataclass(slots=True)
+class DoneRow:
+    """The ``skipped`` row of an input an earlier run saved, made from its journal entry
+    without decoding the stored record: a re-run over a long done list is mostly these.
+    ``cells`` are the stored record's CSV cells that the row copies as they are (rendered
+    once, when the result was saved: :func:`zuotang_cli.report.stored_cells`); ``full``
+    decodes the whole record for what needs every field (JSON reports, ``--json``)."""
+
+    input: str
+    output: str
+    """Where the result is, under the output directory where it is now."""
+    message: str
+    cells: str
+    make_record: Callable[[], Record]
+    outcome: ClassVar[Outcome] = Outcome.SKIPPED
+    ok: ClassVar[bool] = True
+    extra: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+
+    def full(self) -> Record:
+        return self.make_record()
+
+
+Row = Record | DoneRow
+"""What the batch hands its sink for each input."""

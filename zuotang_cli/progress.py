@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
-from zuotang_cli.models import InputItem, Outcome, Record
+from zuotang_cli.models import InputItem, Outcome, Record, Row
 from zuotang_cli.report import Summary
 from zuotang_cli.sanitize import visible
 
@@ -32,7 +32,7 @@ class Counter:
         self.calls = 0
         self.started_at = time.monotonic()
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Row) -> None:
         self.summary.add(record)
 
     def line(self) -> str:
@@ -112,7 +112,7 @@ class NullDisplay:
     def started(self, item: InputItem) -> None:
         self.counter.calls += 1
 
-    def record(self, record: Record) -> None:
+    def record(self, record: Row) -> None:
         self.counter.add(record)
 
     def log(self, message: str) -> None:
@@ -178,18 +178,18 @@ class PlainDisplay(NullDisplay):
                 f"{counter.rate:.2f}/s · {counter.elapsed:.0f} s"
             )
 
-    def record(self, record: Record) -> None:
+    def record(self, record: Row) -> None:
         super().record(record)
         if record.ok:
             if self.verbose:
                 self.log(f"{record.outcome.value}: {record.input} -> {record.output}")
         elif self.verbose:
-            self.log(describe_failure(record))
+            self.log(describe_failure(record.full()))
         elif record.outcome is Outcome.NOT_ATTEMPTED:
             pass  # counted, and said once in the summary
         elif self._shown < MAX_PROBLEM_LINES:
             self._shown += 1
-            self.log(describe_failure(record))
+            self.log(describe_failure(record.full()))
         else:
             self.hidden += 1
 
@@ -265,7 +265,7 @@ class RichDisplay(PlainDisplay):
         super().started(item)
         self._refresh()
 
-    def record(self, record: Record) -> None:
+    def record(self, record: Row) -> None:
         super().record(record)
         self._refresh()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 from collections import Counter
@@ -19,7 +20,7 @@ from types import TracebackType
 from typing import Any, TextIO, TypeVar
 
 from zuotang_cli.errors import LocalError, UsageError
-from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
+from zuotang_cli.models import REPORT_FIELDS, DoneRow, Outcome, Record, Row
 from zuotang_cli.sanitize import from_spreadsheet_cell, json_text, spreadsheet_cell
 
 FORMATS = (".csv", ".json", ".jsonl")
@@ -69,8 +70,8 @@ class ReportWriter(_Closing):
         self._start()
         self.stream.flush()
 
-    def write(self, record: Record, *, flush: bool = True) -> None:
-        self._row(record)
+    def write(self, row: Row, *, flush: bool = True) -> None:
+        self._row(row.full())
         if flush:
             self.stream.flush()
 
@@ -113,11 +114,52 @@ class CsvReportWriter(ReportWriter):
     """
 
     def _start(self) -> None:
+        self._message = self._message_cell = ""
         self._csv = csv.writer(self.stream, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)
         self._csv.writerow(REPORT_FIELDS)
 
     def _row(self, record: Record) -> None:
         self._csv.writerow([_cell(value) for value in record.as_row()])
+
+    def write(self, row: Row, *, flush: bool = True) -> None:
+        if type(row) is DoneRow:  # its stored cells as they are: no record decoded
+            status, ids, figures = row.cells.split("\0")
+            if row.message is not self._message:  # the same few messages, row after row
+                self._message, self._message_cell = row.message, _quoted(row.message)
+            self.stream.write(
+                f'{_quoted(row.input)},"skipped",{_quoted(row.output)},{status},'
+                f'{self._message_cell},{ids},0,"",{figures},0,""\r\n'
+            )
+            if flush:
+                self.stream.flush()
+            return
+        super().write(row, flush=flush)
+
+
+STORED_CELLS = (slice(3, 7), slice(8, 10), slice(12, 20))
+"""The cells of a record that its ``skipped`` row copies as they are: http_status to
+state_meaning, task_id and request_id, created_at to factor (REPORT_FIELDS order)."""
+
+
+def stored_cells(record: Record) -> str:
+    """The CSV cells (:data:`STORED_CELLS`) of ``record``, NUL between the three groups (a
+    cell never holds a NUL: :func:`_cell`), written as :class:`CsvReportWriter` writes
+    them: the journal keeps them with a saved result, so that a re-run writes its row
+    without decoding the record."""
+    cells = [_cell(value) for value in record.as_row()]
+    groups = []
+    for part in STORED_CELLS:
+        line = io.StringIO()
+        csv.writer(line, lineterminator="", quoting=csv.QUOTE_NONNUMERIC).writerow(cells[part])
+        groups.append(line.getvalue())
+    return "\0".join(groups)
+
+
+def _quoted(text: str) -> str:
+    """A text cell as :class:`CsvReportWriter`'s csv writer writes it."""
+    cell = _cell(text)
+    assert isinstance(cell, str)
+    return '"' + cell.replace('"', '""') + '"'
 
 
 class JsonLinesReportWriter(ReportWriter):
@@ -228,8 +270,16 @@ class ReportSet(_Closing):
             raise
         return cls(writers)
 
-    def write(self, record: Record, *, flush: bool = True) -> None:
-        self._each(lambda writer: writer.write(record, flush=flush))
+    def write(self, row: Row, *, flush: bool = True) -> None:
+        # _each's loop, without its copy and closure: this runs once a row of a re-run
+        failed: list[tuple[ReportWriter, OSError]] = []
+        for writer in self.writers:
+            try:
+                writer.write(row, flush=flush)
+            except OSError as exc:
+                failed.append((writer, exc))
+        for writer, error in failed:
+            self._drop(writer, error)
 
     def flush(self) -> None:
         self._each(ReportWriter.flush)
@@ -298,7 +348,7 @@ class Summary:
 
     counts: Counter[Outcome] = field(default_factory=Counter)
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Row) -> None:
         self.counts[record.outcome] += 1
 
     @property

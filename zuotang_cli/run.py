@@ -13,7 +13,7 @@ import stat
 import sys
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, NoReturn, TextIO
 
@@ -25,7 +25,7 @@ from zuotang_cli.errors import UsageError
 from zuotang_cli.inputs import check_sources, iter_inputs
 from zuotang_cli.journal import Action, Journal
 from zuotang_cli.lock import output_lock
-from zuotang_cli.models import InputItem, Record
+from zuotang_cli.models import InputItem, Row
 from zuotang_cli.options import (
     MAX_CONCURRENCY,
     MAX_COUNT,
@@ -88,7 +88,9 @@ class Emitter:
 
     Rows and results are flushed once the loop has a moment (at the latest when the
     batch's next await lets it run), not one by one: a re-run emits a done list's rows
-    tens of thousands a second, and a flush each would be most of its time."""
+    tens of thousands a second, and a flush each would be most of its time.  Results for
+    stdout wait in a list until then, so they make one write, even when stdout is
+    unbuffered (``PYTHONUNBUFFERED``, ``python -u``)."""
 
     def __init__(
         self,
@@ -106,8 +108,10 @@ class Emitter:
         self.end = "\0" if print0 else "\n"
         self.tally = Tally()
         self._flush_due = False
+        self._results: list[str] = []
+        """Lines for stdout not written yet."""
 
-    def __call__(self, record: Record) -> None:
+    def __call__(self, record: Row) -> None:
         self.reports.write(record, flush=False)
         self._print(record)
         self.tally.add(record)
@@ -122,30 +126,33 @@ class Emitter:
     def flush(self) -> None:
         self._flush_due = False
         self.reports.flush()
-        if self.stdout is not None:
-            self._stdout_gone(self.stdout.flush)
+        results, self._results = self._results, []
+        if self.stdout is None:
+            return
+        try:
+            if results:
+                self.display.print_result(self.stdout, "".join(results), flush=False)
+            self.stdout.flush()
+        except BrokenPipeError:
+            self._lose_stdout()
 
-    def _print(self, record: Record) -> None:
+    def _print(self, record: Row) -> None:
         if self.stdout is None:
             return
         if self.json:
-            line = json_text({"schema": JSON_SCHEMA_VERSION, **record.as_dict()})
+            line = json_text({"schema": JSON_SCHEMA_VERSION, **record.full().as_dict()})
         elif record.ok and record.output and not record.extra.get("unlisted"):
             line = record.output
         else:
             return
-        stdout = self.stdout
-        self._stdout_gone(lambda: self.display.print_result(stdout, line + self.end, flush=False))
+        self._results.append(line + self.end)
 
-    def _stdout_gone(self, write: Callable[[], None]) -> None:
-        try:
-            write()
-        except BrokenPipeError:
-            # The reader went away (e.g. `| head`): keep working, stop printing.
-            self.stdout = None
-            with contextlib.suppress(OSError):
-                # lives until exit, like stdout itself
-                sys.stdout = Path(os.devnull).open("w", encoding="utf-8")  # noqa: SIM115
+    def _lose_stdout(self) -> None:
+        """The reader went away (e.g. ``| head``): keep working, stop printing."""
+        self.stdout = None
+        with contextlib.suppress(OSError):
+            # lives until exit, like stdout itself
+            sys.stdout = Path(os.devnull).open("w", encoding="utf-8")  # noqa: SIM115
 
 
 def _display(options: EnhanceOptions) -> NullDisplay:

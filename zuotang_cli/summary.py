@@ -15,7 +15,7 @@ from typing import Any
 from zuotang_cli.api import Reply
 from zuotang_cli.backlog import Pace
 from zuotang_cli.batch import BatchResult
-from zuotang_cli.models import Outcome, Record
+from zuotang_cli.models import Outcome, Row
 from zuotang_cli.rules import Billing
 from zuotang_cli.sanitize import json_text
 from zuotang_cli.status import ExitStatus
@@ -76,8 +76,11 @@ class Tally:
     groups: dict[str, FailureGroup] = field(default_factory=dict)
     not_attempted: Counter[str] = field(default_factory=Counter)
 
-    def add(self, record: Record) -> None:
-        self.counts[record.outcome] += 1
+    def add(self, row: Row) -> None:
+        self.counts[row.outcome] += 1
+        if row.ok:
+            return
+        record = row.full()
         if record.outcome is Outcome.NOT_ATTEMPTED:
             self.not_attempted[record.message or "not attempted"] += 1
         elif record.outcome in (Outcome.FAILED, Outcome.INVALID):

@@ -33,11 +33,16 @@ from PIL import Image
 from tests.bench.bench_procs import APPCODE, KIB, REPO
 from zuotang_cli import naming
 from zuotang_cli.inputs import iter_inputs
-from zuotang_cli.journal import JOURNAL_DIR, JOURNAL_NAME, Journal, entry_key, folded
+from zuotang_cli.journal import FORMAT, JOURNAL_DIR, JOURNAL_NAME, Journal, entry_key, folded
 from zuotang_cli.models import Outcome, Record
+from zuotang_cli.report import stored_cells
 
-BEFORE = "9ab3db1"
-"""The last commit before the re-run speed-up (issue 12, item 6)."""
+BEFORE = "00db211"
+"""The last commit before "done is done" (issue 19): a done input's file was looked at
+and its stored record decoded on every re-run (7,741 lines a second at 1M here)."""
+BEFORE_FORMAT = "2"
+"""The journal format the code of ``BEFORE`` writes: the journal is marked so for its run
+(the layout it reads is the same), else it would spend its run migrating it."""
 UNREACHABLE = "http://127.0.0.1:9/tasks/visual/scale"
 """Nothing listens there: a single call would show as a failed row."""
 TYPE = "clean"
@@ -90,13 +95,14 @@ def build_done(n: int, root: Path) -> tuple[Path, Path]:
                 paid_calls=1,
             )
             stored = json.dumps(record.as_dict(), ensure_ascii=False)
-            entries.append((key, stored, relpath.as_posix(), "0" * 64, size, mtime_ns, now))
+            cells = stored_cells(record)
+            entries.append((key, stored, relpath.as_posix(), "0" * 64, size, mtime_ns, now, cells))
             names.append((folded(relpath), relpath.as_posix(), key))
             os.link(source, out / relpath)
         with db:
             db.executemany(
                 "INSERT INTO entries (key, status, record, output, checksum, size, mtime_ns,"
-                " updated, paid_calls) VALUES (?, 'saved', ?, ?, ?, ?, ?, ?, 1)",
+                " updated, cells, paid_calls) VALUES (?, 'saved', ?, ?, ?, ?, ?, ?, ?, 1)",
                 entries,
             )
             db.executemany("INSERT INTO names (folded, relpath, key) VALUES (?, ?, ?)", names)
@@ -126,6 +132,7 @@ def code_before(workdir: Path) -> Path | None:
 def rerun(listing: Path, out: Path, code: Path | None) -> dict[str, Any]:
     """Time ``zuotang enhance LISTING -o OUT`` (``code``: import the package from there)."""
     env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": UNREACHABLE}
+    mark_format(out, str(FORMAT) if code is None else BEFORE_FORMAT)
     if code is not None:
         env["PYTHONPATH"] = str(code)
     command = [sys.executable, "-m", "zuotang_cli", "enhance", str(listing), "-o", str(out)]
@@ -154,6 +161,13 @@ def rerun(listing: Path, out: Path, code: Path | None) -> dict[str, Any]:
         "stdout_lines": sum(1 for _ in stdout_path.open("rb")),
         "stderr_tail": stderr.decode(errors="replace")[-500:],
     }
+
+
+def mark_format(out: Path, value: str) -> None:
+    db = sqlite3.connect(out / JOURNAL_DIR / JOURNAL_NAME)
+    with db:
+        db.execute("UPDATE meta SET value = ? WHERE name = 'format'", (value,))
+    db.close()
 
 
 def _rows(path: Path) -> Iterator[dict[str, str]]:
