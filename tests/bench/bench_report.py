@@ -145,7 +145,7 @@ def startup_targets(startup: Figures) -> list[Target]:
 
 def rerun_targets(rows: Sequence[Figures]) -> list[Target]:
     targets = []
-    for row in rows:
+    for row in rows[-1:]:  # the target is for the longest list: start-up weighs on the rest
         after = row["after"]
         name = f"re-run over {row['n']:,} done inputs: lines a second"
         shown = f"{after['lines_per_s']:,}"
