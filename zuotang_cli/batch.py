@@ -501,7 +501,8 @@ class Batch:
                 known = self.journal.entries([key for key in keys if key is not None])
                 now = time.time()
                 for item, key in zip(part, keys, strict=True):
-                    if item.path is not None and item.error is None and not self._stop_reason:
+                    refused = item.error is not None and item.error_class != DUPLICATE
+                    if item.path is not None and not refused and not self._stop_reason:
                         key = await self._key(item)  # a file is known by its content
                         if key is None:
                             continue
