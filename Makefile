@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# The suite on every core (pytest-xdist); the tests marked `timing` run one after another
+# on one worker.  TEST_WORKERS=0 runs it all in one process.
+TEST_WORKERS ?= auto
+
 test: install
-	$(BIN)/python -m pytest -q -m "not reliability"
+	$(BIN)/python -m pytest -q -m "not reliability" -n $(TEST_WORKERS) --dist loadgroup
 
 # `make test PYTHON=/path/to/python3.10 VENV=.venv-3.10` runs one version by hand.
 test-pythons:

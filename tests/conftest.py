@@ -1,8 +1,13 @@
-"""Fixtures shared by the test suites: sample images, a throwaway emulator, image files."""
+"""Fixtures shared by the test suites: sample images, a throwaway emulator, image files.
+
+The helpers every module shares (the CLI in a subprocess, URL lists, report rows, waiting
+for a condition) are plain functions in tests/helpers.py, imported from there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -10,12 +15,49 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from zuotang_cli.app.settings import CONFIG_ENV_VAR, ENV_VARS
 from zuotang_cli.emulator import EmulatorConfig, RunningEmulator, running_emulator
+
+pytest.register_assert_rewrite("tests.helpers")  # the test modules import it after this
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 EmulatorFactory = Callable[..., RunningEmulator]
 ImageMaker = Callable[..., Path]
+TIMING_GROUP = "timing"
+"""The xdist group of the tests marked ``timing``: one worker runs them one after another."""
+UNGROUPED = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, None, None]:
+    """Tests that assert on elapsed time, on the spacing of calls or on signal timing
+    (marked ``timing``) run one after another in one xdist group under ``--dist
+    loadgroup``: two of them side by side would each slow the other past its bounds.
+
+    xdist groups by renaming each test ``...@group``; where that silently does nothing
+    (pytest 9.2 with xdist 3.8: pytest-dev/pytest-xdist#1386) the timing tests fail,
+    saying so, instead of running side by side."""
+    timing = [item for item in items if item.get_closest_marker("timing") is not None]
+    for item in timing:
+        item.add_marker(pytest.mark.xdist_group(TIMING_GROUP))
+    yield  # xdist's own hook names the grouped tests
+    # On a worker, xdist keeps "--dist loadgroup" as config.option.loadgroup.
+    if hasattr(config, "workerinput") and getattr(config.option, "loadgroup", False):
+        for item in timing:
+            if not item.nodeid.endswith(f"@{TIMING_GROUP}"):
+                item.stash[UNGROUPED] = (
+                    "pytest-xdist did not put this timing test in its group: this pytest "
+                    "and pytest-xdist do not work together for --dist loadgroup"
+                )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    ungrouped = item.stash.get(UNGROUPED, None)
+    if ungrouped is not None:
+        pytest.fail(ungrouped, pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -24,16 +66,9 @@ def isolated_config(
 ) -> Path:
     """No test (nor the zuotang processes it starts) reads the real user's config file."""
     home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("ZUOTANG_CONFIG", str(home / "zuotang" / "config.toml"))
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(home / "zuotang" / "config.toml"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
-    for name in (
-        "ZUOTANG_APPCODE",
-        "ZUOTANG_ENDPOINT",
-        "ZUOTANG_QPS",
-        "ZUOTANG_TYPE",
-        "ZUOTANG_SCALE",
-        "ZUOTANG_OUTPUT_DIR",
-    ):
+    for name in ENV_VARS.values():  # every setting a run reads from the environment
         monkeypatch.delenv(name, raising=False)
     return home
 
@@ -44,9 +79,37 @@ def samples_dir() -> Path:
     return REPO_ROOT / "samples"
 
 
+class BackgroundStops:
+    """Emulators of finished tests, stopped in the background: a stop waits some 0.2 s
+    for uvicorn to shut down, which over the third of the tests that start an emulator
+    is about 50 s of a run.  Each stop must have worked by the end of the session."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emulator-stop")
+        self._stops: list[Future[None]] = []
+
+    def stop(self, close: Callable[[], None]) -> None:
+        self._stops.append(self._pool.submit(close))
+
+    def wait(self) -> None:
+        try:
+            for stop in self._stops:
+                stop.result(timeout=30)
+        finally:
+            self._pool.shutdown()
+
+
+@pytest.fixture(scope="session")
+def emulator_stops() -> Iterator[BackgroundStops]:
+    stops = BackgroundStops()
+    yield stops
+    stops.wait()
+
+
 @pytest.fixture
-def emulator(samples_dir: Path) -> Iterator[EmulatorFactory]:
-    """``emulator(**config_overrides)`` starts a fresh emulator, stopped at teardown.
+def emulator(samples_dir: Path, emulator_stops: BackgroundStops) -> Iterator[EmulatorFactory]:
+    """``emulator(**config_overrides)`` starts a fresh emulator, stopped once the test is
+    over (in the background: see ``emulator_stops``).
 
     Test defaults: no latency, ``samples/`` served under ``/files/``, seed 1.
     """
@@ -62,6 +125,7 @@ def emulator(samples_dir: Path) -> Iterator[EmulatorFactory]:
             return stack.enter_context(running_emulator(EmulatorConfig(**options)))
 
         yield start
+        emulator_stops.stop(stack.pop_all().close)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from zuotang_cli.api import (
+from zuotang_cli.models import InputItem, InputKind
+from zuotang_cli.protocol.api import (
     BREAKER_PAUSE,
     CallSpec,
     Reply,
@@ -21,8 +22,7 @@ from zuotang_cli.api import (
     network_reply,
     poll_once,
 )
-from zuotang_cli.models import InputItem, InputKind
-from zuotang_cli.rules import Billing, Body
+from zuotang_cli.protocol.rules import Billing, Body
 from zuotang_cli.status import ExitStatus
 
 
@@ -185,7 +185,7 @@ def test_network_errors_are_retryable_and_name_no_secret() -> None:
 
 
 def test_huge_reply_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("zuotang_cli.api.MAX_REPLY_BYTES", 1000)
+    monkeypatch.setattr("zuotang_cli.protocol.api.MAX_REPLY_BYTES", 1000)
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=b"{" + b" " * 5000 + b"}")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from zuotang_cli.backlog import Backlog, Pace
-from zuotang_cli.batch import BatchResult
-from zuotang_cli.rules import Billing
-from zuotang_cli.summary import Tally, summarize
+from zuotang_cli.cli.summary import Tally, summarize
+from zuotang_cli.engine.backlog import Backlog, Pace
+from zuotang_cli.engine.batch import BatchResult
+from zuotang_cli.protocol.rules import Billing
 
 
 class Clock:

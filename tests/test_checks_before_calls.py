@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.test_enhance_e2e import zuotang
+from tests.helpers import zuotang
 from zuotang_cli import enhance
+from zuotang_cli.app.options import EnhanceOptions
+from zuotang_cli.app.session import check_numbers
 from zuotang_cli.errors import UsageError
-from zuotang_cli.options import EnhanceOptions
-from zuotang_cli.run import check_numbers
 from zuotang_cli.status import ExitStatus
 
 

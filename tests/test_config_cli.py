@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from zuotang_cli import settings
-from zuotang_cli.commands import config as config_cmd
+from tests.helpers import cli
+from zuotang_cli.app import settings
+from zuotang_cli.cli.commands import config as config_cmd
 from zuotang_cli.errors import UsageError
 from zuotang_cli.status import ExitStatus
 
@@ -36,38 +35,20 @@ def config_file(tmp_path: Path) -> Path:
     return tmp_path / "cfg" / "config.toml"
 
 
-def zuotang(
-    *args: str, input: str | None = "", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zuotang_cli", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def test_path_prints_zuotang_config(config_file: Path) -> None:
-    proc = zuotang("config", "path")
+    proc = cli("config", "path")
     assert proc.returncode == 0
     assert proc.stdout == f"{config_file}\n"
 
 
 def test_path_follows_xdg_without_zuotang_config(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    del env[settings.CONFIG_ENV_VAR]
-    proc = subprocess.run(
-        [sys.executable, "-m", "zuotang_cli", "config", "path"],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+    proc = cli("config", "path", env={settings.CONFIG_ENV_VAR: None})
     expected = tmp_path / "xdg" / "zuotang" / "config.toml"
     assert proc.stdout == f"{expected}\n"
 
 
 def test_show_defaults_without_a_file(config_file: Path) -> None:
-    proc = zuotang("config", "show")
+    proc = cli("config", "show")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"config file: {config_file} (not found)"
@@ -83,7 +64,7 @@ def test_show_names_every_source(config_file: Path) -> None:
     config_file.parent.mkdir(parents=True)
     config_file.write_text(f'appcode = "{CODE}"\nqps = 5\n', encoding="utf-8")
     config_file.chmod(0o600)
-    proc = zuotang("config", "show", "--type", "face", env={"ZUOTANG_SCALE": "2"})
+    proc = cli("config", "show", "--type", "face", env={"ZUOTANG_SCALE": "2"})
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[1:]}
     assert rows["appcode"] == ["5e…c3", "file"]
@@ -96,7 +77,7 @@ def test_show_names_every_source(config_file: Path) -> None:
 
 
 def test_show_json(config_file: Path) -> None:
-    proc = zuotang("config", "show", "--json", env={"ZUOTANG_APPCODE": CODE})
+    proc = cli("config", "show", "--json", env={"ZUOTANG_APPCODE": CODE})
     assert proc.returncode == 0, proc.stderr
     document = json.loads(proc.stdout)
     assert document["config_file"] == {"path": str(config_file), "exists": False}
@@ -111,7 +92,7 @@ def test_show_json(config_file: Path) -> None:
 def test_show_warns_about_unknown_keys_on_stderr(config_file: Path) -> None:
     config_file.parent.mkdir(parents=True)
     config_file.write_text("colour = 'red'\n", encoding="utf-8")
-    proc = zuotang("config", "show", "--json")
+    proc = cli("config", "show", "--json")
     assert proc.returncode == 0
     assert (
         proc.stderr
@@ -125,7 +106,7 @@ def test_show_warns_about_unknown_keys_on_stderr(config_file: Path) -> None:
 def test_show_with_a_bad_file_is_a_one_line_usage_error(config_file: Path) -> None:
     config_file.parent.mkdir(parents=True)
     config_file.write_text("qps = 'fast'\n", encoding="utf-8")
-    proc = zuotang("config", "show")
+    proc = cli("config", "show")
     assert proc.returncode == ExitStatus.USAGE
     assert proc.stdout == ""
     assert proc.stderr == (
@@ -135,12 +116,12 @@ def test_show_with_a_bad_file_is_a_one_line_usage_error(config_file: Path) -> No
 
 
 def test_set_appcode_from_stdin(config_file: Path) -> None:
-    proc = zuotang("config", "set-appcode", input=f"  {CODE}\n")
+    proc = cli("config", "set-appcode", stdin=f"  {CODE}\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"AppCode saved to {config_file}\n"
     assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
     assert settings.read_config(config_file).values["appcode"].value == CODE
-    shown = zuotang("config", "show")
+    shown = cli("config", "show")
     assert "5e…c3" in shown.stdout
     for text in (proc.stdout, proc.stderr, shown.stdout, shown.stderr):
         assert CODE not in text
@@ -149,12 +130,54 @@ def test_set_appcode_from_stdin(config_file: Path) -> None:
 def test_set_appcode_keeps_the_other_keys(config_file: Path) -> None:
     config_file.parent.mkdir(parents=True)
     config_file.write_text('# mine\nqps = 4\nappcode = "old-code-1"\n', encoding="utf-8")
-    assert zuotang("config", "set-appcode", input=CODE).returncode == 0
+    assert cli("config", "set-appcode", stdin=CODE).returncode == 0
     assert config_file.read_text(encoding="utf-8") == f'# mine\nqps = 4\nappcode = "{CODE}"\n'
 
 
+MY_CONFIG = """\
+# zuotang for the studio (edited by hand)
+
+endpoint = "http://127.0.0.1:9/tasks/visual/scale"  # the emulator, for now
+qps = 3   # what we paid for
+# products are clean, portraits are face
+type = "face"
+
+[studio]   # our own notes, not zuotang's
+owner = "王"
+"""
+
+
+def test_set_and_set_appcode_keep_the_users_comments_keys_and_layout(config_file: Path) -> None:
+    config_file.parent.mkdir(parents=True)
+    config_file.write_text(MY_CONFIG, encoding="utf-8")
+
+    assert cli("config", "set", "qps", "5").returncode == 0
+    assert cli("config", "set", "scale", "2").returncode == 0
+    assert cli("config", "set-appcode", stdin=CODE).returncode == 0
+    assert cli("config", "set-appcode", stdin=CODE[::-1]).returncode == 0  # replaced
+
+    assert config_file.read_text(encoding="utf-8") == (
+        "# zuotang for the studio (edited by hand)\n"
+        "\n"
+        f'appcode = "{CODE[::-1]}"\n'
+        'scale = "2"\n'
+        'endpoint = "http://127.0.0.1:9/tasks/visual/scale"  # the emulator, for now\n'
+        "qps = 5.0   # what we paid for\n"
+        "# products are clean, portraits are face\n"
+        'type = "face"\n'
+        "\n"
+        "[studio]   # our own notes, not zuotang's\n"
+        'owner = "王"\n'
+    )
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
+    shown = cli("config", "show", "--json")
+    qps = json.loads(shown.stdout)["settings"]["qps"]
+    assert qps == {"value": 5.0, "source": "file", "origin": str(config_file)}
+    assert shown.stderr.endswith(f"config file {config_file}: unknown key 'studio' ignored\n")
+
+
 def test_set_appcode_refuses_an_empty_code(config_file: Path) -> None:
-    proc = zuotang("config", "set-appcode", input="  \n")
+    proc = cli("config", "set-appcode", stdin="  \n")
     assert proc.returncode == ExitStatus.USAGE
     assert proc.stderr == "zuotang: error: empty AppCode: nothing was written\n"
     assert not config_file.exists()
@@ -162,7 +185,7 @@ def test_set_appcode_refuses_an_empty_code(config_file: Path) -> None:
 
 def test_set_appcode_refuses_a_malformed_code_without_echoing_it(config_file: Path) -> None:
     secret = "two words-secret"
-    proc = zuotang("config", "set-appcode", input=secret)
+    proc = cli("config", "set-appcode", stdin=secret)
     assert proc.returncode == ExitStatus.USAGE
     assert "AppCode" in proc.stderr
     assert "secret" not in proc.stdout + proc.stderr
@@ -170,7 +193,7 @@ def test_set_appcode_refuses_a_malformed_code_without_echoing_it(config_file: Pa
 
 
 def test_set_appcode_warns_when_the_environment_overrides_it() -> None:
-    proc = zuotang("config", "set-appcode", input=CODE, env={"ZUOTANG_APPCODE": "env-code-9"})
+    proc = cli("config", "set-appcode", stdin=CODE, env={"ZUOTANG_APPCODE": "env-code-9"})
     assert proc.returncode == 0
     assert "ZUOTANG_APPCODE is set" in proc.stderr
     assert "env-code-9" not in proc.stdout + proc.stderr
@@ -204,14 +227,14 @@ def test_the_appcode_is_never_printed_by_any_config_command(config_file: Path) -
     config_file.write_text(f'appcode = "{CODE}"\ncolour = 1\n', encoding="utf-8")
     config_file.chmod(0o644)  # also triggers the "readable by others" warning
     runs = [
-        zuotang("config", "show"),
-        zuotang("config", "show", "--json"),
-        zuotang("config", "show", "--appcode", CODE),
-        zuotang("config", "show", env={"ZUOTANG_APPCODE": CODE}),
-        zuotang("config", "show", "--appcode", CODE + " x"),  # invalid: an error
-        zuotang("config", "show", "--qps", "0", env={"ZUOTANG_APPCODE": CODE}),
-        zuotang("config", "set-appcode", input=CODE),
-        zuotang("config", "path"),
+        cli("config", "show"),
+        cli("config", "show", "--json"),
+        cli("config", "show", "--appcode", CODE),
+        cli("config", "show", env={"ZUOTANG_APPCODE": CODE}),
+        cli("config", "show", "--appcode", CODE + " x"),  # invalid: an error
+        cli("config", "show", "--qps", "0", env={"ZUOTANG_APPCODE": CODE}),
+        cli("config", "set-appcode", stdin=CODE),
+        cli("config", "path"),
     ]
     assert runs[4].returncode == ExitStatus.USAGE
     assert runs[5].returncode == ExitStatus.USAGE
@@ -229,13 +252,13 @@ def test_the_appcode_is_never_printed_by_any_config_command(config_file: Path) -
     ],
 )
 def test_help_shows_examples(args: tuple[str, ...], example: str) -> None:
-    proc = zuotang(*args, "--help")
+    proc = cli(*args, "--help")
     assert proc.returncode == 0
     assert "Examples:" in proc.stdout
     assert example in proc.stdout
 
 
 def test_config_without_a_subcommand_shows_help() -> None:
-    proc = zuotang("config")
+    proc = cli("config")
     assert "show" in proc.stdout + proc.stderr
     assert "set-appcode" in proc.stdout + proc.stderr

@@ -4,7 +4,6 @@ message-only refusals and its circuit breaker."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -12,42 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_batch import ENDPOINT, Server, aiter, ok, png, state, urls
-from zuotang_cli.api import CallSpec
-from zuotang_cli.batch import Batch, BatchConfig, BatchResult
-from zuotang_cli.journal import Journal, Status, entry_key
-from zuotang_cli.models import InputItem, InputKind, Outcome, Record
-from zuotang_cli.rules import Billing, Body
+from tests.helpers import ENDPOINT, Server, ok, png, run_batch, state, url_items
+from zuotang_cli.models import InputItem, InputKind, Outcome
+from zuotang_cli.protocol.api import CallSpec
+from zuotang_cli.protocol.rules import Billing, Body
 from zuotang_cli.status import ExitStatus
-
-
-def run(
-    tmp_path: Path,
-    server: Server,
-    items: list[InputItem],
-    notices: list[str] | None = None,
-    **config: object,
-) -> tuple[BatchResult, list[Record]]:
-    records: list[Record] = []
-    cfg = BatchConfig(
-        spec=config.pop("spec", CallSpec(ENDPOINT, "APPCODE-XYZ", "clean", None)),  # type: ignore[arg-type]
-        output_dir=tmp_path,
-        qps=config.pop("qps", 200.0),  # type: ignore[arg-type]
-        backoff=0.01,
-        throttle_pause=0.05,
-        poll_interval=0.01,
-        **config,  # type: ignore[arg-type]
-    )
-    with Journal.open(tmp_path) as journal:
-        batch = Batch(
-            cfg,
-            records.append,
-            journal,
-            transport=httpx.MockTransport(server),
-            notice=None if notices is None else notices.append,
-        )
-        result = asyncio.run(batch.run(aiter(items)))
-    return result, records
+from zuotang_cli.store.journal import Journal, Status, entry_key
 
 
 def journal_entry(tmp_path: Path, item: InputItem) -> object:
@@ -60,47 +29,47 @@ def journal_entry(tmp_path: Path, item: InputItem) -> object:
 
 def test_a_billed_failure_counts_as_a_paid_call(tmp_path: Path) -> None:
     server = Server(lambda n, r: state(-8) if n == 1 else ok())
-    result, records = run(tmp_path, server, urls(1))
+    result, records = run_batch(tmp_path, server, url_items(1))
     assert records[0].outcome is Outcome.DONE
     assert records[0].paid_calls == 2
     assert (result.paid_calls, result.paid_failures, result.paid_retries) == (2, 1, 1)
-    entry = journal_entry(tmp_path, urls(1)[0])
+    entry = journal_entry(tmp_path, url_items(1)[0])
     assert entry.paid_calls == 2 and entry.paid_failures == 1  # type: ignore[attr-defined]
 
 
 def test_a_billed_failure_is_paid_again_at_most_paid_retries_times(tmp_path: Path) -> None:
     server = Server(lambda n, r: state(-8))
-    result, records = run(tmp_path, server, urls(1), retries=4)
+    result, records = run_batch(tmp_path, server, url_items(1), retries=4)
     assert server.calls == 2  # the first call and one paid retry, not 1 + 4
     assert records[0].outcome is Outcome.FAILED
     assert "--paid-retries 1" in records[0].message
     assert result.paid_calls == 2
     # a re-run does not pay a third time: the input has spent its allowance
-    again, records = run(tmp_path, server, urls(1), retries=4)
+    again, records = run_batch(tmp_path, server, url_items(1), retries=4)
     assert server.calls == 2
     assert records[0].outcome is Outcome.FAILED and "--paid-retries" in records[0].message
     assert again.paid_calls == 0
     # --retry-failed is the explicit decision to pay again
-    run(tmp_path, server, urls(1), retry_failed=True)
+    run_batch(tmp_path, server, url_items(1), retry_failed=True)
     assert server.calls == 4
 
 
 def test_paid_retries_zero_never_pays_twice(tmp_path: Path) -> None:
     server = Server(lambda n, r: state(-1))
-    run(tmp_path, server, urls(1), paid_retries=0)
+    run_batch(tmp_path, server, url_items(1), paid_retries=0)
     assert server.calls == 1
 
 
 def test_success_only_billing_retries_failures_freely(tmp_path: Path) -> None:
     server = Server(lambda n, r: state(-8))
-    result, _ = run(tmp_path, server, urls(1), retries=3, billing=Billing.SUCCESS_ONLY)
+    result, _ = run_batch(tmp_path, server, url_items(1), retries=3, billing=Billing.SUCCESS_ONLY)
     assert server.calls == 4
     assert result.paid_calls == 0
 
 
 def test_max_calls_counts_billed_failures(tmp_path: Path) -> None:
     server = Server(lambda n, r: state(-8) if n % 2 else ok())
-    result, records = run(tmp_path, server, urls(5), max_calls=3, concurrency=2)
+    result, records = run_batch(tmp_path, server, url_items(5), max_calls=3, concurrency=2)
     assert server.calls == 3  # every one of them a billed HTTP 200
     assert result.paid_calls == 3
     assert sum(r.paid_calls for r in records) == 3
@@ -140,7 +109,7 @@ def running() -> httpx.Response:
 
 def test_an_async_task_is_fetched_until_done(tmp_path: Path) -> None:
     server = TaskServer([running(), running(), ok()])
-    result, records = run(tmp_path, server, urls(1))
+    result, records = run_batch(tmp_path, server, url_items(1))
     assert records[0].outcome is Outcome.DONE
     assert (server.calls, server.fetches, result.polls) == (1, 3, 3)
     assert result.paid_calls == 1 and records[0].task_id == "task-1"
@@ -148,13 +117,13 @@ def test_an_async_task_is_fetched_until_done(tmp_path: Path) -> None:
 
 def test_a_pending_task_is_fetched_by_the_next_run_not_paid_again(tmp_path: Path) -> None:
     server = TaskServer([running()])
-    _, records = run(tmp_path, server, urls(1), poll_limit=0.1)
+    _, records = run_batch(tmp_path, server, url_items(1), poll_limit=0.1)
     assert records[0].outcome is Outcome.FAILED
     assert "task-1" in records[0].message and "re-run" in records[0].message
-    entry = journal_entry(tmp_path, urls(1)[0])
+    entry = journal_entry(tmp_path, url_items(1)[0])
     assert entry.status is Status.PENDING and entry.task_id == "task-1"  # type: ignore[attr-defined]
     server.polls = [ok()]
-    again, records = run(tmp_path, server, urls(1))
+    again, records = run_batch(tmp_path, server, url_items(1))
     assert records[0].outcome is Outcome.DONE
     assert server.calls == 1  # fetched, not paid again
     assert again.paid_calls == 0
@@ -163,31 +132,32 @@ def test_a_pending_task_is_fetched_by_the_next_run_not_paid_again(tmp_path: Path
 def test_a_refused_task_path_reports_the_task_id(tmp_path: Path) -> None:
     refused = httpx.Response(400, headers={"X-Ca-Error-Message": "Invalid Url"})
     server = TaskServer([refused])
-    result, records = run(tmp_path, server, urls(1))
+    result, records = run_batch(tmp_path, server, url_items(1))
     assert records[0].outcome is Outcome.FAILED
     assert records[0].error_class == "unfinished"
     assert "task-1" in records[0].message and records[0].task_id == "task-1"
     assert result.halt is None  # the calls themselves work
-    entry = journal_entry(tmp_path, urls(1)[0])
+    entry = journal_entry(tmp_path, url_items(1)[0])
     assert entry.status is Status.PENDING  # type: ignore[attr-defined]
 
 
 def test_a_task_that_fails_is_a_paid_failure(tmp_path: Path) -> None:
     server = TaskServer([state(-8)])
-    result, records = run(tmp_path, server, urls(1), paid_retries=0)
+    result, records = run_batch(tmp_path, server, url_items(1), paid_retries=0)
     assert records[0].error_class == "state-8"
     assert (server.calls, result.paid_calls, result.paid_failures) == (1, 1, 1)
 
 
+@pytest.mark.timing
 def test_polls_pass_the_rate_gate_unless_free(tmp_path: Path) -> None:
     gated = TaskServer([running(), running(), running(), ok()])
     started = time.monotonic()
-    run(tmp_path / "a", gated, urls(1), qps=4.0)
+    run_batch(tmp_path / "a", gated, url_items(1), qps=4.0)
     # 1 call + 4 fetches, spaced at 4 starts a second: at least 1 s
     assert time.monotonic() - started >= 1.0
     free = TaskServer([running(), running(), running(), ok()])
     started = time.monotonic()
-    run(tmp_path / "b", free, urls(1), qps=4.0, polls_use_gate=False)
+    run_batch(tmp_path / "b", free, url_items(1), qps=4.0, polls_use_gate=False)
     assert time.monotonic() - started < 1.0
 
 
@@ -204,7 +174,7 @@ def test_a_paid_task_is_fetched_ahead_of_the_new_calls_waiting(tmp_path: Path) -
             return super().__call__(request)
 
     server = Recording([ok()])
-    result, records = run(tmp_path, server, urls(40), qps=20.0)
+    result, records = run_batch(tmp_path, server, url_items(40), qps=20.0)
     assert all(r.outcome is Outcome.DONE for r in records)
     assert (server.calls, server.fetches, result.paid_calls) == (40, 40, 40)
     assert order.index("GET") < 10, order
@@ -224,7 +194,7 @@ def test_an_endpoint_that_does_not_read_forms_switches_to_multipart_once(
 ) -> None:
     notices: list[str] = []
     server = Server(form_only)
-    result, records = run(tmp_path, server, urls(3), notices, concurrency=1)
+    result, records = run_batch(tmp_path, server, url_items(3), notices, concurrency=1)
     assert all(r.outcome is Outcome.DONE for r in records)
     assert result.body_switched and server.calls == 4  # one 400 (unbilled), then 3 good
     assert len(notices) == 1 and "multipart" in notices[0]
@@ -232,13 +202,13 @@ def test_an_endpoint_that_does_not_read_forms_switches_to_multipart_once(
         assert journal.setting("body") == "multipart"
     # the output directory remembers: the next run starts multipart
     later = Server(form_only)
-    run(tmp_path, later, urls(4)[3:])
+    run_batch(tmp_path, later, url_items(4)[3:])
     assert later.calls == 1
 
 
 def test_a_chosen_body_is_never_switched(tmp_path: Path) -> None:
     spec = CallSpec(ENDPOINT, "APPCODE-XYZ", "clean", None, Body.FORM)
-    result, _ = run(tmp_path, Server(form_only), urls(3), spec=spec, body_fixed=True)
+    result, _ = run_batch(tmp_path, Server(form_only), url_items(3), spec=spec, body_fixed=True)
     assert result.halt is not None and result.exit_status is ExitStatus.USAGE
     assert "--body multipart" in result.halt.message
 
@@ -261,11 +231,15 @@ def test_unsupported_multipart_stops_local_files_not_urls(tmp_path: Path) -> Non
 
     server = Server(replies)
     files = local_files(tmp_path, 3)
-    items = [files[0], *[InputItem(9, u.source, u.kind, url=u.url) for u in urls(1)], *files[1:]]
-    _, records = run(tmp_path / "out", server, items, concurrency=1)
+    items = [
+        files[0],
+        *[InputItem(9, u.source, u.kind, url=u.url) for u in url_items(1)],
+        *files[1:],
+    ]
+    _, records = run_batch(tmp_path / "out", server, items, concurrency=1)
     by_input = {r.input: r for r in records}
     assert server.calls == 2  # one refused upload, one URL; no upload tried again
-    assert by_input[urls(1)[0].source].outcome is Outcome.DONE
+    assert by_input[url_items(1)[0].source].outcome is Outcome.DONE
     for item in files:
         assert by_input[item.source].outcome is Outcome.NOT_ATTEMPTED
         assert "Unsupported Multipart" in by_input[item.source].message
@@ -274,7 +248,7 @@ def test_unsupported_multipart_stops_local_files_not_urls(tmp_path: Path) -> Non
 def test_an_upload_over_the_gateway_limit_is_refused_unsent(tmp_path: Path) -> None:
     server = Server(lambda n, r: ok())
     files = local_files(tmp_path, 1, size=2048)
-    _, records = run(tmp_path / "out", server, files, max_upload=2048)
+    _, records = run_batch(tmp_path / "out", server, files, max_upload=2048)
     assert server.calls == 0
     assert records[0].outcome is Outcome.INVALID
     assert records[0].error_class == "upload-too-large"
@@ -287,7 +261,7 @@ def test_an_upload_over_the_gateway_limit_is_refused_unsent(tmp_path: Path) -> N
 def test_a_message_only_invalid_appcode_halts_with_exit_3(tmp_path: Path) -> None:
     headers = {"X-Ca-Error-Message": "Invalid AppCode `not exists`"}
     server = Server(lambda n, r: httpx.Response(400, headers=headers))
-    result, records = run(tmp_path, server, urls(30), concurrency=3)
+    result, records = run_batch(tmp_path, server, url_items(30), concurrency=3)
     assert result.exit_status is ExitStatus.HALTED
     assert server.calls <= 3
     assert sum(r.outcome is Outcome.NOT_ATTEMPTED for r in records) >= 27
@@ -296,7 +270,7 @@ def test_a_message_only_invalid_appcode_halts_with_exit_3(tmp_path: Path) -> Non
 @pytest.mark.parametrize("message", ["Invalid Url", "Invalid Param Location", "API Not Found"])
 def test_a_refused_endpoint_halts_with_exit_2_naming_it(tmp_path: Path, message: str) -> None:
     server = Server(lambda n, r: httpx.Response(400, headers={"X-Ca-Error-Message": message}))
-    result, _ = run(tmp_path, server, urls(10), concurrency=2)
+    result, _ = run_batch(tmp_path, server, url_items(10), concurrency=2)
     assert result.exit_status is ExitStatus.USAGE
     assert result.halt is not None and ENDPOINT in result.halt.message
     assert server.calls <= 2
@@ -305,14 +279,14 @@ def test_a_refused_endpoint_halts_with_exit_2_naming_it(tmp_path: Path, message:
 def test_the_circuit_breaker_pauses_the_whole_run(tmp_path: Path) -> None:
     breaker = {"X-Ca-Error-Code": "D503CB", "X-Ca-Error-Message": "x", "Retry-After": "0.3"}
     server = Server(lambda n, r: httpx.Response(503, headers=breaker) if n == 1 else ok())
-    result, records = run(tmp_path, server, urls(4), concurrency=1, retries=0)
+    result, records = run_batch(tmp_path, server, url_items(4), concurrency=1, retries=0)
     assert all(r.outcome is Outcome.DONE for r in records)  # not spent from any input's retries
     assert result.throttled == 1 and server.calls == 5
 
 
 def test_report_rows_carry_paid_calls(tmp_path: Path) -> None:
     server = Server(lambda n, r: state(-2) if n == 1 else ok())
-    _, records = run(tmp_path, server, urls(1))
+    _, records = run_batch(tmp_path, server, url_items(1))
     row = records[0].as_dict()
     assert row["paid_calls"] == 2
     assert json.loads(json.dumps(row))["paid_calls"] == 2

@@ -20,11 +20,14 @@ import pytest
 from PIL import Image
 
 from tests.reliability.support import Conn, Received, hostile_server
-from zuotang_cli import api, preflight
-from zuotang_cli.api import CallSpec, Verdict
-from zuotang_cli.download import Downloader, DownloadFailed
-from zuotang_cli.http_pool import new_client
+from zuotang_cli.engine.http_pool import new_client
 from zuotang_cli.models import ErrorClass, InputItem, InputKind
+from zuotang_cli.protocol import api, preflight
+from zuotang_cli.protocol.api import CallSpec, Verdict
+from zuotang_cli.store.download import Downloader, DownloadFailed
+
+# Every test here bounds how long a trickle or a stall may last.
+pytestmark = pytest.mark.timing
 
 BODY = json.dumps({"status": 200, "data": {"state": 1, "image": "http://x/r.png"}}).encode()
 
@@ -154,7 +157,7 @@ def test_a_probe_of_a_trickling_host_tells_nothing_within_the_timeout() -> None:
 
 
 def test_a_meter_tells_a_stall_from_a_pause() -> None:
-    from zuotang_cli.download import TransferMeter
+    from zuotang_cli.store.download import TransferMeter
 
     meter = TransferMeter(min_rate=100, window=10, max_seconds=1000, now=0)
     meter.add(2000, 1)

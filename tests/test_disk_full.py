@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.disk import grow_disk, small_disk
-from tests.test_enhance_e2e import write_list, zuotang
+from tests.helpers import cli, report_rows, write_list, zuotang
 from zuotang_cli.status import ExitStatus
 
 N = 200
@@ -23,19 +21,9 @@ DISK_SIZE = 400_000
 """Room for the journal and some 60 results: the disk fills early in the run."""
 
 
-def rows_of(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as stream:
-        return list(csv.DictReader(stream))
-
-
 def rebuilt_report(out: Path) -> list[dict[str, str]]:
     """``zuotang report OUT``: the report rebuilt from the journal."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "zuotang_cli", "report", str(out), "--format", "csv"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = cli("report", str(out), "--format", "csv")
     assert proc.returncode == 0, proc.stderr
     return list(csv.DictReader(io.StringIO(proc.stdout)))
 
@@ -60,7 +48,7 @@ def test_a_disk_that_fills_mid_run_leaves_one_row_per_input_and_a_rerun_pays_not
         assert "cannot save results" in full.stderr
         assert "Traceback" not in full.stderr
 
-        rows = rows_of(report)
+        rows = report_rows(tmp_path, "run.csv")
         assert Counter(row["input"] for row in rows) == Counter(urls)  # one row each
         first = dict(emu.stats()["billed_by_input"])
         by_input = {row["input"]: row for row in rows}
@@ -76,7 +64,7 @@ def test_a_disk_that_fills_mid_run_leaves_one_row_per_input_and_a_rerun_pays_not
         grow_disk(disk, 64 * 1024 * 1024)
         again = zuotang(*args, "--report", str(report), endpoint=emu.endpoint)
         assert again.returncode == ExitStatus.SUCCESS, again.stderr[-3000:]
-        rows = rows_of(report)
+        rows = report_rows(tmp_path, "run.csv")
         assert Counter(row["input"] for row in rows) == Counter(urls)
         assert {row["outcome"] for row in rows} <= {"done", "skipped"}
         billed = emu.stats()["billed_by_input"]

@@ -11,35 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from tests.test_contract_e2e import wait_until
-from tests.test_enhance_e2e import APPCODE, report_rows, write_list, zuotang
-from tests.test_identity import zuotang_report
+from tests.helpers import (
+    APPCODE,
+    enhance,
+    report_rows,
+    start_zuotang,
+    url_list,
+    wait_until,
+    write_list,
+    zuotang,
+    zuotang_report,
+)
 from zuotang_cli.status import ExitStatus
 
-ENHANCE = (sys.executable, "-m", "zuotang_cli", "enhance")
 CLOCK_EXPIRED_TTL = 60.0
 """Links that live a minute: the client treats a link as dead two minutes before it is,
 so a re-run sees these expired at once (the first run still downloads them)."""
-
-
-def run(emu: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return zuotang(*args, "--qps", "50", endpoint=emu.endpoint)
-
-
-def urls(tmp_path: Path, emu: Any, n: int, name: str = "u.txt") -> Path:
-    return write_list(tmp_path / name, [emu.file_url(f"i{i}.png") for i in range(n)])
 
 
 def summary(path: Path) -> dict[str, Any]:
@@ -63,11 +60,13 @@ def test_moving_results_away_pays_nothing_after_links_expire(
     tmp_path: Path, emulator: Any, how: str
 ) -> None:
     emu = emulator(cheap=True, qps=100, link_ttl=ttl_for(how))
-    listing, out = urls(tmp_path, emu, 8), tmp_path / "out"
-    first = run(emu, str(listing), "-o", str(out))
+    listing, out = url_list(tmp_path, emu, 8), tmp_path / "out"
+    first = enhance(emu, str(listing), "-o", str(out))
     assert first.returncode == ExitStatus.SUCCESS, first.stderr
-    saved = first.stdout.split()
-    assert len(saved) == 8
+    assert len(first.stdout.split()) == 8
+    # stdout lists each file as it is saved, not in input order: i0..i3's from the report
+    saved = [row["output"] for row in report_rows(out)]
+    assert sorted(saved) == sorted(first.stdout.split())
     elsewhere = tmp_path / "www"
     elsewhere.mkdir()
     for path in saved[:2]:  # the cron pipeline: `| xargs -I{} mv {} /var/www/img/`
@@ -79,7 +78,7 @@ def test_moving_results_away_pays_nothing_after_links_expire(
     mine = edited.read_bytes()
     later(emu, how)
     downloads = emu.stats()["downloads"]
-    again = run(emu, str(listing), "-o", str(out))
+    again = enhance(emu, str(listing), "-o", str(out))
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
     stats = emu.stats()
     assert stats["billed"] == 8 and stats["calls"] == 8
@@ -96,10 +95,10 @@ def test_a_missing_result_is_downloaded_again_free_while_its_link_lives(
     tmp_path: Path, emulator: Any
 ) -> None:
     emu = emulator(cheap=True, qps=100)
-    listing, out = urls(tmp_path, emu, 3), tmp_path / "out"
-    first = run(emu, str(listing), "-o", str(out))
+    listing, out = url_list(tmp_path, emu, 3), tmp_path / "out"
+    first = enhance(emu, str(listing), "-o", str(out))
     Path(first.stdout.split()[1]).unlink()
-    again = run(emu, str(listing), "-o", str(out))
+    again = enhance(emu, str(listing), "-o", str(out))
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
     assert emu.stats()["billed"] == 3 and emu.stats()["downloads"] == 4
     assert Path(first.stdout.split()[1]).is_file()
@@ -107,14 +106,14 @@ def test_a_missing_result_is_downloaded_again_free_while_its_link_lives(
 
 def test_an_edited_result_is_never_overwritten_or_paid_again(tmp_path: Path, emulator: Any) -> None:
     emu = emulator(cheap=True, qps=100)
-    listing, out = urls(tmp_path, emu, 2), tmp_path / "out"
-    first = run(emu, str(listing), "-o", str(out))
+    listing, out = url_list(tmp_path, emu, 2), tmp_path / "out"
+    first = enhance(emu, str(listing), "-o", str(out))
     edited = Path(first.stdout.split()[0])
     edited.write_bytes(b"exiftool rewrote this")
-    again = run(emu, str(listing), "-o", str(out))
+    again = enhance(emu, str(listing), "-o", str(out))
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
     assert emu.stats()["billed"] == 2 and emu.stats()["downloads"] == 2
-    forced = run(emu, str(listing), "-o", str(out), "--force")
+    forced = enhance(emu, str(listing), "-o", str(out), "--force")
     assert forced.returncode == ExitStatus.SUCCESS, forced.stderr
     assert emu.stats()["billed"] == 3  # --force redid the untouched one only
     assert edited.read_bytes() == b"exiftool rewrote this"
@@ -126,27 +125,25 @@ def test_force_does_not_recall_inputs_that_failed_for_good(tmp_path: Path, emula
     emu = emulator(qps=100)
     good, missing = emu.file_url("harbour-320x240.jpg"), emu.file_url("no-such-file.png")
     listing, out = write_list(tmp_path / "u.txt", [good, missing]), tmp_path / "out"
-    assert run(emu, str(listing), "-o", str(out)).returncode == ExitStatus.SOME_FAILED
+    assert enhance(emu, str(listing), "-o", str(out)).returncode == ExitStatus.SOME_FAILED
     assert emu.stats()["billed_by_input"] == {good: 1, missing: 1}
-    forced = run(emu, str(listing), "-o", str(out), "--force")
+    forced = enhance(emu, str(listing), "-o", str(out), "--force")
     assert forced.returncode == ExitStatus.SOME_FAILED
     assert emu.stats()["billed_by_input"] == {good: 2, missing: 1}
-    retried = run(emu, str(listing), "-o", str(out), "--retry-failed")
+    retried = enhance(emu, str(listing), "-o", str(out), "--retry-failed")
     assert retried.returncode == ExitStatus.SOME_FAILED
     assert emu.stats()["billed_by_input"] == {good: 2, missing: 2}
 
 
+@pytest.mark.timing
 def test_a_double_ctrl_c_counts_calls_cut_short(tmp_path: Path, emulator: Any) -> None:
     emu = emulator(cheap=True, qps=100, latency=(4.0, 4.0))
-    listing, out = urls(tmp_path, emu, 40), tmp_path / "out"
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
+    listing, out = url_list(tmp_path, emu, 40), tmp_path / "out"
     numbers = tmp_path / "summary.json"
-    proc = subprocess.Popen(
-        [*ENHANCE, str(listing), "-o", str(out), "--qps", "100", "--summary-json", str(numbers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_zuotang(
+        *(str(listing), "-o", str(out), "--qps", "100", "--summary-json", str(numbers)),
+        endpoint=emu.endpoint,
+        stdout=DEVNULL,
     )
     wait_until(lambda: emu.stats()["in_flight"] == 40, timeout=30)
     proc.send_signal(signal.SIGINT)
@@ -165,7 +162,7 @@ def test_a_double_ctrl_c_counts_calls_cut_short(tmp_path: Path, emulator: Any) -
     assert len(rows) == 40 and all("possibly paid" in row["message"] for row in rows)
     assert all(row["paid_calls"] == "1" for row in rows)
     # Their one paid call without a result is counted: --paid-retries 0 pays no more.
-    again = run(emu, str(listing), "-o", str(out), "--paid-retries", "0")
+    again = enhance(emu, str(listing), "-o", str(out), "--paid-retries", "0")
     assert again.returncode == ExitStatus.SOME_FAILED, again.stderr
     assert emu.stats()["billed"] == 40
 
@@ -174,13 +171,12 @@ def test_after_kill_9_the_report_marks_calls_in_flight_interrupted(
     tmp_path: Path, emulator: Any
 ) -> None:
     emu = emulator(cheap=True, qps=100, latency=(3.0, 3.0))
-    listing, out = urls(tmp_path, emu, 6), tmp_path / "out"
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
-    proc = subprocess.Popen(
-        [*ENHANCE, str(listing), "-o", str(out), "--qps", "100"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    listing, out = url_list(tmp_path, emu, 6), tmp_path / "out"
+    proc = start_zuotang(
+        *(str(listing), "-o", str(out), "--qps", "100"),
+        endpoint=emu.endpoint,
+        stdout=DEVNULL,
+        stderr=DEVNULL,
     )
     wait_until(lambda: emu.stats()["in_flight"] == 6, timeout=30)
     proc.kill()
@@ -191,7 +187,7 @@ def test_after_kill_9_the_report_marks_calls_in_flight_interrupted(
     assert len(rows) == 6
     assert {row["error_class"] for row in rows} == {"interrupted"}
     assert all(row["paid_calls"] == 1 and "possibly paid" in row["message"] for row in rows)
-    again = run(emu, str(listing), "-o", str(out), "--paid-retries", "0")
+    again = enhance(emu, str(listing), "-o", str(out), "--paid-retries", "0")
     assert again.returncode == ExitStatus.SOME_FAILED
     assert emu.stats()["billed"] == 6  # each possibly paid call was counted
     db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
@@ -203,14 +199,14 @@ def test_a_result_host_that_always_refuses_halts_instead_of_paying_on(
     tmp_path: Path, emulator: Any
 ) -> None:
     emu = emulator(cheap=True, qps=100, faults={"refuse": 1.0})
-    listing, out = urls(tmp_path, emu, 12), tmp_path / "out"
-    first = run(emu, str(listing), "-o", str(out), "--concurrency", "1")
+    listing, out = url_list(tmp_path, emu, 12), tmp_path / "out"
+    first = enhance(emu, str(listing), "-o", str(out), "--concurrency", "1")
     assert first.returncode == ExitStatus.TROUBLE, first.stderr
     assert "refused" in first.stderr.splitlines()[-1]
     assert emu.stats()["billed"] == 3  # one call each, never a second one
     rows = [row for row in report_rows(out) if row["outcome"] == "failed"]
     assert len(rows) == 3 and all("re-run downloads it" in row["message"] for row in rows)
-    again = run(emu, str(listing), "-o", str(out), "--concurrency", "1")
+    again = enhance(emu, str(listing), "-o", str(out), "--concurrency", "1")
     assert again.returncode == ExitStatus.TROUBLE
     assert emu.stats()["billed"] == 3  # the paid results were tried first: no new call
 
@@ -219,13 +215,13 @@ def test_recalls_for_dead_links_count_against_the_paid_retries(
     tmp_path: Path, emulator: Any
 ) -> None:
     emu = emulator(cheap=True, qps=100, faults={"expire": 1.0})
-    listing, out = urls(tmp_path, emu, 3), tmp_path / "out"
-    first = run(emu, str(listing), "-o", str(out))
+    listing, out = url_list(tmp_path, emu, 3), tmp_path / "out"
+    first = enhance(emu, str(listing), "-o", str(out))
     assert first.returncode == ExitStatus.SOME_FAILED
     stats = emu.stats()
     assert set(stats["billed_by_input"].values()) == {2}  # the call and one paid retry
     assert {row["error_class"] for row in report_rows(out)} == {"link-expired"}
-    again = run(emu, str(listing), "-o", str(out))
+    again = enhance(emu, str(listing), "-o", str(out))
     assert again.returncode == ExitStatus.SOME_FAILED
     assert emu.stats()["billed"] == 6  # the budget is spent over all runs
     assert all("--retry-failed" in row["message"] for row in report_rows(out))
@@ -240,11 +236,11 @@ def test_equivalent_urls_are_one_input(tmp_path: Path, emulator: Any) -> None:
         plain.replace("/files/", "/files/x/../"),
     ]
     out = tmp_path / "out"
-    proc = run(emu, plain, *same, "-o", str(out))
+    proc = enhance(emu, plain, *same, "-o", str(out))
     assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
     assert emu.stats()["billed"] == 1
     assert len(proc.stdout.split()) == 1  # one saved file, listed once
-    again = run(emu, *same, "-o", str(out))
+    again = enhance(emu, *same, "-o", str(out))
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
     assert emu.stats()["billed"] == 1
 
@@ -255,7 +251,7 @@ def test_a_journal_keyed_before_normalization_is_migrated_not_repaid(
     emu = emulator(cheap=True, qps=100)
     url = emu.file_url("i1.png").replace("/i1.png", "/i%31.png")
     out = tmp_path / "out"
-    assert run(emu, url, "-o", str(out)).returncode == ExitStatus.SUCCESS
+    assert enhance(emu, url, "-o", str(out)).returncode == ExitStatus.SUCCESS
     db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
     (key,) = db.execute("SELECT key FROM entries").fetchone()
     db.execute("UPDATE entries SET key = ?", (key.replace("/i1.png", "/i%31.png"),))
@@ -263,7 +259,7 @@ def test_a_journal_keyed_before_normalization_is_migrated_not_repaid(
     db.execute("UPDATE meta SET value = '2' WHERE name = 'format'")
     db.commit()
     db.close()
-    again = run(emu, url, "-o", str(out))
+    again = enhance(emu, url, "-o", str(out))
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
     assert emu.stats()["billed"] == 1
     assert [row["outcome"] for row in report_rows(out)] == ["skipped"]
@@ -273,7 +269,7 @@ def test_stdout_lists_each_saved_file_once_per_run(tmp_path: Path, emulator: Any
     emu = emulator(cheap=True, qps=100)
     url = emu.file_url("i1.png")
     out = tmp_path / "out"
-    proc = run(emu, url, url + "#again", emu.file_url("i2.png"), "-o", str(out))
+    proc = enhance(emu, url, url + "#again", emu.file_url("i2.png"), "-o", str(out))
     assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
     assert len(proc.stdout.split()) == len(set(proc.stdout.split())) == 2
     assert len(report_rows(out)) == 3
@@ -310,7 +306,7 @@ def test_the_python_api_and_the_cli_plan_the_same(tmp_path: Path, emulator: Any)
     from dataclasses import fields
 
     import zuotang_cli
-    from zuotang_cli.options import EnhanceOptions
+    from zuotang_cli.app.options import EnhanceOptions
 
     assert {f.name for f in fields(EnhanceOptions)} == set(CLI_FLAGS) | PRINTING | GIVEN
     emu = emulator(qps=100)
@@ -325,9 +321,9 @@ def test_the_python_api_and_the_cli_plan_the_same(tmp_path: Path, emulator: Any)
     # some history: one done, one failed for good, with these very type and scale
     known = [emu.file_url("harbour-320x240.jpg"), emu.file_url("nope.png")]
     listing = write_list(tmp_path / "u.txt", known)
-    history = run(emu, str(listing), str(photos / "sub" / "c.png"), "-o", str(out))
+    history = enhance(emu, str(listing), str(photos / "sub" / "c.png"), "-o", str(out))
     assert history.returncode == ExitStatus.SOME_FAILED
-    history = run(emu, str(listing), "-o", str(out), "--type", "face", "--scale", "2")
+    history = enhance(emu, str(listing), "-o", str(out), "--type", "face", "--scale", "2")
     assert history.returncode == ExitStatus.SOME_FAILED
     sources = [str(listing), str(photos)]
     flags = [flag for cli, _ in CLI_FLAGS.values() for flag in cli]
@@ -362,12 +358,8 @@ def test_paid_work_is_settled_before_new_calls(tmp_path: Path, emulator: Any) ->
     old = [emu.file_url(f"old{i}.png") for i in range(5)]
     out = tmp_path / "out"
     emu.hold_downloads()  # the object store stalls: five results paid for, none saved
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
-    killed = subprocess.Popen(
-        [*ENHANCE, *old, "-o", str(out), "--qps", "100"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    killed = start_zuotang(
+        *old, "-o", str(out), "--qps", "100", endpoint=emu.endpoint, stdout=DEVNULL, stderr=DEVNULL
     )
     wait_until(lambda: emu.stats()["download_attempts"] == 5, timeout=30)
     killed.kill()
@@ -377,7 +369,7 @@ def test_paid_work_is_settled_before_new_calls(tmp_path: Path, emulator: Any) ->
     new = [emu.file_url(f"new{i}.png") for i in range(5)]
     listing = write_list(tmp_path / "new.txt", [*new, old[3]])
     numbers = tmp_path / "summary.json"
-    again = run(emu, str(listing), "-o", str(out), "--summary-json", str(numbers))
+    again = enhance(emu, str(listing), "-o", str(out), "--summary-json", str(numbers))
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
     stats = emu.stats()
     assert stats["billed"] == 10  # nothing paid twice
@@ -397,12 +389,13 @@ def test_paid_work_is_settled_before_new_calls(tmp_path: Path, emulator: Any) ->
     assert "recovered: 5 paid results" in again.stderr
 
 
+@pytest.mark.timing
 def test_slow_downloads_never_let_a_link_expire(tmp_path: Path, emulator: Any) -> None:
     """86 results that each take 3 s to download, whose links live 5 s: at 20 calls a
     second they come in far faster than a fixed pool of downloads could fetch them."""
     emu = emulator(cheap=True, qps=100, link_ttl=5.0, download_latency=3.0)
-    listing, out = urls(tmp_path, emu, 86), tmp_path / "out"
-    proc = run(emu, str(listing), "-o", str(out), "--qps", "20")
+    listing, out = url_list(tmp_path, emu, 86), tmp_path / "out"
+    proc = enhance(emu, str(listing), "-o", str(out), "--qps", "20")
     assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
     stats = emu.stats()
     assert stats["billed"] == 86 and stats["downloads"] == 86

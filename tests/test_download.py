@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from zuotang_cli.download import inspect_image
+from zuotang_cli.store.download import inspect_image
 
 NOT_WHOLE = (OSError, SyntaxError, ValueError, UnidentifiedImageError)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zuotang_cli.cli import main
+from zuotang_cli.cli.main import main
 from zuotang_cli.emulator import EmulatorConfig
 from zuotang_cli.emulator.config import parse_latency
 from zuotang_cli.emulator.faults import FAULT_KINDS, STATE_FAULTS, draw_fault, parse_faults

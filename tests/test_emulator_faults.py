@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from tests.conftest import EmulatorFactory
-from zuotang_cli import rules
+from tests.helpers import wait_until
 from zuotang_cli.emulator import RunningEmulator
+from zuotang_cli.protocol import rules
 
 AUTH = {"Authorization": "APPCODE test-code"}
 
@@ -29,13 +30,6 @@ def get(url: str) -> httpx.Response:
     return httpx.get(url, timeout=10, trust_env=False)
 
 
-def wait_for(emu: RunningEmulator, key: str, value: Any, within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while emu.stats()[key] != value:
-        assert time.monotonic() < deadline, (key, emu.stats()[key])
-        time.sleep(0.02)
-
-
 def test_reset_drops_the_connection_mid_reply(emulator: EmulatorFactory) -> None:
     emu = emulator(faults={"reset": 1.0})
     with pytest.raises(httpx.TransportError):
@@ -45,6 +39,7 @@ def test_reset_drops_the_connection_mid_reply(emulator: EmulatorFactory) -> None
     assert stats["billed"] == 0 and stats["by_status"] == {}
 
 
+@pytest.mark.timing
 def test_slow_ends_in_a_gateway_504(emulator: EmulatorFactory) -> None:
     emu = emulator(faults={"slow": 1.0}, slow_seconds=0.3)
     started = time.monotonic()
@@ -56,11 +51,12 @@ def test_slow_ends_in_a_gateway_504(emulator: EmulatorFactory) -> None:
     assert emu.stats()["billed"] == 0
 
 
+@pytest.mark.timing
 def test_a_client_that_gives_up_on_slow_frees_the_call(emulator: EmulatorFactory) -> None:
     emu = emulator(faults={"slow": 1.0})  # 120 s
     with pytest.raises(httpx.ReadTimeout):
         post(emu, timeout=0.3)
-    wait_for(emu, "in_flight", 0)
+    wait_until(lambda: emu.stats()["in_flight"] == 0, timeout=3)
     assert emu.stats()["max_in_flight"] == 1
 
 

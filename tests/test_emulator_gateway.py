@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import EmulatorFactory
-from zuotang_cli import rules
 from zuotang_cli.emulator import RunningEmulator
+from zuotang_cli.protocol import rules
 
 AUTH = {"Authorization": "APPCODE test-code"}
 SAMPLE = "harbour-320x240.jpg"
@@ -90,6 +90,7 @@ async def burst(emu: RunningEmulator, count: int, codes: list[str]) -> list[http
         return list(await asyncio.gather(*calls))
 
 
+@pytest.mark.timing
 def test_a_burst_is_cut_to_qps_with_429s(emulator: EmulatorFactory) -> None:
     emu = emulator(qps=2, cheap=True)
     responses = asyncio.run(burst(emu, 10, ["one"]))
@@ -106,6 +107,7 @@ def test_a_burst_is_cut_to_qps_with_429s(emulator: EmulatorFactory) -> None:
     assert stats["by_status"] == {"200": 2, "429": 8}
 
 
+@pytest.mark.timing
 def test_older_gateways_throttle_with_a_bare_403(emulator: EmulatorFactory) -> None:
     emu = emulator(qps=1, cheap=True, throttle_style="403")
     responses = asyncio.run(burst(emu, 3, ["one"]))
@@ -116,27 +118,30 @@ def test_older_gateways_throttle_with_a_bare_403(emulator: EmulatorFactory) -> N
         assert "Retry-After" not in response.headers
 
 
+@pytest.mark.timing
 def test_flow_control_is_per_appcode(emulator: EmulatorFactory) -> None:
     emu = emulator(qps=1, cheap=True)
     responses = asyncio.run(burst(emu, 4, ["one", "two"]))
     assert sorted(r.status_code for r in responses) == [200, 200, 429, 429]
 
 
+@pytest.mark.timing
 def test_spaced_calls_are_all_accepted(emulator: EmulatorFactory) -> None:
     emu = emulator(qps=5, cheap=True)
     statuses = []
     for _ in range(6):  # 5 fit in one second at this spacing, never 6
         statuses.append(post(emu).status_code)
-        time.sleep(0.21)
+        time.sleep(0.21)  # the spacing on the wall clock is what is tested
     assert statuses == [200] * 6
     assert emu.stats()["throttled"] == 0
 
 
+@pytest.mark.timing
 def test_the_window_slides_and_refused_calls_do_not_count(emulator: EmulatorFactory) -> None:
     emu = emulator(qps=2, cheap=True)
     first = asyncio.run(burst(emu, 2, ["test-code"]))
     assert [r.status_code for r in first] == [200, 200]
-    time.sleep(0.3)
+    time.sleep(0.3)  # the window's own clock is what is tested: still inside it
     assert post(emu).status_code == 429
     time.sleep(0.8)  # the first two left the window; the refused call never entered it
     assert post(emu).status_code == 200

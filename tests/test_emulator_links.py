@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import EmulatorFactory, ImageMaker
 from zuotang_cli.emulator import RunningEmulator
@@ -29,6 +30,7 @@ def get(url: str) -> httpx.Response:
     return httpx.get(url, timeout=10, trust_env=False)
 
 
+@pytest.mark.timing
 def test_a_result_link_works_until_its_ttl(emulator: EmulatorFactory) -> None:
     emu = emulator(link_ttl=0.4, link_style="plain")  # signed links expire on whole seconds
     url = result_url(emu)
@@ -36,7 +38,7 @@ def test_a_result_link_works_until_its_ttl(emulator: EmulatorFactory) -> None:
     assert fresh.status_code == 200
     assert fresh.headers["Content-Type"] == "image/jpeg"
     assert fresh.headers["Content-Length"] == str(len(fresh.content))
-    time.sleep(0.5)
+    time.sleep(0.5)  # past the 0.4 s: the store's own expiry is what is tested here
     expired = get(url)
     assert expired.status_code == 403
     assert expired.headers["Content-Type"].startswith("application/xml")
@@ -91,6 +93,7 @@ def test_without_a_folder_there_is_no_image_host(emulator: EmulatorFactory) -> N
     assert get(emu.file_url("harbour-320x240.jpg")).status_code == 404
 
 
+@pytest.mark.timing
 def test_download_latency_slows_result_downloads(emulator: EmulatorFactory) -> None:
     emu = emulator(cheap=True, download_latency=0.3)
     with httpx.Client() as client:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
+from tests.helpers import start
+
 
 def test_the_command_serves_until_sigterm(samples_dir: Path) -> None:
-    command = [sys.executable, "-m", "zuotang_cli", "emulator", "--port", "0"]
-    command += ["--serve", str(samples_dir), "--latency", "0", "--appcode", "demo"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start(
+        *("emulator", "--port", "0", "--serve", str(samples_dir)),
+        *("--latency", "0", "--appcode", "demo"),
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()

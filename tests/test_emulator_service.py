@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import EmulatorFactory, ImageMaker
-from zuotang_cli import rules
 from zuotang_cli.emulator import RunningEmulator
 from zuotang_cli.emulator.form import DEDICATED_BODY_BYTES
+from zuotang_cli.protocol import rules
 
 AUTH = {"Authorization": "APPCODE test-code"}
 
@@ -190,6 +190,7 @@ def test_unreachable_image_url_is_state_minus_3(emulator: EmulatorFactory, url: 
     assert stats["billed"] == stats["billed_failures"] == 1  # an HTTP 200: billed (every-200)
 
 
+@pytest.mark.timing
 def test_a_silent_image_host_is_state_minus_3(emulator: EmulatorFactory) -> None:
     emu = emulator(fetch_timeout=0.3)
     with socket.create_server(("127.0.0.1", 0)) as silent:  # connects, never answers
@@ -251,6 +252,7 @@ def test_animated_gif_and_garbage_are_state_minus_7(
         assert call(emu, emu.file_url(name))["data"]["state"] == -7, name
 
 
+@pytest.mark.timing
 def test_processing_over_the_service_timeout_is_state_minus_8(emulator: EmulatorFactory) -> None:
     emu = emulator(latency=(0.6, 0.6), service_timeout=0.2)
     started = time.monotonic()
@@ -262,6 +264,7 @@ def test_processing_over_the_service_timeout_is_state_minus_8(emulator: Emulator
     assert emu.stats()["billed_failures"] == 1
 
 
+@pytest.mark.timing
 def test_latency_delays_the_reply(emulator: EmulatorFactory) -> None:
     emu = emulator(latency=(0.3, 0.4))
     started = time.monotonic()
@@ -335,6 +338,7 @@ def test_stats_count_calls_states_and_billing(emulator: EmulatorFactory) -> None
     assert stats["throttled"] == 0 and stats["faults"] == {}
 
 
+@pytest.mark.timing
 def test_cheap_mode_skips_fetching_but_not_the_rules(emulator: EmulatorFactory) -> None:
     emu = emulator(cheap=True, quota=2, latency=(0.2, 0.2), qps=100)
     url = "http://image-host.invalid/never-fetched.jpg"

@@ -161,15 +161,17 @@ def test_an_unknown_task_is_the_services_404(emulator: EmulatorFactory) -> None:
     assert response.json() == {"status": 404, "message": "task not found", "data": None}
 
 
+@pytest.mark.timing
 def test_a_task_lives_as_long_as_its_result_link(emulator: EmulatorFactory) -> None:
     emu = emulator(replies="async", link_ttl=0.4, link_style="plain", qps=100)
     task_id = task_id_of(create(emu))
     image = finished(emu, task_id)["data"]["image"]
-    time.sleep(0.5)
+    time.sleep(0.5)  # past the link's own 0.4 s: the task goes with it
     assert poll(emu, task_id).status_code == 404
     assert httpx.get(image, trust_env=False).status_code == 403
 
 
+@pytest.mark.timing
 def test_polls_count_against_the_qps_window(emulator: EmulatorFactory) -> None:
     emu = emulator(replies="async", qps=2, cheap=True)
     task_id = task_id_of(create(emu))
@@ -180,6 +182,7 @@ def test_polls_count_against_the_qps_window(emulator: EmulatorFactory) -> None:
     assert len(stats["arrivals"]) == 3 and len(stats["accepted_arrivals"]) == 2
 
 
+@pytest.mark.timing
 def test_free_polls_take_no_place_in_the_window(emulator: EmulatorFactory) -> None:
     emu = emulator(replies="async", qps=1, cheap=True, polls_count_qps=False)
     task_id = task_id_of(create(emu))
@@ -218,6 +221,7 @@ def test_a_doc_shaped_task_id_reply(emulator: EmulatorFactory) -> None:
     assert done["message"] == "success" and done["data"]["type"] == 1
 
 
+@pytest.mark.timing
 def test_stopping_cancels_tasks_still_processing(emulator: EmulatorFactory) -> None:
     emu = emulator(replies="async", latency=(30.0, 30.0))
     task_id_of(create(emu))

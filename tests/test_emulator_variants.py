@@ -18,11 +18,12 @@ import pytest
 from PIL import Image
 
 from tests.conftest import EmulatorFactory
-from zuotang_cli import rules
-from zuotang_cli.cli import main
+from tests.helpers import wait_until
+from zuotang_cli.cli.main import main
 from zuotang_cli.emulator import EmulatorConfig, RunningEmulator
 from zuotang_cli.emulator.form import DEDICATED_BODY_BYTES
 from zuotang_cli.emulator.gateway import GatewayError, parse_refusal
+from zuotang_cli.protocol import rules
 from zuotang_cli.status import ExitStatus
 
 AUTH = {"Authorization": "APPCODE test-code"}
@@ -56,13 +57,6 @@ def assert_gateway_error(
     uuid.UUID(response.headers["X-Ca-Request-Id"])
 
 
-def wait_for(emu: RunningEmulator, key: str, value: Any, within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while emu.stats()[key] != value:
-        assert time.monotonic() < deadline, (key, emu.stats()[key])
-        time.sleep(0.02)
-
-
 # --- gateway style -------------------------------------------------------------------
 
 
@@ -75,13 +69,14 @@ def test_classic_gateway_answers_a_bad_appcode_400_message_only(emulator: Emulat
     assert emu.stats()["billed"] == 1
 
 
+@pytest.mark.timing
 def test_classic_gateway_quota_and_throttle_are_bare_403s(emulator: EmulatorFactory) -> None:
     emu = emulator(gateway_style="classic", cheap=True, quota=1, qps=1, throttle_style="429")
     assert post(emu).status_code == 200
     throttled = post(emu)
     assert_gateway_error(throttled, 403, "Throttled by USER Flow Control", None)
     assert "Retry-After" not in throttled.headers
-    time.sleep(1.05)
+    time.sleep(1.05)  # the 1 s flow-control window passes: the quota answers, not the throttle
     assert_gateway_error(post(emu), 403, "Quota Exhausted", None)
     stats = emu.stats()
     assert stats["throttled"] == 1 and stats["billed"] == 1
@@ -216,7 +211,7 @@ def test_a_failure_whose_client_hung_up_is_billed_by_every_200(
     emu = emulator(billing=billing, latency=(0.4, 0.4), faults={"state-1": 1.0})
     with pytest.raises(httpx.ReadTimeout):
         post(emu, timeout=0.1)
-    wait_for(emu, "in_flight", 0)
+    wait_until(lambda: emu.stats()["in_flight"] == 0, timeout=3)
     assert emu.stats()["billed"] == emu.stats()["billed_failures"] == billed
 
 
@@ -225,7 +220,7 @@ def test_a_success_whose_client_hung_up_is_billed(emulator: EmulatorFactory, bil
     emu = emulator(billing=billing, latency=(0.4, 0.4), cheap=True)
     with pytest.raises(httpx.ReadTimeout):
         post(emu, timeout=0.1)
-    wait_for(emu, "billed", 1)
+    wait_until(lambda: emu.stats()["billed"] == 1, timeout=3)
     assert emu.stats()["billed_failures"] == 0
 
 
@@ -277,13 +272,14 @@ def test_the_body_limit_is_a_switch(emulator: EmulatorFactory) -> None:
 # --- circuit breaker -----------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_an_open_breaker_refuses_every_call_until_it_closes(emulator: EmulatorFactory) -> None:
     emu = emulator(faults={"breaker": 1.0}, breaker_seconds=0.6, qps=100)
     for _ in range(3):
         response = post(emu)
         assert_gateway_error(response, 503, "Backend Circuit Breaker Open", "D503CB")
         assert "Retry-After" not in response.headers
-    time.sleep(0.7)
+    time.sleep(0.7)  # the breaker's own 0.6 s timer is what is tested
     post(emu)  # closed again: this call draws the fault anew and reopens it
     stats = emu.stats()
     assert stats["faults"] == {"breaker": 2}
@@ -291,10 +287,11 @@ def test_an_open_breaker_refuses_every_call_until_it_closes(emulator: EmulatorFa
     assert stats["billed"] == 0 and stats["by_status"] == {"503": 4}
 
 
+@pytest.mark.timing
 def test_the_breaker_can_say_when_it_closes(emulator: EmulatorFactory) -> None:
     emu = emulator(faults={"breaker": 1.0}, breaker_seconds=2.5, breaker_retry_after=True)
     assert post(emu).headers["Retry-After"] == "3"
-    time.sleep(0.6)
+    time.sleep(0.6)  # the breaker's own timer counts down its Retry-After
     assert post(emu).headers["Retry-After"] == "2"
 
 
@@ -364,6 +361,7 @@ def link_expiry(url: str) -> float:
 
 
 @pytest.mark.parametrize("style", ["oss", "oss-v4"])
+@pytest.mark.timing
 def test_a_signed_link_expires_when_it_says(emulator: EmulatorFactory, style: str) -> None:
     emu = emulator(link_style=style, link_ttl=1.5)
     asked = time.time()
@@ -371,6 +369,7 @@ def test_a_signed_link_expires_when_it_says(emulator: EmulatorFactory, style: st
     expires = link_expiry(url)
     assert math.floor(asked) + 2 <= expires <= math.floor(time.time()) + 2
     assert urlsplit(url).path.endswith(".jpg")
+    # Just before and just after the second the link names: that moment is what is tested.
     time.sleep(max(expires - time.time() - 0.25, 0))
     assert httpx.get(url, trust_env=False).status_code == 200
     time.sleep(max(expires - time.time() + 0.05, 0))

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import functools
+import html
 import http.server
+import importlib.resources
 import json
 import os
+import re
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from zuotang_cli import gallery
+from tests.helpers import cli
 from zuotang_cli.errors import UsageError
 from zuotang_cli.models import REPORT_FIELDS, Outcome, Record
-from zuotang_cli.report import open_report
+from zuotang_cli.outputs import gallery
+from zuotang_cli.outputs.report import open_report
 from zuotang_cli.status import ExitStatus
 
 REQUIRE_BROWSER = "ZUOTANG_REQUIRE_BROWSER"
@@ -280,7 +282,9 @@ def test_hostile_inputs_are_escaped(site: Site) -> None:
             assert not value.lower().startswith(("javascript:", "data:text")), value
     assert "<script>window" not in page
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page
-    assert "&quot;&gt;&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;" in page
+    assert "&#34;&gt;&lt;img src=x onerror=&#34;window.__pwned=1&#34;&gt;" in page  # &#34; is "
+    messages = re.findall(r'<td class="message" data-label="message">([^<]*)</td>', page)
+    assert html.unescape(messages[0]) == HOSTILE_MESSAGE  # all of it, as text
 
 
 def test_control_characters_are_shown_escaped_and_a_formula_file_is_found(
@@ -360,7 +364,7 @@ def test_measure_reads_the_header_or_gives_none(tmp_path: Path) -> None:
 
 
 def test_other_report_formats(site: Site) -> None:
-    from zuotang_cli.report import read_report
+    from zuotang_cli.outputs.report import read_report
 
     rows = read_report(site.out / "report.csv")
     jsonl = site.root / "run.jsonl"
@@ -387,19 +391,76 @@ def test_write_gallery_with_no_records_still_writes_a_page(tmp_path: Path) -> No
     assert "<b>0</b> done" in page
 
 
+def test_every_text_on_the_page_is_shown_visible_and_escaped(tmp_path: Path) -> None:
+    """Whatever field of a row the hostile text is in (or the folder's name), the page
+    holds it HTML-escaped with its control characters shown as escapes."""
+    evil = "a\x1b[2J\u202egpj.exe\r\n<b>x</b>"
+    shown = "a\\x1b[2J\\u202egpj.exe\\r\\n&lt;b&gt;x&lt;/b&gt;"
+    fields = ("input", "outcome", "error_class", "state", "state_meaning", "http_status")
+    row = {field: evil for field in fields} | {"message": evil}
+    out = tmp_path / "run\x1b]0;owned\x07"
+    page = gallery.write_gallery(out, [row]).read_text(encoding="utf-8")
+    for raw in ("\x1b", "\x07", "\u202e", "\r", "<b>x"):
+        assert raw not in page
+    assert page.count("run\\x1b]0;owned\\x07") == 2  # <title> and <h1>
+    failure = page.split('<section class="failures">')[1].split("<tr>")[2]
+    assert failure.count(shown) == 1 + 1 + 1 + 2 + 1 + 1  # state and its meaning share a cell
+    assert '<li class="chip o-other"><b>1</b> ' + shown + "</li>" in page
+
+
+# ---------------------------------------------------------------------------------------
+# The template: package data, one self-contained page, and no markup left in Python
+
+MARKUP_IN_PYTHON = re.compile(
+    r"<(?:!doctype|html|head|body|style|script|link|meta|div|span|p|a|b|img|ul|ol|li|table"
+    r"|thead|tbody|tr|td|th|section|article|main|header|footer|h[1-6]|dl|dt|dd|input|small)"
+    r"[\s>/]"  # an HTML tag
+    r"|\{[^{}]*[\w-]+\s*:[^{}]*;\s*\}"  # a CSS rule: { name: value; }
+    r"|\bfunction\s*\(|=>\s*\{|addEventListener|querySelector",  # JavaScript
+    re.IGNORECASE,
+)
+
+
+def test_the_markup_check_knows_markup() -> None:
+    for text in ('<div class="compare">', "<!doctype html>", "<td>", ".a { color: red; }",
+                 "(function () {", "el => { x(); }", "box.querySelector('.slider')"):  # fmt: skip
+        assert MARKUP_IN_PYTHON.search(text), text
+    for text in ("<Error><Code>x</Code></Error>", "{name: value}", "if a < b > c:", "<appcode>"):
+        assert not MARKUP_IN_PYTHON.search(text), text
+
+
+def test_no_python_module_holds_html_css_or_js() -> None:
+    """The page lives in outputs/templates/ (package data); none of it in a .py file."""
+    package = Path(gallery.__file__).parents[1]
+    found = [
+        f"{path.relative_to(package)}: {match.group()!r}"
+        for path in sorted(package.rglob("*.py"))
+        for match in MARKUP_IN_PYTHON.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert found == []
+
+
+def test_the_page_is_one_file_with_its_css_and_js_inlined_as_written(site: Site) -> None:
+    """Offline from file://: the stylesheet and the script are in the page exactly as
+    the package's files hold them, and nothing but the images is fetched."""
+    page = page_of(site)
+    templates = importlib.resources.files("zuotang_cli.outputs") / "templates"
+    for name in ("gallery.css", "gallery.js"):
+        text = (templates / name).read_text(encoding="utf-8")
+        assert text.strip() and text in page, name
+    tags = parse(page)
+    assert [link["href"] for link in tags.all("link")] == ["data:,"]
+    assert [script.get("src") for script in tags.all("script")] == [None]
+    assert "@import" not in page and "url(" not in page
+    assert page.startswith("<!doctype html>\n") and page.endswith("</html>\n")
+
+
 # ---------------------------------------------------------------------------------------
 # The command
 
 
-def zuotang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zuotang_cli", *args],
-        capture_output=True, text=True, timeout=60, cwd=cwd,
-    )  # fmt: skip
-
-
 def test_command_prints_the_page_path(site: Site) -> None:
-    proc = zuotang("gallery", "out", cwd=site.root)
+    proc = cli("gallery", "out", cwd=site.root)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{site.out / 'index.html'}\n"
     assert proc.stderr == ""
@@ -409,7 +470,7 @@ def test_command_with_an_explicit_report(site: Site) -> None:
     report = site.root / "elsewhere.csv"
     report.write_bytes((site.out / "report.csv").read_bytes())
     (site.out / "report.csv").unlink()
-    proc = zuotang("gallery", "out", "--report", str(report), cwd=site.root)
+    proc = cli("gallery", "out", "--report", str(report), cwd=site.root)
     assert proc.returncode == 0, proc.stderr
     assert (site.out / "index.html").is_file()
 
@@ -418,7 +479,7 @@ def test_command_with_an_explicit_report(site: Site) -> None:
 def test_command_without_rows_is_a_one_line_error(tmp_path: Path, empty: bool) -> None:
     if empty:
         write_csv(tmp_path / "report.csv", [])
-    proc = zuotang("gallery", str(tmp_path), cwd=tmp_path)
+    proc = cli("gallery", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == ExitStatus.USAGE
     assert proc.stdout == ""
     assert proc.stderr.startswith("zuotang: error: ")
@@ -430,18 +491,18 @@ def test_command_open_opens_the_page_in_the_browser(
 ) -> None:
     from typer.testing import CliRunner
 
-    from zuotang_cli import cli
-    from zuotang_cli.commands import gallery as gallery_cmd
+    from zuotang_cli.cli import main
+    from zuotang_cli.cli.commands import gallery as gallery_cmd
 
     opened: list[str] = []
     monkeypatch.setattr(gallery_cmd.webbrowser, "open", lambda url: opened.append(url) or True)
-    result = CliRunner().invoke(cli.app, ["gallery", "out", "--open"])
+    result = CliRunner().invoke(main.app, ["gallery", "out", "--open"])
     assert result.exit_code == 0, result.output
     assert opened == [(site.out / "index.html").as_uri()]
 
 
 def test_command_help_has_examples(tmp_path: Path) -> None:
-    proc = zuotang("gallery", "--help", cwd=tmp_path)
+    proc = cli("gallery", "--help", cwd=tmp_path)
     assert "Examples:" in proc.stdout
     assert "zuotang gallery out/ --open" in proc.stdout
 
@@ -507,7 +568,7 @@ def open_page(browser: Any, url: str, viewport: dict[str, int]) -> tuple[Any, li
 def test_page_in_a_headless_browser(browser: Any, served: tuple[Path, str], tmp_path: Path) -> None:
     root, base_url = served
     build_site(root, base_url)
-    proc = zuotang("gallery", "out", cwd=root)
+    proc = cli("gallery", "out", cwd=root)
     assert proc.returncode == 0, proc.stderr
 
     page, errors = open_page(browser, f"{base_url}/out/index.html", {"width": 1280, "height": 900})
@@ -558,7 +619,7 @@ def test_page_on_a_phone_and_from_a_file_url(
 ) -> None:
     root, base_url = served
     site = build_site(root, base_url)
-    assert zuotang("gallery", "out", cwd=root).returncode == 0
+    assert cli("gallery", "out", cwd=root).returncode == 0
     url = (site.out / "index.html").as_uri()  # local images through relative file: paths
 
     page, errors = open_page(browser, url, {"width": 390, "height": 844})
@@ -586,12 +647,6 @@ def test_an_input_path_column_finds_the_input_from_anywhere(
                     extra={"input_path": str(source)})  # fmt: skip
     tags = parse(gallery.write_gallery(tmp_path / "out", [record]).read_text(encoding="utf-8"))
     assert [img["src"] for img in tags.all("img")] == ["p.png", "../photos/p.png"]
-
-
-def test_the_default_report_name_is_the_runs() -> None:
-    from zuotang_cli import run
-
-    assert gallery.REPORT_NAME == run.DEFAULT_REPORT_NAME
 
 
 def test_an_unwritable_out_dir_is_a_usage_error(tmp_path: Path) -> None:

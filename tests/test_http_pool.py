@@ -18,8 +18,11 @@ import httpx
 import pytest
 import truststore
 
-from zuotang_cli import http_pool
-from zuotang_cli.http_pool import new_client
+from zuotang_cli.engine import http_pool
+from zuotang_cli.engine.http_pool import new_client
+
+# The server must see closes, and keep-alive expiry, within fixed waits.
+pytestmark = pytest.mark.timing
 
 
 @dataclass

@@ -9,20 +9,25 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
+import pytest
 from PIL import Image
 
-from tests.test_enhance_e2e import APPCODE, report_rows, write_list, zuotang
+from tests.helpers import (
+    enhance,
+    first_ctrl_c_taken,
+    report_rows,
+    start_zuotang,
+    wait_until,
+    write_list,
+    zuotang,
+    zuotang_report,
+)
 from zuotang_cli.status import ExitStatus
-
-
-def run(emu: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return zuotang(*args, "--qps", "50", endpoint=emu.endpoint)
 
 
 def image(path: Path, size: tuple[int, int], shade: int = 0) -> Path:
@@ -32,18 +37,20 @@ def image(path: Path, size: tuple[int, int], shade: int = 0) -> Path:
 
 
 def test_moving_the_output_directory_pays_nothing(tmp_path: Path, emulator: Any) -> None:
-    emu = emulator(link_ttl=2.0, qps=50)
+    # Links that live a minute, under the two minutes the client keeps as a margin: to the
+    # client they are dead at once.
+    emu = emulator(link_ttl=60.0, qps=50)
     urls = write_list(
         tmp_path / "u.txt",
         [emu.file_url("harbour-320x240.jpg"), emu.file_url("garden-480x640.png")],
     )
     out = tmp_path / "out"
-    assert run(emu, str(urls), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    assert enhance(emu, str(urls), "-o", str(out)).returncode == ExitStatus.SUCCESS
     moved = tmp_path / "elsewhere" / "renamed"
     moved.parent.mkdir()
     shutil.move(str(out), str(moved))
-    time.sleep(2.5)  # the links have expired: only the journal can save the bill
-    again = run(emu, str(urls), "-o", str(moved))
+    assert emu.expire_links() == 2  # and to the host: only the journal can save the bill
+    again = enhance(emu, str(urls), "-o", str(moved))
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
     stats = emu.stats()
     assert stats["billed"] == 2 and stats["downloads"] == 2  # no call, no download
@@ -58,7 +65,7 @@ def test_a_journal_of_the_old_format_is_migrated_not_discarded(
     emu = emulator(qps=50)
     photo = image(tmp_path / "in" / "photo.png", (64, 48))
     out = tmp_path / "out"
-    assert run(emu, str(photo), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    assert enhance(emu, str(photo), "-o", str(out)).returncode == ExitStatus.SUCCESS
     # Make it the journal of the version before: absolute outputs, files keyed by their
     # path, size and mtime, no names or digests.
     db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
@@ -71,7 +78,7 @@ def test_a_journal_of_the_old_format_is_migrated_not_discarded(
     db.execute("DELETE FROM meta")
     db.commit()
     db.close()
-    again = run(emu, str(photo), "-o", str(out))
+    again = enhance(emu, str(photo), "-o", str(out))
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
     assert emu.stats()["billed"] == 1
     assert [r["outcome"] for r in report_rows(out)] == ["skipped"]
@@ -84,12 +91,12 @@ def test_two_folders_with_the_same_names_keep_both_results_and_pay_nothing_on_re
     image(tmp_path / "a" / "pic.png", (40, 30), shade=10)
     image(tmp_path / "b" / "pic.png", (50, 30), shade=200)
     out = tmp_path / "out"
-    first = run(emu, str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out))
+    first = enhance(emu, str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out))
     assert first.returncode == ExitStatus.SUCCESS, first.stderr
     with Image.open(out / "a" / "pic.png") as a, Image.open(out / "b" / "pic.png") as b:
         assert (a.width, b.width) == (160, 200)  # each folder's own result, x4
     for _ in range(2):
-        again = run(emu, str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out))
+        again = enhance(emu, str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out))
         assert again.returncode == ExitStatus.SUCCESS
     assert emu.stats()["billed"] == 2
     assert {r["outcome"] for r in report_rows(out)} == {"skipped"}
@@ -100,14 +107,14 @@ def test_names_that_differ_only_by_case_never_share_a_file(tmp_path: Path, emula
     image(tmp_path / "in" / "Pic.png", (40, 30), shade=10)
     image(tmp_path / "in" / "pic.png", (48, 30), shade=200)
     out = tmp_path / "out"
-    proc = run(emu, str(tmp_path / "in"), "-o", str(out))
+    proc = enhance(emu, str(tmp_path / "in"), "-o", str(out))
     assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
     rows = report_rows(out)
     outputs = {row["output"].casefold() for row in rows}
     assert len(outputs) == 2  # distinct even on a case-insensitive disk
     renamed = [row for row in rows if "another input's result" in row["message"]]
     assert len(renamed) == 1
-    assert run(emu, str(tmp_path / "in"), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    assert enhance(emu, str(tmp_path / "in"), "-o", str(out)).returncode == ExitStatus.SUCCESS
     assert emu.stats()["billed"] == 2
 
 
@@ -115,14 +122,14 @@ def test_a_touched_or_moved_input_pays_nothing(tmp_path: Path, emulator: Any) ->
     emu = emulator(qps=50)
     photo = image(tmp_path / "in" / "photo.png", (64, 48))
     out = tmp_path / "out"
-    assert run(emu, str(photo), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    assert enhance(emu, str(photo), "-o", str(out)).returncode == ExitStatus.SUCCESS
     os.utime(photo, (time.time() + 100, time.time() + 100))
-    touched = run(emu, str(photo), "-o", str(out))
+    touched = enhance(emu, str(photo), "-o", str(out))
     assert touched.returncode == ExitStatus.SUCCESS
     moved = tmp_path / "other" / "renamed.png"
     moved.parent.mkdir()
     shutil.move(str(photo), str(moved))
-    again = run(emu, str(moved), "-o", str(out))
+    again = enhance(emu, str(moved), "-o", str(out))
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
     assert emu.stats()["billed"] == 1
     (row,) = [r for r in report_rows(out) if r["input"] == str(moved)]
@@ -137,7 +144,7 @@ def test_the_same_image_given_twice_is_paid_once(tmp_path: Path, emulator: Any) 
     shutil.copyfile(photo, copy)
     url = emu.file_url("harbour-320x240.jpg")
     out = tmp_path / "out"
-    proc = run(emu, str(photo), str(copy), url, url + "#again", "-o", str(out))
+    proc = enhance(emu, str(photo), str(copy), url, url + "#again", "-o", str(out))
     assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
     stats = emu.stats()
     assert stats["billed"] == 2  # one image file, one URL
@@ -148,64 +155,48 @@ def test_the_same_image_given_twice_is_paid_once(tmp_path: Path, emulator: Any) 
     with Image.open(rows[str(copy)]["output"]) as result:
         assert result.size == (256, 192)
     assert rows[url + "#again"]["outcome"] == "skipped"
-    assert run(emu, str(photo), str(copy), "-o", str(out)).returncode == ExitStatus.SUCCESS
+    assert enhance(emu, str(photo), str(copy), "-o", str(out)).returncode == ExitStatus.SUCCESS
     assert emu.stats()["billed"] == 2
 
 
+@pytest.mark.timing
 def test_a_double_ctrl_c_leaves_a_complete_report(tmp_path: Path, emulator: Any) -> None:
+    n = 12  # the first 4 in flight at the Ctrl-Cs, the rest never started
     emu = emulator(qps=4, latency=(2.0, 3.0), cheap=True)
-    urls = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(20)])
+    urls = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(n)])
     out = tmp_path / "out"
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": emu.endpoint}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zuotang_cli", "enhance", str(urls), "-o", str(out), "--qps", "4"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_zuotang(
+        str(urls), "-o", str(out), "--qps", "4", endpoint=emu.endpoint, stdout=DEVNULL
     )
-    deadline = time.monotonic() + 20
-    while emu.stats()["calls"] < 4:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: emu.stats()["calls"] >= 4, timeout=20)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.3)
+    said = first_ctrl_c_taken(proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
+    stderr = said + stderr
     assert proc.returncode == ExitStatus.INTERRUPTED, stderr
     rows = report_rows(out)
-    assert len(rows) == 20 and len({r["input"] for r in rows}) == 20
+    assert len(rows) == n and len({r["input"] for r in rows}) == n
     assert all(r["message"] for r in rows if r["outcome"] != "done")
     listed = zuotang_report(out)
-    assert len(listed.splitlines()) == 1 + 20, listed
+    assert len(listed.splitlines()) == 1 + n, listed
     # What was paid is not lost: the next run pays again only for the calls that were
     # cut while in flight (the journal held them as calling: nobody can know their reply).
     cut = sum("interrupted after the call went out" in r["message"] for r in rows)
     assert cut >= 1
     again = zuotang(str(urls), "-o", str(out), "--qps", "4", endpoint=emu.endpoint)
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
-    assert emu.stats()["billed"] <= 20 + cut
+    assert emu.stats()["billed"] <= n + cut
 
 
 def test_a_halt_accounts_for_every_input(tmp_path: Path, emulator: Any) -> None:
     emu = emulator(qps=50, appcodes=frozenset({"the-right-one"}), cheap=True)
     urls = write_list(tmp_path / "u.txt", [emu.file_url(f"i{i}.png") for i in range(300)])
     out = tmp_path / "out"
-    proc = run(emu, str(urls), "-o", str(out))
+    proc = enhance(emu, str(urls), "-o", str(out))
     assert proc.returncode == ExitStatus.HALTED
     assert len(report_rows(out)) == 300
     assert len(zuotang_report(out).splitlines()) == 1 + 300
-
-
-def zuotang_report(out: Path, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "zuotang_cli", "report", str(out), "-q", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 def test_dry_run_and_the_real_run_agree(tmp_path: Path, emulator: Any) -> None:
@@ -214,7 +205,7 @@ def test_dry_run_and_the_real_run_agree(tmp_path: Path, emulator: Any) -> None:
     new_url = emu.file_url("garden-480x640.png")
     moved = image(tmp_path / "x" / "one.png", (40, 30), shade=1)
     out = tmp_path / "out"
-    first = run(emu, done_url, lost_url, str(moved), "-o", str(out))
+    first = enhance(emu, done_url, lost_url, str(moved), "-o", str(out))
     assert first.returncode == ExitStatus.SUCCESS, first.stderr
     lost = next(r for r in report_rows(out) if r["input"] == lost_url)
     Path(lost["output"]).unlink()  # its link lives: downloaded again, not paid again
@@ -230,7 +221,7 @@ def test_dry_run_and_the_real_run_agree(tmp_path: Path, emulator: Any) -> None:
     inputs.append(str(notes))
     before = emu.stats()
 
-    dry = run(emu, *inputs, "-o", str(out), "--dry-run", "--json")
+    dry = enhance(emu, *inputs, "-o", str(out), "--dry-run", "--json")
     planned = {
         json.loads(line)["input"]: json.loads(line)["action"] for line in dry.stdout.splitlines()
     }
@@ -246,7 +237,7 @@ def test_dry_run_and_the_real_run_agree(tmp_path: Path, emulator: Any) -> None:
     }
     assert emu.stats()["calls"] == before["calls"]  # the dry run called nothing
 
-    real = run(emu, *inputs, "-o", str(out))
+    real = enhance(emu, *inputs, "-o", str(out))
     assert real.returncode == ExitStatus.SOME_FAILED  # the invalid one
     after = emu.stats()
     actions = list(planned.values())

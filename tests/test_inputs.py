@@ -1,4 +1,4 @@
-"""Unit tests of zuotang_cli.inputs: sources, list files, folders, URL normalization."""
+"""Unit tests of zuotang_cli.inputs.reader: sources, list files, folders, URL normalization."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from zuotang_cli import inputs
-from zuotang_cli.inputs import (
+from zuotang_cli.inputs import reader as inputs
+from zuotang_cli.inputs.reader import (
     GIF_REFUSED,
     MAX_LINE_BYTES,
     NOT_AN_IMAGE,
@@ -26,9 +26,9 @@ from zuotang_cli.inputs import (
     normalize_url,
     sniff_image,
 )
+from zuotang_cli.inputs.scan import NOT_REGULAR, UNSUPPORTED, ScanTally
 from zuotang_cli.models import InputItem, InputKind
-from zuotang_cli.rules import MAX_URL_LENGTH
-from zuotang_cli.scan import NOT_REGULAR, UNSUPPORTED, ScanTally
+from zuotang_cli.protocol.rules import MAX_URL_LENGTH
 
 
 def run(*sources: str | Path, stdin: bytes = b"", recursive: bool = False) -> list[InputItem]:
@@ -371,6 +371,7 @@ class EndlessLines(io.RawIOBase):
         return size
 
 
+@pytest.mark.timing
 def test_inputs_stream_lazily_from_a_million_line_stdin() -> None:
     source = EndlessLines(1_000_000)
     stdin = io.BufferedReader(source)

@@ -1,4 +1,4 @@
-"""Unit tests of zuotang_cli.naming: deterministic, collision-free, portable output names."""
+"""Unit tests of zuotang_cli.store.naming: deterministic, collision-free, portable output names."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zuotang_cli.inputs import InvalidURL, normalize_url
+from zuotang_cli.inputs.reader import InvalidURL, normalize_url
 from zuotang_cli.models import InputItem, InputKind
-from zuotang_cli.naming import (
+from zuotang_cli.store.naming import (
     MAX_NAME_BYTES,
     MAX_NAME_CHARS,
     UnsafePathError,

@@ -8,20 +8,18 @@ everything zuotang decides on its own when those modules or that method are miss
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from zuotang_cli.report import read_report
+from tests.helpers import cli, enhance_env, start, url_list, wait_until
+from zuotang_cli.outputs.report import read_report
 from zuotang_cli.status import ExitStatus
 
-APPCODE = "no-posix-appcode-31"
 BLOCKED = ("fcntl", "termios", "resource")
 
 BOOTSTRAP = f"""
@@ -51,32 +49,13 @@ def add_signal_handler(self, sig, callback, *args):
 asyncio.AbstractEventLoop.add_signal_handler = add_signal_handler
 asyncio.SelectorEventLoop.add_signal_handler = add_signal_handler
 """
-RUN_CLI = BOOTSTRAP + "\nfrom zuotang_cli.cli import main\nmain()\n"
+RUN_CLI = BOOTSTRAP + "\nfrom zuotang_cli.cli.main import main\nmain()\n"
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="this is Windows already")
 
 
-def _env(endpoint: str | None) -> dict[str, str]:
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE}
-    if endpoint is not None:
-        env["ZUOTANG_ENDPOINT"] = endpoint
-    return env
-
-
-def zuotang(*args: str, endpoint: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", RUN_CLI, *args],
-        capture_output=True,
-        text=True,
-        env=_env(endpoint),
-        timeout=120,
-    )
-
-
-def url_list(tmp_path: Path, emu: Any, n: int) -> Path:
-    path = tmp_path / "urls.txt"
-    path.write_text("".join(emu.file_url(f"i{i}.png") + "\n" for i in range(n)))
-    return path
+NO_POSIX = ("-c", RUN_CLI)
+"""How the interpreter runs zuotang here (``entry`` of tests.helpers.cli and start)."""
 
 
 def test_the_bootstrap_really_refuses_them() -> None:
@@ -110,7 +89,15 @@ def test_the_python_api_imports(tmp_path: Path) -> None:
 def test_dry_run(tmp_path: Path) -> None:
     urls = tmp_path / "u.txt"
     urls.write_text("https://example.com/a.jpg\nhttps://example.com/b.jpg\nftp://nope\n")
-    done = zuotang("enhance", str(urls), "-o", str(tmp_path / "out"), "--dry-run")
+    done = cli(
+        "enhance",
+        str(urls),
+        "-o",
+        str(tmp_path / "out"),
+        "--dry-run",
+        entry=NO_POSIX,
+        env=enhance_env(None),
+    )
     assert done.returncode == ExitStatus.SOME_FAILED, done.stderr  # as the run: one invalid
     assert [line.split("\t")[0] for line in done.stdout.splitlines()] == [
         "call",
@@ -124,7 +111,16 @@ def test_a_real_batch_saves_every_image_with_its_report(tmp_path: Path, emulator
     emu = emulator(cheap=True, qps=50)
     out = tmp_path / "out"
     urls = url_list(tmp_path, emu, 12)
-    done = zuotang("enhance", str(urls), "-o", str(out), "--qps", "20", endpoint=emu.endpoint)
+    done = cli(
+        "enhance",
+        str(urls),
+        "-o",
+        str(out),
+        "--qps",
+        "20",
+        entry=NO_POSIX,
+        env=enhance_env(emu.endpoint),
+    )
     assert done.returncode == ExitStatus.SUCCESS, done.stderr
     assert "Traceback" not in done.stderr
     rows = read_report(out / "report.csv")
@@ -132,26 +128,22 @@ def test_a_real_batch_saves_every_image_with_its_report(tmp_path: Path, emulator
     assert all(Path(row["output"]).is_file() for row in rows)
     assert sorted(done.stdout.split()) == sorted(row["output"] for row in rows)
     assert emu.stats()["billed"] == 12
-    again = zuotang("enhance", str(urls), "-o", str(out), endpoint=emu.endpoint)
+    again = cli("enhance", str(urls), "-o", str(out), entry=NO_POSIX, env=enhance_env(emu.endpoint))
     assert again.returncode == ExitStatus.SUCCESS, again.stderr  # the lock, the journal
     assert {row["outcome"] for row in read_report(out / "report.csv")} == {"skipped"}
     assert emu.stats()["billed"] == 12
 
 
+@pytest.mark.timing
 def test_ctrl_c_still_finishes_the_calls_in_flight(tmp_path: Path, emulator: Any) -> None:
     emu = emulator(cheap=True, qps=50, latency=(1.5, 1.5))
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", RUN_CLI, "enhance", str(url_list(tmp_path, emu, 200))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**_env(emu.endpoint), "ZUOTANG_QPS": "10", "ZUOTANG_OUTPUT_DIR": str(out)},
+    proc = start(
+        *("enhance", str(url_list(tmp_path, emu, 200))),
+        entry=NO_POSIX,
+        env={**enhance_env(emu.endpoint), "ZUOTANG_QPS": "10", "ZUOTANG_OUTPUT_DIR": str(out)},
     )
-    deadline = time.monotonic() + 20
-    while emu.stats()["in_flight"] < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: emu.stats()["in_flight"] >= 2, timeout=20)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == ExitStatus.INTERRUPTED, stderr

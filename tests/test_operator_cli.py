@@ -12,7 +12,6 @@ import re
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import EmulatorFactory, ImageMaker
-from tests.test_enhance_e2e import APPCODE, report_rows, write_list, zuotang
+from tests.helpers import Env, cli, enhance_env, report_rows, start, urls, write_list, zuotang
 from zuotang_cli.status import ExitStatus
 
 HALT_PREFIX = "zuotang: halted:"
-
-
-def urls(emu: Any, n: int, stem: str = "i") -> list[str]:
-    return [emu.file_url(f"{stem}{i}.png") for i in range(n)]
 
 
 def lines_of(stderr: str) -> list[str]:
@@ -147,12 +142,7 @@ def test_exit_4_when_the_journal_is_unusable(tmp_path: Path, emulator: EmulatorF
 
 
 def test_help_and_readme_carry_the_same_exit_codes() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "zuotang_cli", "enhance", "--help"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = cli("enhance", "--help", env={"COLUMNS": "200"})
     assert "4 halted by trouble on the way" in proc.stdout
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 130 |"):
@@ -163,6 +153,7 @@ def test_help_and_readme_carry_the_same_exit_codes() -> None:
 # -- the summary --------------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_the_summary_shows_money_throttling_and_failures_by_reason(
     tmp_path: Path, emulator: EmulatorFactory
 ) -> None:
@@ -273,7 +264,7 @@ def test_stats_lines_show_life_when_stderr_is_not_a_terminal(
     progress = [x for x in lines_of(proc.stderr) if x.startswith("zuotang: progress: ")]
     assert len(progress) >= 2, proc.stderr
     quiet = zuotang(
-        *urls(emu, 3, "q"), "-o", str(tmp_path / "p"), "--qps", "2", "--stats-interval", "0",
+        *urls(emu, 3, stem="q"), "-o", str(tmp_path / "p"), "--qps", "2", "--stats-interval", "0",
         endpoint=emu.endpoint,
     )  # fmt: skip
     assert "progress:" not in quiet.stderr
@@ -376,24 +367,14 @@ def test_the_emulator_on_a_busy_port_says_so_in_one_line_and_exits_2() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run(
-            [sys.executable, "-m", "zuotang_cli", "emulator", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = cli("emulator", "--port", str(port))
     assert proc.returncode == ExitStatus.USAGE
     assert proc.stderr.count("\n") == 1 and "Errno" not in proc.stderr
     assert "in use" in proc.stderr and "--port" in proc.stderr
 
 
 def config(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zuotang_cli", "config", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return cli("config", *args)
 
 
 def test_config_set_saves_a_checked_key(isolated_config: Path) -> None:
@@ -472,7 +453,7 @@ class Screen:
         return ["".join(row).rstrip() for row in self.rows]
 
 
-def run_on_a_pty(args: list[str], env: dict[str, str], stdin_text: str | None = None) -> str:
+def run_on_a_pty(args: list[str], env: Env, stdin_text: str | None = None) -> str:
     """Run zuotang with stdout and stderr on one pseudo-terminal; all it wrote there."""
     import fcntl
     import pty
@@ -481,12 +462,14 @@ def run_on_a_pty(args: list[str], env: dict[str, str], stdin_text: str | None = 
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zuotang_cli", "enhance", *args],
+    proc = start(
+        "enhance",
+        *args,
+        env=env,
+        text=False,
         stdin=slave if stdin_text is not None else subprocess.DEVNULL,
         stdout=slave,
         stderr=slave,
-        env=env,
         close_fds=True,
     )
     os.close(slave)
@@ -507,11 +490,12 @@ def run_on_a_pty(args: list[str], env: dict[str, str], stdin_text: str | None = 
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def tty_env(endpoint: str) -> dict[str, str]:
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": endpoint}
-    env.update(TERM="xterm-256color", COLUMNS="200", LINES="50")
-    env.pop("NO_COLOR", None)
-    return env
+def tty_env(endpoint: str) -> Env:
+    """A run's variables on a 200 x 50 colour terminal."""
+    return {
+        **enhance_env(endpoint),
+        **{"TERM": "xterm-256color", "COLUMNS": "200", "LINES": "50", "NO_COLOR": None},
+    }
 
 
 def test_saved_paths_never_share_a_line_with_the_live_progress(

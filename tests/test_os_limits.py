@@ -13,31 +13,14 @@ from typing import Any
 
 import pytest
 
-from zuotang_cli import download, fdlimit
-from zuotang_cli.download import DownloadFailed
-from zuotang_cli.report import read_report
+from tests.helpers import start_zuotang, url_list, write_list
+from zuotang_cli.engine import fdlimit
+from zuotang_cli.outputs.report import read_report
 from zuotang_cli.status import ExitStatus
+from zuotang_cli.store import download
+from zuotang_cli.store.download import DownloadFailed
 
-APPCODE = "os-limits-appcode-77"
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX resource limits")
-
-
-def url_list(tmp_path: Path, emu: Any, n: int) -> Path:
-    path = tmp_path / "urls.txt"
-    path.write_text("".join(emu.file_url(f"i{i}.png") + "\n" for i in range(n)))
-    return path
-
-
-def start(
-    *args: str, endpoint: str, preexec: Callable[[], None] | None = None, **popen: Any
-) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "ZUOTANG_APPCODE": APPCODE, "ZUOTANG_ENDPOINT": endpoint}
-    return subprocess.Popen(
-        [sys.executable, "-m", "zuotang_cli", "enhance", *args],
-        env=env,
-        preexec_fn=preexec,
-        **popen,
-    )
 
 
 # -- the open-file limit ------------------------------------------------------------------
@@ -63,7 +46,7 @@ def test_even_a_tiny_limit_leaves_a_working_batch() -> None:
 @posix_only
 def test_the_soft_limit_is_raised_toward_the_hard_one() -> None:
     code = (
-        "import resource; from zuotang_cli import fdlimit\n"
+        "import resource; from zuotang_cli.engine import fdlimit\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 4096))\n"
         "print(fdlimit.open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
     )
@@ -97,13 +80,13 @@ def test_at_ulimit_128_every_image_is_saved(tmp_path: Path, emulator: Any) -> No
     would need far more descriptors; the run fits itself to the limit and saves all."""
     emu = emulator(cheap=True, qps=30, latency=(1.0, 2.0))
     out = tmp_path / "out"
-    proc = start(
+    proc = start_zuotang(
         str(url_list(tmp_path, emu, 150)),
         *("-o", str(out), "--qps", "30"),
         endpoint=emu.endpoint,
-        preexec=_limit_open_files(128),
+        preexec_fn=_limit_open_files(128),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        text=False,
     )
     _, stderr = proc.communicate(timeout=120)
     text = stderr.decode()
@@ -145,7 +128,7 @@ def test_a_reader_of_stderr_that_went_away_fails_no_image(tmp_path: Path, emulat
     emu = emulator(cheap=True, qps=100)
     out = tmp_path / "out"
     read_end, write_end = os.pipe()
-    proc = start(
+    proc = start_zuotang(
         str(url_list(tmp_path, emu, 40)),
         *("-o", str(out), "--qps", "50", "-v"),
         endpoint=emu.endpoint,
@@ -165,13 +148,13 @@ def test_a_closed_stderr_fails_no_image(tmp_path: Path, emulator: Any) -> None:
     emu = emulator(cheap=True, qps=100)
     out = tmp_path / "out"
     lines = [emu.file_url("i0.png"), "ftp://not-http", emu.file_url("i1.png")]
-    (tmp_path / "u.txt").write_text("\n".join(lines) + "\n")
-    proc = start(
-        str(tmp_path / "u.txt"),
+    proc = start_zuotang(
+        str(write_list(tmp_path / "u.txt", lines)),
         *("-o", str(out), "-v"),
         endpoint=emu.endpoint,
-        preexec=lambda: os.close(2),
+        preexec_fn=lambda: os.close(2),
         stdout=subprocess.DEVNULL,
+        stderr=None,
     )
     assert proc.wait(timeout=120) == ExitStatus.SOME_FAILED  # the ftp line, nothing else
     outcomes = [row["outcome"] for row in read_report(out / "report.csv")]

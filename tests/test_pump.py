@@ -1,4 +1,4 @@
-"""zuotang_cli.pump: a blocking iterator read in a thread, handed to the loop in lists."""
+"""zuotang_cli.engine.pump: a blocking iterator read in a thread, handed to the loop in lists."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from zuotang_cli.pump import aiter_in_thread
+from zuotang_cli.engine.pump import aiter_in_thread
 
 
 async def collect(iterator: Iterator[int], maxsize: int = 4096) -> list[list[int]]:

@@ -1,4 +1,4 @@
-"""Unit tests of zuotang_cli.report: the formats, crash safety, report sets and the summary."""
+"""Unit tests of the report (zuotang_cli.outputs.report): formats, crash safety, sets, summary."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zuotang_cli.cells import stored_cells
 from zuotang_cli.errors import LocalError, UsageError
 from zuotang_cli.models import REPORT_FIELDS, DoneRow, Outcome, Record
-from zuotang_cli.report import (
+from zuotang_cli.outputs.report import (
     CsvReportWriter,
     JsonLinesReportWriter,
     ReportSet,
@@ -23,7 +24,6 @@ from zuotang_cli.report import (
     open_report,
     read_report,
     report_format,
-    stored_cells,
     summarize,
 )
 

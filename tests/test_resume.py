@@ -8,19 +8,27 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_enhance_e2e import report_rows, start_zuotang, write_list, zuotang
-from zuotang_cli.journal import Action, Journal, Status, entry_key
+from tests.helpers import (
+    cli,
+    enhance,
+    report_rows,
+    start_zuotang,
+    url_list,
+    wait_until,
+    write_list,
+    zuotang,
+)
 from zuotang_cli.models import InputItem, InputKind, Outcome, Record
 from zuotang_cli.status import ExitStatus
+from zuotang_cli.store import planner
+from zuotang_cli.store.journal import Entry, Journal, Status, entry_key
+from zuotang_cli.store.planner import Action, OutputListing, Plan
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tiff"}
 
@@ -33,14 +41,6 @@ def saved_images(out: Path) -> list[Path]:
 
 def part_files(out: Path) -> list[Path]:
     return list(out.rglob("*.part"))
-
-
-def url_list(tmp_path: Path, emu: Any, n: int, start: int = 0) -> Path:
-    return write_list(tmp_path / "urls.txt", [emu.file_url(f"i{i}.png") for i in range(start, n)])
-
-
-def enhance(emu: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return zuotang(*args, "--qps", "50", endpoint=emu.endpoint)
 
 
 def test_a_rerun_makes_no_new_call_and_skips_everything(tmp_path: Path, emulator: Any) -> None:
@@ -110,6 +110,11 @@ def test_force_calls_again(tmp_path: Path, emulator: Any) -> None:
     assert emu.stats()["billed"] == 6
 
 
+def plan_of(journal: Journal, entry: Entry | None, **rules: Any) -> Plan:
+    root = str(journal.root)
+    return planner.plan(entry, present=OutputListing(root), root=root, **rules)
+
+
 def test_a_paid_but_unsaved_result_is_downloaded_not_paid_again(tmp_path: Path) -> None:
     """The journal's plan for each state (pure; the entry written by hand)."""
     item = InputItem(0, "https://x/a.png", InputKind.URL, url="https://x/a.png")
@@ -119,13 +124,15 @@ def test_a_paid_but_unsaved_result_is_downloaded_not_paid_again(tmp_path: Path) 
         now = time.time()
 
         def action(at: float) -> Action:
-            return journal.plan(journal.get(key), force=False, retry_failed=False, now=at).action
+            return plan_of(
+                journal, journal.get(key), force=False, retry_failed=False, now=at
+            ).action
 
         assert action(now) is Action.CALL
         journal.calling(key, record)
         assert action(now) is Action.CALL
         journal.paid(key, record, "https://cdn/x.png", now)
-        plan = journal.plan(journal.get(key), force=False, retry_failed=False, now=now)
+        plan = plan_of(journal, journal.get(key), force=False, retry_failed=False, now=now)
         assert plan.action is Action.DOWNLOAD
         later = now + 3600
         assert action(later) is Action.CALL
@@ -136,9 +143,9 @@ def test_a_paid_but_unsaved_result_is_downloaded_not_paid_again(tmp_path: Path) 
         failed = Record(input=item.source, outcome=Outcome.FAILED, error_class="state-7")
         key2 = entry_key(item, "face", 2)
         journal.failed(key2, failed)
-        skip = journal.plan(journal.get(key2), force=False, retry_failed=False, now=now)
+        skip = plan_of(journal, journal.get(key2), force=False, retry_failed=False, now=now)
         assert skip.action is Action.SKIP_FAILED
-        retry = journal.plan(journal.get(key2), force=False, retry_failed=True, now=now)
+        retry = plan_of(journal, journal.get(key2), force=False, retry_failed=True, now=now)
         assert retry.action is Action.CALL
 
 
@@ -203,10 +210,7 @@ def test_a_second_run_on_the_same_directory_refuses(tmp_path: Path, emulator: An
     urls, out = url_list(tmp_path, emu, 20), tmp_path / "out"
     first = start_zuotang(str(urls), "-o", str(out), "--qps", "5", "-q", endpoint=emu.endpoint)
     try:
-        deadline = time.monotonic() + 20
-        while not (out / ".zuotang" / "journal.sqlite").exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until((out / ".zuotang" / "journal.sqlite").exists, timeout=20)
         second = enhance(emu, str(urls), "-o", str(out))
         assert second.returncode == ExitStatus.USAGE
         assert "in use by another zuotang run" in second.stderr
@@ -231,22 +235,12 @@ def test_zuotang_report_rebuilds_the_report_from_the_journal(tmp_path: Path, emu
     enhance(emu, str(write_list(tmp_path / "u.txt", lines)), "-o", str(out))
     (out / "report.csv").unlink()
     for fmt in ("csv", "json", "jsonl"):
-        proc = subprocess.run(
-            [sys.executable, "-m", "zuotang_cli", "report", str(out), "--format", fmt],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = cli("report", str(out), "--format", fmt)
         assert proc.returncode == 0, proc.stderr
         assert "2 done" in proc.stderr
         if fmt == "json":
             assert len(json.loads(proc.stdout)) == 2
-    missing = subprocess.run(
-        [sys.executable, "-m", "zuotang_cli", "report", str(tmp_path / "nothing")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    missing = cli("report", str(tmp_path / "nothing"))
     assert missing.returncode == ExitStatus.USAGE and "no journal" in missing.stderr
 
 
@@ -312,13 +306,6 @@ def _ready(emu: Any, kill_after: float | None, wait_for: str | None, proc: Any) 
 
 _STARTED: dict[int, float] = {}
 """When each process under test was first checked (by pid), for kills after a delay."""
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def journal_books(out: Path) -> dict[str, tuple[int, int]]:

@@ -9,8 +9,8 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
+from zuotang_cli.cli.progress import NullDisplay, PlainDisplay, say
 from zuotang_cli.models import Outcome, Record
-from zuotang_cli.progress import NullDisplay, PlainDisplay, say
 from zuotang_cli.sanitize import (
     MASK,
     Secrets,

@@ -1,5 +1,5 @@
 """Settings: precedence, sources, validation, masking, paths, TOML reading and the
-0600 atomic write of the AppCode (zuotang_cli.settings, no CLI)."""
+0600 atomic write of the AppCode (zuotang_cli.app.settings, no CLI)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any
 import platformdirs
 import pytest
 
-from zuotang_cli import rules, settings
+from zuotang_cli.app import settings
+from zuotang_cli.app.settings import ConfigFile, Setting, Source
 from zuotang_cli.errors import UsageError
-from zuotang_cli.settings import ConfigFile, Setting, Source
+from zuotang_cli.protocol import rules
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -450,8 +451,8 @@ def test_save_replaces_the_appcode_line_in_place(isolated_config: Path) -> None:
     )
     settings.save_appcode(isolated_config, "new-code-456")
     assert isolated_config.read_text(encoding="utf-8") == (
-        'qps = 3\nappcode = "new-code-456"\ntype = "face"\n'
-    )
+        'qps = 3\n  "appcode" = "new-code-456"   # old\ntype = "face"\n'
+    )  # the key as the user spelled it, its indentation and its comment kept
 
 
 def test_save_keeps_crlf_and_a_missing_final_newline(isolated_config: Path) -> None:
@@ -512,7 +513,8 @@ def test_a_failed_write_leaves_the_old_file_whole(
 @pytest.mark.parametrize(
     "original",
     [
-        'appcode = """\nmulti-line-code"""\n',  # a line edit would break it
+        "[appcode]\nx = 1\n",  # a table where the code belongs: its content would go
+        'appcode = ["a", "b"]\n',  # an array, likewise
         "qps = = 3\n",  # not TOML at all
     ],
 )
@@ -522,6 +524,62 @@ def test_save_refuses_a_file_it_cannot_update_safely(isolated_config: Path, orig
     with pytest.raises(UsageError, match=str(isolated_config)):
         settings.save_appcode(isolated_config, CODE)
     assert isolated_config.read_text(encoding="utf-8") == original
+
+
+def test_save_replaces_a_multi_line_value_whole(isolated_config: Path) -> None:
+    isolated_config.parent.mkdir(parents=True)
+    isolated_config.write_text('appcode = """\nold-code"""\n# after\nqps = 3\n', encoding="utf-8")
+    settings.save_appcode(isolated_config, CODE)
+    assert isolated_config.read_text(encoding="utf-8") == f'appcode = "{CODE}"\n# after\nqps = 3\n'
+
+
+COMMENTED = (
+    "# zuotang, for the shop's camera\r\n"
+    "\r\n"
+    'endpoint   =   "http://127.0.0.1:9/tasks/visual/scale"   # the emulator\r\n'
+    "qps    = 3          # what we paid for\r\n"
+    "# type: clean for products\r\n"
+    'type = "clean"\r\n'
+    "\r\n"
+    "[team]  # not zuotang's\r\n"
+    "qps = 99\r\n"
+)
+"""A config file as a person writes it: comments, alignment, CRLF, a table of their own."""
+
+
+def test_save_setting_changes_one_value_and_keeps_every_other_byte(isolated_config: Path) -> None:
+    isolated_config.parent.mkdir(parents=True)
+    isolated_config.write_bytes(COMMENTED.encode())
+
+    settings.save_setting(isolated_config, "qps", "5")
+    settings.save_setting(isolated_config, "endpoint", "http://127.0.0.1:8/tasks/visual/scale")
+
+    expected = COMMENTED.replace("qps    = 3 ", "qps    = 5.0 ").replace(":9/", ":8/")
+    assert isolated_config.read_bytes() == expected.encode()
+    values = settings.read_config(isolated_config).values
+    assert values["qps"].value == 5.0
+    assert values["endpoint"].value == "http://127.0.0.1:8/tasks/visual/scale"
+
+
+def test_save_setting_adds_a_new_key_after_the_opening_comments(isolated_config: Path) -> None:
+    isolated_config.parent.mkdir(parents=True)
+    isolated_config.write_bytes(COMMENTED.encode())
+    settings.save_setting(isolated_config, "scale", "2")
+    lines = COMMENTED.split("\r\n")
+    expected = "\r\n".join([*lines[:2], 'scale = "2"', *lines[2:]])
+    assert isolated_config.read_bytes() == expected.encode()
+    assert tomllib.loads(expected)["team"] == {"qps": 99}
+
+
+@pytest.mark.parametrize("folder", ['my "photos"\\2024', "it's/图片", "tab\there", "x''' y"])
+def test_save_setting_writes_any_folder_name_as_valid_toml(
+    isolated_config: Path, folder: str
+) -> None:
+    isolated_config.parent.mkdir(parents=True)
+    isolated_config.write_text("output_dir = 'old'  # mine\n", encoding="utf-8")
+    settings.save_setting(isolated_config, "output_dir", folder)
+    assert settings.read_config(isolated_config).values["output_dir"].value == Path(folder)
+    assert isolated_config.read_text(encoding="utf-8").endswith("  # mine\n")
 
 
 @pytest.mark.parametrize("bad", ["", "two words", "tab\tcode"])

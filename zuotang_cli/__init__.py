@@ -31,11 +31,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "BatchOutcome": "zuotang_cli.client",
-    "ScaleClient": "zuotang_cli.client",
-    "enhance": "zuotang_cli.client",
-    "Reply": "zuotang_cli.api",
-    "Verdict": "zuotang_cli.api",
+    "BatchOutcome": "zuotang_cli.app.client",
+    "ScaleClient": "zuotang_cli.app.client",
+    "enhance": "zuotang_cli.app.client",
+    "Reply": "zuotang_cli.protocol.api",
+    "Verdict": "zuotang_cli.protocol.api",
     "Record": "zuotang_cli.models",
     "Outcome": "zuotang_cli.models",
     "ExitStatus": "zuotang_cli.status",
@@ -45,10 +45,10 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from zuotang_cli.api import Reply, Verdict
-    from zuotang_cli.client import BatchOutcome, ScaleClient, enhance
+    from zuotang_cli.app.client import BatchOutcome, ScaleClient, enhance
     from zuotang_cli.errors import HaltError, UsageError, ZuotangError
     from zuotang_cli.models import Outcome, Record
+    from zuotang_cli.protocol.api import Reply, Verdict
     from zuotang_cli.status import ExitStatus
 
 

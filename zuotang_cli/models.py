@@ -46,10 +46,25 @@ class ErrorClass(str, enum.Enum):
     TOO_MANY_OPEN_FILES = "too-many-open-files"
     OS_ERROR = "os-error"
     # before or after the call
+    BAD_INPUT = "bad-input"
+    PREFLIGHT = "preflight"
+    """Refused before any call: the service would refuse the image (format, size)."""
     UNREADABLE = "unreadable"
     UPLOAD_TOO_LARGE = "upload-too-large"
     LINK_EXPIRED = "link-expired"
     LINK_REFUSED = "link-refused"
+    BAD_RESULT_URL = "bad-result-url"
+    DOWNLOAD_NETWORK = "download-network"
+    DOWNLOAD_TIMEOUT = "download-timeout"
+    """A pause of ``--timeout`` between two reads of a result (retried)."""
+    DOWNLOAD_TOO_SLOW = "download-too-slow"
+    DOWNLOAD_TOO_LONG = "download-too-long"
+    DOWNLOAD_HTTP = "download-http"
+    """The result host answered an HTTP error other than a refusal (its status in the
+    message; retried)."""
+    RESULT_TOO_LARGE = "result-too-large"
+    NOT_AN_IMAGE = "not-an-image"
+    UNSAFE_PATH = "unsafe-path"
     DISK_ERROR = "disk-error"
     MAX_CALLS = "max-calls"
     NOT_ATTEMPTED = "not-attempted"
@@ -93,7 +108,7 @@ class InputItem:
     relpath: PurePosixPath | None = None
     """For files found inside a directory input: the path relative to that directory."""
     error: str | None = None
-    error_class: str | None = None
+    error_class: ErrorClass | None = None
     width: int | None = None
     """Input width in pixels, when known (local files; URLs with --probe)."""
     height: int | None = None
@@ -234,7 +249,7 @@ class DoneRow:
     """The ``skipped`` row of an input an earlier run saved, made from its journal entry
     without decoding the stored record: a re-run over a long done list is mostly these.
     ``cells`` are the stored record's CSV cells that the row copies as they are (rendered
-    once, when the result was saved: :func:`zuotang_cli.report.stored_cells`); ``full``
+    once, when the result was saved: :func:`zuotang_cli.cells.stored_cells`); ``full``
     decodes the whole record for what needs every field (JSON reports, ``--json``)."""
 
     input: str

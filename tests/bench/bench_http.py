@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from tests.bench.bench_procs import SCALE_PATH
-from zuotang_cli.batch import default_concurrency, default_download_concurrency
+from zuotang_cli.engine.batch import default_concurrency, default_download_concurrency
 
 STACKS = ("httpx-pool", "httpx-aiohttp", "asyncio-sockets")
 

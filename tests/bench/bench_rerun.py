@@ -31,11 +31,12 @@ from typing import Any
 from PIL import Image
 
 from tests.bench.bench_procs import APPCODE, KIB, REPO
-from zuotang_cli import naming
-from zuotang_cli.inputs import iter_inputs
-from zuotang_cli.journal import FORMAT, JOURNAL_DIR, JOURNAL_NAME, Journal, entry_key, folded
+from zuotang_cli.cells import stored_cells
+from zuotang_cli.inputs.reader import iter_inputs
 from zuotang_cli.models import Outcome, Record
-from zuotang_cli.report import stored_cells
+from zuotang_cli.store import naming
+from zuotang_cli.store.journal import FORMAT, Journal, entry_key, folded
+from zuotang_cli.store.layout import Layout
 
 BEFORE = "00db211"
 """The last commit before "done is done" (issue 19): a done input's file was looked at
@@ -63,7 +64,7 @@ def build_done(n: int, root: Path) -> tuple[Path, Path]:
     Image.new("RGB", (32, 24), (40, 90, 160)).save(result)
     size = result.stat().st_size
     Journal.open(out).close()  # the schema and format, by the product
-    db = sqlite3.connect(out / JOURNAL_DIR / JOURNAL_NAME)
+    db = sqlite3.connect(Layout(out).journal)
     now = time.time()
     items = iter_inputs([str(listing)], stdin=io.BytesIO())
     done = 0
@@ -164,7 +165,7 @@ def rerun(listing: Path, out: Path, code: Path | None) -> dict[str, Any]:
 
 
 def mark_format(out: Path, value: str) -> None:
-    db = sqlite3.connect(out / JOURNAL_DIR / JOURNAL_NAME)
+    db = sqlite3.connect(Layout(out).journal)
     with db:
         db.execute("UPDATE meta SET value = ? WHERE name = 'format'", (value,))
     db.close()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 MAX_LINE_BYTES = 64 * 1024
-"""zuotang_cli.inputs.MAX_LINE_BYTES: a longer line is one row ("too long")."""
+"""zuotang_cli.inputs.reader.MAX_LINE_BYTES: a longer line is one row ("too long")."""
 BOM = b"\xef\xbb\xbf"
 
 WHITESPACE = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u200a\u2028\u2029\u202f\u3000"

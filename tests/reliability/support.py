@@ -5,19 +5,17 @@
 - :class:`Trial` and :data:`FIGURES` hold the figures the tests measure (written to
   tests/RELIABILITY.md by conftest.py);
 - :class:`HostileServer` is a tiny HTTP/1.1 server on loopback that misbehaves on purpose;
-- helpers read the report, check saved files and snapshot folders.
+- helpers check saved files and snapshot folders (the report's rows, list files and
+  waiting for a condition: tests/helpers.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import io
-import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -28,6 +26,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from PIL import Image
+
+from tests import helpers
 
 APPCODE = "zt-REL-SECRET-5f1c0d9a7e"
 """Recognizable: any occurrence in an output is a leak."""
@@ -116,21 +116,6 @@ class Run:
     seconds: float
 
 
-def cli_env(endpoint: str | None, appcode: str | None, extra: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a run: no ZUOTANG_* from outside except the (test) config path."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("ZUOTANG_") or name == "ZUOTANG_CONFIG"
-    }
-    if endpoint is not None:
-        env["ZUOTANG_ENDPOINT"] = endpoint
-    if appcode is not None:
-        env["ZUOTANG_APPCODE"] = appcode
-    env.update(extra)
-    return env
-
-
 def start(
     *args: str,
     endpoint: str | None,
@@ -141,12 +126,12 @@ def start(
     command: str = "enhance",
 ) -> subprocess.Popen[bytes]:
     """``zuotang COMMAND ARGS`` started in a subprocess (stdin, stdout, stderr piped)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "zuotang_cli", command, *args],
+    return helpers.start(
+        command,
+        *args,
+        env={**helpers.enhance_env(endpoint, appcode), **(env or {})},
+        text=False,
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(endpoint, appcode, env or {}),
         cwd=cwd,
         preexec_fn=preexec_fn,
     )
@@ -243,11 +228,6 @@ def _read_all(path: Path) -> bytes:
 # Reports, saved files, folders
 
 
-def report_rows(out: Path, name: str = "report.csv") -> list[dict[str, str]]:
-    with (out / name).open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def journal_costs(out: Path) -> dict[str, tuple[int, int, int, int]]:
     """Input -> (paid calls, possibly paid calls, paid calls without a result, expired
     links), as the journal in ``out`` holds them over all runs.  A URL is known by itself,
@@ -263,11 +243,6 @@ def journal_costs(out: Path) -> dict[str, tuple[int, int, int, int]]:
         }
     finally:
         db.close()
-
-
-def write_lines(path: Path, lines: Iterable[str]) -> Path:
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
 
 
 def saved_images(out: Path) -> list[Path]:
@@ -319,13 +294,6 @@ def png_bytes(
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests.helpers import report_rows
 from tests.reliability.fuzz import (
     BOM,
     MAX_LINE_BYTES,
@@ -35,7 +36,10 @@ from tests.reliability.fuzz import (
     is_entry,
     split_lines,
 )
-from tests.reliability.support import Trial, enhance, report_rows
+from tests.reliability.support import (
+    Trial,
+    enhance,
+)
 
 SUITE = "Bad input (property-based, hypothesis)"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")

@@ -24,13 +24,12 @@ import pytest
 from PIL import Image
 
 from tests.disk import grow_disk, small_disk
+from tests.helpers import report_rows, write_list
 from tests.reliability.support import (
     Trial,
     check_saved,
     enhance,
-    report_rows,
     saved_images,
-    write_lines,
 )
 from zuotang_cli.status import ExitStatus
 
@@ -175,7 +174,7 @@ def test_a_disk_full_during_downloads_halts_and_a_rerun_completes(
         noise = Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3))
         noise.save(host / f"noise{i}.png")
     emu = emulator(serve_dir=host, qps=100, latency=(0.0, 0.0))
-    urls = write_lines(tmp_path / "u.txt", [emu.file_url(f"noise{i}.png") for i in range(n)])
+    urls = write_list(tmp_path / "u.txt", [emu.file_url(f"noise{i}.png") for i in range(n)])
     out = tmp_path / "out"
     args = (str(urls), "-o", str(out), "--qps", "20", "--concurrency", "2")
     full = enhance(
@@ -219,7 +218,7 @@ def test_a_journal_that_cannot_grow_halts_and_a_rerun_completes(
     """The disk fills while the journal is written (RLIMIT_FSIZE 100 KB, its WAL grows)."""
     n, concurrency = 200, 4
     emu = emulator(cheap=True, qps=1000, latency=(0.0, 0.01))
-    urls = write_lines(tmp_path / "u.txt", [emu.file_url(f"j{i}.png") for i in range(n)])
+    urls = write_list(tmp_path / "u.txt", [emu.file_url(f"j{i}.png") for i in range(n)])
     out = tmp_path / "out"
     args = (str(urls), "-o", str(out), "--qps", "100", "--concurrency", str(concurrency))
     full = enhance(trial, *args, endpoint=emu.endpoint, preexec_fn=limit_file_size(100_000))
@@ -280,7 +279,7 @@ def test_a_disk_that_fills_mid_run_of_2000_halts_and_a_rerun_pays_nothing_it_has
     n, concurrency = 2000, 8
     size = random.Random(SCALE_SEED).randrange(1_500_000, 5_000_000, 4096)
     emu = emulator(cheap=True, qps=1000, latency=(0.0, 0.01))
-    urls = write_lines(tmp_path / "u.txt", [emu.file_url(f"d{i}.png") for i in range(n)])
+    urls = write_list(tmp_path / "u.txt", [emu.file_url(f"d{i}.png") for i in range(n)])
     with small_disk(tmp_path / "disk", size) as disk:
         out = disk / "out"
         report = tmp_path / "run.csv"  # on a disk with room: every row can be checked
@@ -352,7 +351,7 @@ def test_a_2000_input_run_at_ulimit_n_256_completes_and_a_rerun_pays_nothing(
     """ulimit -n 256 at --qps 200 (its default concurrency needs thousands): exit 0."""
     n = 2000
     emu = emulator(cheap=True, qps=1000, latency=(0.2, 0.5))
-    urls = write_lines(tmp_path / "u.txt", [emu.file_url(f"n{i}.png") for i in range(n)])
+    urls = write_list(tmp_path / "u.txt", [emu.file_url(f"n{i}.png") for i in range(n)])
     out = tmp_path / "out"
     args = (str(urls), "-o", str(out), "--qps", "200")
     run = enhance(trial, *args, endpoint=emu.endpoint, preexec_fn=limit_open_files(256))

@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests.helpers import report_rows, write_list
 from tests.reliability.support import (
     Trial,
     check_saved,
     enhance,
     journal_costs,
-    report_rows,
     saved_images,
-    write_lines,
 )
 
 SUITE = "Faults: a storm of everything the emulator injects"
@@ -128,7 +127,7 @@ def storm(
     urls = [f"{emu.file_url(names[i % len(names)])}?n={i}" for i in range(n)]
     expected = {url: (url, SOURCES[names[i % len(names)]][0]) for i, url in enumerate(urls)}
     """Input as the report names it -> (billing key, source size)."""
-    inputs: list[str] = [str(write_lines(tmp_path / "urls.txt", urls))]
+    inputs: list[str] = [str(write_list(tmp_path / "urls.txt", urls))]
     if files:
         expected.update(local_files(tmp_path / "local", files))
         inputs.append(str(tmp_path / "local"))

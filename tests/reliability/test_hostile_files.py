@@ -30,7 +30,7 @@ import pytest
 from PIL import Image
 
 from tests.reliability.support import Trial, enhance
-from zuotang_cli import preflight
+from zuotang_cli.protocol import preflight
 
 SUITE = "Hostile local files"
 SEED = int(os.environ.get("ZUOTANG_FUZZ_SEED", "15"))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import report_rows
 from tests.reliability.support import (
     Conn,
     HostileServer,
@@ -28,10 +29,9 @@ from tests.reliability.support import (
     enhance,
     hostile_server,
     png_bytes,
-    report_rows,
     snapshot,
 )
-from zuotang_cli.progress import MAX_PROBLEM_LINES
+from zuotang_cli.cli.progress import MAX_PROBLEM_LINES
 from zuotang_cli.status import ExitStatus
 
 SUITE = "Hostile replies (a server of our own for the endpoint and the result hosts)"

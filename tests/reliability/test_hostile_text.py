@@ -16,8 +16,6 @@ import os
 import pty
 import sqlite3
 import struct
-import subprocess
-import sys
 import termios
 import threading
 import time
@@ -26,17 +24,16 @@ from pathlib import Path
 
 from PIL import Image
 
+from tests.helpers import Env, enhance_env, start, write_list
 from tests.reliability.support import (
     APPCODE,
     Conn,
     Received,
     Trial,
-    cli_env,
     hostile_server,
     png_bytes,
-    write_lines,
 )
-from zuotang_cli.report import read_report
+from zuotang_cli.outputs.report import read_report
 from zuotang_cli.status import ExitStatus
 
 SUITE = "Hostile text (escapes, formulas, trickles, the AppCode in replies)"
@@ -125,15 +122,13 @@ def is_number(cell: str) -> bool:
     return True
 
 
-def run_on_a_pty(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, bytes, str]:
-    """The CLI with stderr on a real terminal (a pty 1000 columns wide, so the live
-    display is the one a user sees) and stdout on a pipe: exit code, every byte the
+def run_on_a_pty(args: list[str], env: Env, cwd: Path) -> tuple[int, bytes, str]:
+    """``zuotang ARGS`` with stderr on a real terminal (a pty 1000 columns wide, so the
+    live display is the one a user sees) and stdout on a pipe: exit code, every byte the
     terminal got, stdout."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 1000, 0, 0))
-    proc = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env, cwd=cwd
-    )
+    proc = start(*args, env=env, text=False, stderr=slave, cwd=cwd)
     os.close(slave)
     received = bytearray()
 
@@ -162,21 +157,21 @@ def test_hostile_text_reaches_the_terminal_the_report_and_the_journal_defused(
     Image.open(io.BytesIO(png_bytes((32, 24)))).save(tmp_path / LOCAL_NAME)
     lines = [f"http://img.test/{name}.png" for name in CALLS]
     lines += ["http://img.test/\x1b[2J\x1b]0;list\x07.png", "=cmd|' /C calc'!A0"]
-    write_lines(tmp_path / "urls.txt", lines)
+    write_list(tmp_path / "urls.txt", lines)
     base: list[str] = []
     with hostile_server(lambda request, conn: handle(request, conn, base[0])) as server:
         base.append(server.url)
-        env = cli_env(f"{server.url}/tasks/visual/scale", APPCODE, {"TERM": "xterm-256color"})
-        env.update(COLUMNS="1000", LINES="50")
-        env.pop("NO_COLOR", None)
+        env = {
+            **enhance_env(f"{server.url}/tasks/visual/scale", APPCODE),
+            **{"TERM": "xterm-256color", "COLUMNS": "1000", "LINES": "50", "NO_COLOR": None},
+        }
         started = time.monotonic()
         code, terminal, stdout = run_on_a_pty(
             [
-                *(sys.executable, "-m", "zuotang_cli", "enhance"),
-                *("urls.txt", LOCAL_NAME, "-o", str(out), "--report", "run.jsonl"),
+                *("enhance", "urls.txt", LOCAL_NAME, "-o", str(out), "--report", "run.jsonl"),
                 *("--timeout", "2", "--paid-retries", "0", "--retries", "0", "-v"),
             ],
-            {**env, "PATH": os.environ.get("PATH", "")},
+            env,
             cwd=tmp_path,
         )
         took = time.monotonic() - started

@@ -40,19 +40,18 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests.helpers import report_rows, write_list
 from tests.reliability.support import (
     APPCODE,
     Trial,
     check_saved,
     enhance,
     finish,
-    report_rows,
     saved_images,
     start,
-    write_lines,
 )
-from zuotang_cli.download import TMP_DIRNAME
-from zuotang_cli.journal import JOURNAL_DIR, JOURNAL_NAME, Status
+from zuotang_cli.store.journal import Status
+from zuotang_cli.store.layout import Layout
 
 SUITE = "Kills: kill -9 at random moments, then re-runs"
 
@@ -99,7 +98,7 @@ class JournalView:
 
 
 def read_journal(out: Path) -> JournalView:
-    path = out / JOURNAL_DIR / JOURNAL_NAME
+    path = Layout(out).journal
     status: dict[str, Status] = {}
     paid: dict[str, int] = {}
     possibly: dict[str, int] = {}
@@ -117,7 +116,7 @@ def read_journal(out: Path) -> JournalView:
 
 
 def part_files(out: Path) -> list[Path]:
-    return sorted((out / TMP_DIRNAME).glob("*.part"))
+    return sorted(Layout(out).downloads.glob("*.part"))
 
 
 def whole_image(path: Path) -> bool:
@@ -292,7 +291,7 @@ def test_50_kills_of_a_500_input_run(trial: Trial, emulator: Any, tmp_path: Path
         seed=SEED,
     )
     urls = [f"{emu.file_url(SAMPLE)}?n={i}" for i in range(N)]
-    url_list = write_lines(tmp_path / "urls.txt", urls)
+    url_list = write_list(tmp_path / "urls.txt", urls)
     out = tmp_path / "out"
     args = (str(url_list), "-o", str(out), "--qps", str(QPS), "--concurrency", str(CONCURRENCY))
     args = (*args, "-q")

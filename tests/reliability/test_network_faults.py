@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import report_rows, wait_until, write_list
 from tests.reliability.support import (
     Conn,
     Received,
@@ -22,11 +23,8 @@ from tests.reliability.support import (
     finish,
     hostile_server,
     png_bytes,
-    report_rows,
     saved_images,
     start,
-    wait_until,
-    write_lines,
 )
 from zuotang_cli.emulator import EmulatorConfig, running_emulator
 from zuotang_cli.status import ExitStatus
@@ -48,7 +46,7 @@ def test_server_vanishing_mid_run_halts_cleanly_and_a_rerun_completes(
     with running_emulator(config) as first_emu:
         port = int(first_emu.url.rsplit(":", 1)[1])
         urls = [f"{first_emu.url}/files/i{i}.png" for i in range(n)]
-        url_list = write_lines(tmp_path / "urls.txt", urls)
+        url_list = write_list(tmp_path / "urls.txt", urls)
         args = (str(url_list), "-o", str(out), "--qps", "20")
         proc = start(*args, endpoint=first_emu.endpoint)
         wait_until(lambda: first_emu.stats()["billed"] >= 15, timeout=60)
@@ -144,7 +142,7 @@ def test_endpoint_that_stalls_for_everyone_halts_unreachable(trial: Trial, tmp_p
     arrivals: list[float] = []
     n = 40
     with hostile_server(_stall(arrivals)) as server:
-        urls = write_lines(tmp_path / "u.txt", [f"http://img.test/s{i}.png" for i in range(n)])
+        urls = write_list(tmp_path / "u.txt", [f"http://img.test/s{i}.png" for i in range(n)])
         out = tmp_path / "out"
         run = enhance(
             trial,
@@ -185,7 +183,7 @@ def test_endpoint_that_stalls_for_everyone_halts_unreachable(trial: Trial, tmp_p
 def test_dns_failure_of_the_endpoint_halts_with_the_report(trial: Trial, tmp_path: Path) -> None:
     """The endpoint's host name does not resolve: a clean halt, every row written."""
     n = 30
-    urls = write_lines(tmp_path / "u.txt", [f"https://img.test/d{i}.png" for i in range(n)])
+    urls = write_list(tmp_path / "u.txt", [f"https://img.test/d{i}.png" for i in range(n)])
     out = tmp_path / "out"
     run = enhance(
         trial,

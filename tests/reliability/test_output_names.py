@@ -10,16 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import report_rows, write_list
 from tests.reliability.support import (
     Trial,
     check_saved,
     enhance,
-    report_rows,
     saved_images,
     snapshot,
-    write_lines,
 )
-from zuotang_cli.inputs import normalize_url
+from zuotang_cli.inputs.reader import normalize_url
 from zuotang_cli.status import ExitStatus
 
 SUITE = "Output names from hostile inputs"
@@ -109,7 +108,7 @@ def test_hostile_url_names_stay_inside_and_never_collide(
     emu = emulator(cheap=True, qps=10_000)
     urls = [f"{emu.url}/files/{path}" for path in URL_PATHS]
     urls += [f"{emu.url}/", f"{emu.url}/files/x.png?n=1", f"{emu.url}/files/x.png?n=2"]
-    url_list = write_lines(tmp_path / "urls.txt", urls)
+    url_list = write_list(tmp_path / "urls.txt", urls)
     out = tmp_path / "deep" / "out"
     before = snapshot(tmp_path, skip=[out])
     run = enhance(trial, str(url_list), "-o", str(out), "--qps", "200", endpoint=emu.endpoint)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import write_list
 from tests.reliability.support import (
     APPCODE,
     Conn,
@@ -24,7 +25,6 @@ from tests.reliability.support import (
     Trial,
     enhance,
     hostile_server,
-    write_lines,
 )
 from zuotang_cli.status import ExitStatus
 
@@ -76,7 +76,7 @@ def sweep(trial: Trial, emulator: Any, tmp_path: Path, routes: list[Route]) -> N
         "unreachable": "https://zuotang-endpoint.invalid/tasks/visual/scale",
     }
     urls = [good.file_url(f"s{i}.png") for i in range(4)] + ["javascript:alert(1)"]
-    url_list = write_lines(tmp_path / "urls.txt", urls)
+    url_list = write_list(tmp_path / "urls.txt", urls)
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     for route in routes:

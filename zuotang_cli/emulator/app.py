@@ -11,12 +11,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from zuotang_cli import rules
 from zuotang_cli.emulator.fetch import make_client
 from zuotang_cli.emulator.polls import handle_poll, wrong_path
 from zuotang_cli.emulator.results import download
 from zuotang_cli.emulator.scale import handle_scale
 from zuotang_cli.emulator.state import EmulatorState
+from zuotang_cli.protocol import rules
 
 STATS_PATH = "/__emulator__/stats"
 EXPIRE_PATH = "/__emulator__/expire-links"

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zuotang_cli import rules
 from zuotang_cli.emulator.faults import (
     STATE_FAULTS,
     parse_caps,
@@ -18,6 +17,7 @@ from zuotang_cli.emulator.faults import (
 from zuotang_cli.emulator.form import BODY_ACCEPTS, MAX_BODY_BYTES
 from zuotang_cli.emulator.gateway import GATEWAY_STYLES, GatewayError, parse_refusal
 from zuotang_cli.emulator.links import LINK_STYLES
+from zuotang_cli.protocol import rules
 
 THROTTLE_STYLES = ("429", "403")
 RETURN_TYPES = (1, 2, 3)

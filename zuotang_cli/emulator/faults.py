@@ -6,7 +6,7 @@ import math
 import random
 from collections.abc import Mapping
 
-from zuotang_cli import rules
+from zuotang_cli.protocol import rules
 
 GATEWAY_FAULTS = ("429", "403", "500", "503", "504", "reset", "slow", "breaker")
 """Faults the gateway answers itself: nothing is processed and nothing is billed.

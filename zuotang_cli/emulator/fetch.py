@@ -6,8 +6,8 @@ import asyncio
 
 import httpx
 
-from zuotang_cli import rules
 from zuotang_cli.emulator.imaging import ImageRejected, check_size
+from zuotang_cli.protocol import rules
 
 # Loopback never goes through an environment proxy: the emulator often fetches from itself.
 NO_PROXY_MOUNTS: dict[str, httpx.AsyncBaseTransport | None] = {

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message, Receive
 
-from zuotang_cli import rules
+from zuotang_cli.protocol import rules
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 """The gateway of a serverless (shared) instance refuses larger bodies with 413."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter
 
-from zuotang_cli import rules
+from zuotang_cli.protocol import rules
 
 
 class ImageRejected(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from zuotang_cli import rules
+from zuotang_cli.protocol import rules
 
 SUCCESS = "success"
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from zuotang_cli import rules
 from zuotang_cli.emulator import payloads, replies
 from zuotang_cli.emulator.faults import GATEWAY_FAULTS
 from zuotang_cli.emulator.form import (
@@ -28,6 +27,7 @@ from zuotang_cli.emulator.replies import CutShortResponse
 from zuotang_cli.emulator.service import Call, final_payload, process
 from zuotang_cli.emulator.state import EmulatorState
 from zuotang_cli.emulator.tasks import Task
+from zuotang_cli.protocol import rules
 
 __all__ = ["appcode_of", "handle_scale"]
 

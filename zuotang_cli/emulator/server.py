@@ -17,10 +17,10 @@ from urllib.parse import quote
 
 import uvicorn
 
-from zuotang_cli import rules
 from zuotang_cli.emulator.app import FILES_PREFIX, create_app
 from zuotang_cli.emulator.config import EmulatorConfig
 from zuotang_cli.emulator.state import EmulatorState
+from zuotang_cli.protocol import rules
 
 __all__ = ["EmulatorConfig", "RunningEmulator", "running_emulator", "serve_forever"]
 

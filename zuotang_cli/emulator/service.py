@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from zuotang_cli import rules
 from zuotang_cli.emulator import links, payloads
 from zuotang_cli.emulator.faults import LINK_FAULTS, STATE_FAULTS
 from zuotang_cli.emulator.fetch import fetch_image
 from zuotang_cli.emulator.form import ScaleCall
 from zuotang_cli.emulator.imaging import CHEAP_RESULT, ImageRejected, Rendered, check_size, render
 from zuotang_cli.emulator.state import EmulatorState
+from zuotang_cli.protocol import rules
 
 
 @dataclass

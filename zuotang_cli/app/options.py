@@ -1,0 +1,72 @@
+"""The options of one batch, declared once.
+
+``zuotang enhance`` fills :class:`EnhanceOptions` from its flags (their defaults are read
+from here), the Python API from its keywords, and both hand it to
+:func:`zuotang_cli.app.session.prepare`.  A light module: the command line imports it at start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from zuotang_cli.protocol import rules
+from zuotang_cli.protocol.rules import DEFAULT_TIMEOUT, Billing, Body
+
+MIN_QPS = 0.01
+MAX_QPS = 10_000.0
+"""No marketplace account allows more; beyond it a number is a typo."""
+MIN_TIMEOUT = 1.0
+MAX_TIMEOUT = 86_400.0
+"""A day: longer waits (and --stats-interval) are typos, and ``inf`` overflows timers."""
+MAX_UPLOAD = 1024 * 1024 * 1024
+"""Bytes: far above any gateway's limit (32 MB on a dedicated instance)."""
+MAX_CONCURRENCY = 100_000
+MAX_COUNT = 1_000_000
+"""Retries and paid retries of one input."""
+DEFAULT_STATS_INTERVAL = 60.0
+"""Seconds between two progress lines when stderr is not a terminal (cron, logs)."""
+
+
+@dataclass(frozen=True)
+class EnhanceOptions:
+    inputs: list[str]
+    type: str = "clean"
+    scale: int | None = None
+    output_dir: Path = Path("out")
+    report: Path | None = None
+    recursive: bool = False
+    appcode: str | None = None
+    endpoint: str | None = None
+    qps: float = rules.DEFAULT_QPS
+    concurrency: int | None = None
+    retries: int = 4
+    timeout: float = DEFAULT_TIMEOUT
+    billing: Billing = Billing.EVERY_200
+    body: Body | None = None
+    """None: form, switched to multipart when the endpoint does not read form fields."""
+    paid_retries: int = 1
+    max_upload: int = rules.MAX_UPLOAD_BYTES
+    polls_free: bool = False
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    dry_run: bool = False
+    force: bool = False
+    retry_failed: bool = False
+    max_calls: int | None = None
+    wait_lock: bool = False
+    probe: bool = False
+    print0: bool = False
+    gallery: bool = False
+    stats_interval: float = DEFAULT_STATS_INTERVAL
+    """Without a terminal on stderr: a progress line every so many seconds (0: none)."""
+    summary_json: Path | None = None
+    """Also write the summary as one JSON object to this file."""
+    include: tuple[str, ...] = ()
+    """Glob patterns a file found in a folder must match (one of them)."""
+    exclude: tuple[str, ...] = ()
+    """Glob patterns of files found in folders to leave out."""
+
+    def __repr__(self) -> str:  # never show the AppCode
+        return f"EnhanceOptions(inputs={self.inputs!r}, output_dir={self.output_dir!r}, ...)"

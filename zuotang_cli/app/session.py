@@ -1,0 +1,247 @@
+"""The one way a batch runs: ``zuotang enhance``, its ``--dry-run`` and the Python API
+all go through a :class:`Session` (docs/architecture.md, "One way in").
+
+A session checks the options before anything is called or written (numbers in range,
+the paths the run will write, the AppCode, the endpoint), fits the calls and downloads in
+flight to the open-file limit, reads the inputs as every way of running reads them, holds
+the output directory (its lock and journal; a dry run plans on a snapshot), and makes the
+batch.  What is shown, and how, is the caller's: the command line's is in
+:mod:`zuotang_cli.cli.run`."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from zuotang_cli.app.options import (
+    MAX_CONCURRENCY,
+    MAX_COUNT,
+    MAX_QPS,
+    MAX_TIMEOUT,
+    MAX_UPLOAD,
+    MIN_QPS,
+    MIN_TIMEOUT,
+    EnhanceOptions,
+)
+from zuotang_cli.engine import fdlimit
+from zuotang_cli.engine.batch import (
+    Batch,
+    BatchConfig,
+    Sink,
+    default_concurrency,
+    default_download_concurrency,
+)
+from zuotang_cli.errors import UsageError
+from zuotang_cli.inputs.reader import check_sources, iter_inputs
+from zuotang_cli.inputs.scan import ScanTally
+from zuotang_cli.models import InputItem
+from zuotang_cli.outputs.report import report_format
+from zuotang_cli.protocol import rules
+from zuotang_cli.protocol.api import CallSpec
+from zuotang_cli.protocol.rules import Body
+from zuotang_cli.store.journal import Journal
+from zuotang_cli.store.layout import Layout
+from zuotang_cli.store.lock import output_lock
+
+
+def check_endpoint(endpoint: str) -> str:
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--endpoint must be an http(s) URL, not {endpoint!r}")
+    return endpoint
+
+
+def _prepare_output(output_dir: Path) -> Path:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(
+            f"cannot write to output directory {output_dir}: it is a file; pick another -o"
+        )
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = Layout(output_dir).write_probe
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write to output directory {output_dir}: {exc.strerror or exc}"
+        ) from exc
+    return output_dir.resolve()
+
+
+_LIMITS: tuple[tuple[str, str, float, float], ...] = (
+    ("qps", "--qps", MIN_QPS, MAX_QPS),
+    ("timeout", "--timeout", MIN_TIMEOUT, MAX_TIMEOUT),
+    ("stats_interval", "--stats-interval", 0.0, MAX_TIMEOUT),
+    ("max_upload", "max_upload (bytes)", 1.0, MAX_UPLOAD),
+    ("concurrency", "--concurrency", 1, MAX_CONCURRENCY),
+    ("retries", "--retries", 0, MAX_COUNT),
+    ("paid_retries", "--paid-retries", 0, MAX_COUNT),
+    ("max_calls", "--max-calls", 0, math.inf),
+)
+"""Each number of :class:`EnhanceOptions`: its flag and the range it must be in."""
+
+
+def check_numbers(options: EnhanceOptions) -> None:
+    """Every number finite and in its range, before anything is called (``--timeout inf``
+    made every call fail with an OverflowError, after the run had started)."""
+    for name, flag, low, high in _LIMITS:
+        value = getattr(options, name)
+        if value is None and name in ("concurrency", "max_calls"):
+            continue  # not set: the default
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or not math.isfinite(number) or not low <= number <= high:
+            upper = "" if math.isinf(high) else f" and at most {high:g}"
+            raise UsageError(f"{flag} must be a number of at least {low:g}{upper}, not {value!r}")
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Refuse, before any call, a file the run will write that it cannot: a folder in its
+    place, or a folder that cannot be created or written to.  A probe file is created
+    beside it and removed; the file itself is left as it is until written."""
+    if path.is_dir():
+        raise UsageError(f"cannot write {flag} {path}: it is a folder")
+    probe = path.with_name(f".{path.name}.zuotang-write-test")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path}: {exc.strerror or exc}") from exc
+
+
+def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
+    """The checks and path resolution every way of running a batch shares (the CLI, the
+    Python API and ``--dry-run``): the batch's settings, and a note when the open-file
+    limit made them smaller.  Raises UsageError before anything is called or written."""
+    check_numbers(options)
+    if options.report is not None:
+        report_format(options.report)  # a bad suffix is refused before anything is written
+    check_sources(options.inputs)
+    if not options.appcode and not options.dry_run:
+        raise UsageError(
+            "no AppCode: run 'zuotang config set-appcode', or set ZUOTANG_APPCODE (or pass "
+            "--appcode); find it in the Alibaba Cloud console under your purchased API's "
+            "AppCode"
+        )
+    endpoint = check_endpoint(options.endpoint or rules.DEFAULT_ENDPOINT)
+    if options.dry_run:  # nothing is created: the directory may not exist yet
+        output_dir = options.output_dir.resolve()
+    else:
+        output_dir = _prepare_output(options.output_dir)
+        if options.report is not None:
+            _check_writable(options.report, "--report")
+        if options.summary_json is not None:
+            _check_writable(options.summary_json, "--summary-json")
+    body = options.body or Body.FORM
+    config = BatchConfig(
+        spec=CallSpec(endpoint, options.appcode or "", options.type, options.scale, body),
+        output_dir=output_dir,
+        qps=options.qps,
+        concurrency=options.concurrency,
+        retries=options.retries,
+        timeout=options.timeout,
+        force=options.force,
+        retry_failed=options.retry_failed,
+        max_calls=options.max_calls,
+        probe=options.probe,
+        billing=options.billing,
+        paid_retries=options.paid_retries,
+        body_fixed=options.body is not None,
+        max_upload=options.max_upload,
+        polls_use_gate=not options.polls_free,
+        dry_run=options.dry_run,
+    )
+    return fit_to_open_files(config)
+
+
+def fit_to_open_files(config: BatchConfig) -> tuple[BatchConfig, str | None]:
+    """``config`` with its calls and downloads in flight cut to the open-file limit (raised
+    first as far as allowed), and the note to show once if they were cut."""
+    fitted = fdlimit.fit(
+        config.concurrency or default_concurrency(config.qps),
+        config.download_concurrency or default_download_concurrency(config.qps),
+        fdlimit.open_file_limit(),
+    )
+    if fitted.note is None:
+        return config, None
+    fitted_config = dataclasses.replace(
+        config, concurrency=fitted.calls, download_concurrency=fitted.downloads
+    )
+    return fitted_config, fitted.note
+
+
+@contextlib.contextmanager
+def opened(config: BatchConfig, *, wait_lock: bool = False) -> Iterator[Journal]:
+    """The output directory's lock and journal for one batch.  A dry run takes the lock
+    too (when the directory exists) and plans on a snapshot of the journal."""
+    output_dir = config.output_dir
+    if config.dry_run:
+        lock = output_lock(output_dir, wait=wait_lock) if output_dir.is_dir() else None
+        with (
+            lock or contextlib.nullcontext(),
+            contextlib.closing(Journal.snapshot(output_dir)) as journal,
+        ):
+            yield journal
+        return
+    with output_lock(output_dir, wait=wait_lock):
+        remove_partial_downloads(output_dir)
+        with Journal.open(output_dir) as journal:
+            yield journal
+
+
+def inputs_of(
+    options: EnhanceOptions, stdin: BinaryIO, scan: ScanTally | None = None
+) -> Iterator[InputItem]:
+    """The inputs of a batch, read as every way of running one reads them (the CLI, the
+    Python API, ``--dry-run``, the count ahead): folders walked by the same options."""
+    return iter_inputs(
+        options.inputs,
+        stdin=stdin,
+        recursive=options.recursive,
+        include=options.include,
+        exclude=options.exclude,
+        scan=scan,
+    )
+
+
+def remove_partial_downloads(output_dir: Path) -> int:
+    """Delete ``.part`` files a killed run left (only ever under the run's own lock)."""
+    removed = 0
+    for part in Layout(output_dir).downloads.glob("*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+            removed += 1
+    return removed
+
+
+@dataclass(frozen=True)
+class Session:
+    """One batch, from its options to the :class:`Batch` that runs it (see the module)."""
+
+    options: EnhanceOptions
+    config: BatchConfig
+    note: str | None = None
+    """Said once when the open-file limit made the calls or downloads in flight fewer."""
+
+    @classmethod
+    def prepare(cls, options: EnhanceOptions) -> Session:
+        """Check ``options``; raise UsageError before anything is called or written."""
+        config, note = prepare(options)
+        return cls(options, config, note)
+
+    def inputs(self, stdin: BinaryIO, scan: ScanTally | None = None) -> Iterator[InputItem]:
+        return inputs_of(self.options, stdin, scan)
+
+    def opened(self) -> contextlib.AbstractContextManager[Journal]:
+        """The output directory held for this batch: its lock and journal."""
+        return opened(self.config, wait_lock=self.options.wait_lock)
+
+    def batch(self, journal: Journal, sink: Sink, **hooks: Any) -> Batch:
+        """The batch over ``journal``; ``hooks`` are :class:`Batch`'s callbacks."""
+        return Batch(self.config, sink, journal, **hooks)

@@ -1,0 +1,172 @@
+"""``zuotang config``: show the settings and their sources, save the AppCode, print the path.
+
+The work is done by :mod:`zuotang_cli.app.settings`; this module parses and prints.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+import typer
+
+from zuotang_cli.app import settings
+from zuotang_cli.errors import UsageError
+
+HELP = (
+    "The config file and the settings zuotang enhance uses. Each setting comes from, in "
+    "order: its flag, its environment variable (ZUOTANG_APPCODE, ZUOTANG_ENDPOINT, "
+    "ZUOTANG_QPS, ZUOTANG_TYPE, ZUOTANG_SCALE, ZUOTANG_OUTPUT_DIR), the config file "
+    "(flat TOML: appcode, endpoint, qps, type, scale, output_dir), its default. "
+    "ZUOTANG_CONFIG names another config file."
+)
+EPILOG = (
+    "Examples:\n\n\b\n"
+    "  zuotang config set-appcode          # asks for the AppCode, input hidden\n"
+    "  zuotang config set qps 5\n"
+    "  zuotang config show\n"
+    '  $EDITOR "$(zuotang config path)"'
+)
+SHOW_HELP = (
+    "Show every setting zuotang enhance would use, its value and its source (flag, env, "
+    "file or default), and the config file. The AppCode is masked. Give enhance's flags "
+    "to see what they change."
+)
+SHOW_EPILOG = (
+    "Examples:\n\n\b\n"
+    "  zuotang config show\n"
+    "  ZUOTANG_QPS=5 zuotang config show --scale 2\n"
+    "  zuotang config show --json | jq -r .settings.qps.source"
+)
+SET_APPCODE_HELP = (
+    "Save the AppCode in the config file (created 0600, other keys kept). It is read "
+    "without echo from the terminal, or from stdin when stdin is not a terminal."
+)
+SET_APPCODE_EPILOG = (
+    "Examples:\n\n\b\n"
+    "  zuotang config set-appcode\n"
+    "  pass show zuotang/appcode | zuotang config set-appcode\n"
+    "  ZUOTANG_CONFIG=./ci.toml zuotang config set-appcode < appcode.txt"
+)
+SET_HELP = (
+    "Save one setting in the config file (created 0600, other keys kept): endpoint, qps, "
+    "type, scale, output_dir, billing or body, checked as the file's keys are. The "
+    "AppCode has its own command, set-appcode, which does not echo it."
+)
+SET_EPILOG = (
+    "Examples:\n\n\b\n"
+    "  zuotang config set qps 5\n"
+    "  zuotang config set output_dir ~/enhanced\n"
+    "  zuotang config set endpoint http://127.0.0.1:8080/tasks/visual/scale"
+)
+PATH_HELP = "Print the path of the config file (it may not exist yet)."
+PATH_EPILOG = 'Examples:\n\n\b\n  zuotang config path\n  $EDITOR "$(zuotang config path)"'
+
+app = typer.Typer(
+    name="config",
+    help=HELP,
+    epilog=EPILOG,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.command("show", help=SHOW_HELP, epilog=SHOW_EPILOG)
+def show(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    appcode: str | None = typer.Option(
+        None, help="As enhance --appcode (prefer ZUOTANG_APPCODE).", show_default=False
+    ),
+    endpoint: str | None = typer.Option(None, help="As enhance --endpoint."),
+    qps: float | None = typer.Option(None, help="As enhance --qps."),
+    type_: str | None = typer.Option(None, "--type", "-t", help="As enhance --type."),
+    scale: str | None = typer.Option(None, "--scale", "-s", help="As enhance --scale."),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", "-o", help="As enhance --output-dir."
+    ),
+) -> None:
+    flags = {
+        "appcode": appcode,
+        "endpoint": endpoint,
+        "qps": qps,
+        "type": type_,
+        "scale": scale,
+        "output_dir": output_dir,
+    }
+    resolved = settings.load(flags)
+    warn(resolved.warnings)
+    if json_out:
+        document = settings.describe(resolved.settings, resolved.file)
+        typer.echo(json.dumps(document, ensure_ascii=False, indent=2))
+    else:
+        typer.echo(render(resolved.settings, resolved.file), nl=False)
+    raise typer.Exit(0)
+
+
+_NAMED = (settings.Source.FLAG, settings.Source.ENV)  # sources whose name adds something
+
+
+def render(values: Mapping[str, settings.Setting], file: settings.ConfigFile) -> str:
+    """The settings as an aligned table under the config file's path."""
+    state = "exists" if file.exists else "not found"
+    lines = [f"config file: {file.path} ({state})"]
+    width = max(len(setting.shown()) for setting in values.values())
+    for name, setting in values.items():
+        origin = f" ({setting.origin})" if setting.source in _NAMED else ""
+        shown = setting.shown().ljust(width)
+        lines.append(f"{name:<11} {shown}  {setting.source.value}{origin}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+@app.command("set-appcode", help=SET_APPCODE_HELP, epilog=SET_APPCODE_EPILOG)
+def set_appcode() -> None:
+    code = read_appcode(sys.stdin)
+    path = settings.save_appcode(settings.config_path(), code)
+    typer.echo(f"AppCode saved to {path}")
+    if os.environ.get(settings.ENV_VARS["appcode"]):
+        warn(["ZUOTANG_APPCODE is set in this environment and takes precedence over the file"])
+    raise typer.Exit(0)
+
+
+def read_appcode(stdin: TextIO | None) -> str:
+    """The AppCode typed without echo on a terminal, else the text of stdin, trimmed."""
+    if stdin is not None and not stdin.isatty():
+        code = stdin.read().strip()
+    else:
+        code = getpass.getpass("AppCode (input hidden): ").strip()
+    if not code:
+        raise UsageError("empty AppCode: nothing was written")
+    return code
+
+
+@app.command("set", help=SET_HELP, epilog=SET_EPILOG)
+def set_(
+    key: str = typer.Argument(..., metavar="KEY", help="Setting name, as in the config file."),
+    value: str = typer.Argument(..., metavar="VALUE", help="Its value."),
+) -> None:
+    name = key.replace("-", "_")
+    path, setting = settings.save_setting(settings.config_path(), name, value)
+    typer.echo(f"{name} = {setting.shown()} saved to {path}")
+    variable = settings.ENV_VARS.get(name, "")
+    if variable and os.environ.get(variable):
+        warn([f"{variable} is set in this environment and takes precedence over the file"])
+    raise typer.Exit(0)
+
+
+@app.command("path", help=PATH_HELP, epilog=PATH_EPILOG)
+def path() -> None:
+    typer.echo(str(settings.config_path()))
+    raise typer.Exit(0)
+
+
+def warn(messages: tuple[str, ...] | list[str]) -> None:
+    from zuotang_cli.cli.progress import say
+
+    for message in messages:
+        say(sys.stderr, f"warning: {message}")

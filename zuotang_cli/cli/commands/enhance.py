@@ -1,0 +1,298 @@
+"""``zuotang enhance``: the batch command (design.md §2).  Parses, wires, prints; the work
+is done by :mod:`zuotang_cli.engine.batch`."""
+
+import dataclasses
+import enum
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from zuotang_cli.app.options import MAX_UPLOAD, EnhanceOptions
+from zuotang_cli.cli.environment import environment
+from zuotang_cli.protocol.rules import Billing, Body
+from zuotang_cli.status import EXIT_CODES_HELP
+
+HELP = (
+    "Enhance / upscale images through the Zuotang API: URLs, list files ('-' for stdin), "
+    "local images or folders, sent concurrently at the account's QPS. Results are saved "
+    "in the output directory with a report of every input. stdout carries one line per "
+    "saved image (its path), or one JSON record per input with --json. stderr has the "
+    "progress, the first 20 problems and a summary: counts, paid calls, throttle replies, "
+    "failures by reason. Safe to re-run: a journal in the output directory skips what is "
+    "done and downloads what was paid for, so no image is paid for twice.\n\n" + EXIT_CODES_HELP
+)
+EPILOG = (
+    "Examples:\n\n\b\n"
+    "  export ZUOTANG_APPCODE=...   # your AppCode (Alibaba Cloud console)\n"
+    "  zuotang enhance urls.txt --type clean --scale 2 -o out/\n"
+    "  zuotang enhance photos/ --recursive --type face -o enhanced/ --report run.jsonl\n"
+    "  grep -v thumb urls.txt | zuotang enhance - -o out --json | jq -r .output"
+)
+
+
+class ImageType(str, enum.Enum):
+    clean = "clean"
+    face = "face"
+
+
+class BillingChoice(str, enum.Enum):
+    every_200 = "every-200"
+    success_only = "success-only"
+
+
+class BodyChoice(str, enum.Enum):
+    form = "form"
+    multipart = "multipart"
+
+
+class Scale(str, enum.Enum):
+    auto = "auto"
+    x1 = "1"
+    x2 = "2"
+    x4 = "4"
+
+
+# The defaults live in one place, the dataclass the command fills (run.EnhanceOptions);
+# the options the config file may set default to None here (resolved by settings.load).
+D = EnhanceOptions(inputs=[])
+MB = 1024 * 1024
+Opt = typer.Option
+
+
+def enhance(
+    ctx: typer.Context,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT",
+            help="http(s) URL, list file of URLs, '-' (list on stdin), image file or folder.",
+            show_default=False,
+        ),
+    ],
+    type: Annotated[
+        ImageType | None,
+        Opt("--type", "-t", help="clean or face [default: clean].", show_default=False),
+    ] = None,
+    scale: Annotated[
+        Scale | None,
+        Opt("--scale", "-s", help="auto, 1, 2 or 4 [default: auto].", show_default=False),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        Opt("--output-dir", "-o", help="Where results go [default: out].", show_default=False),
+    ] = None,
+    report: Annotated[
+        Path | None, Opt(help="Also write the report here (.csv, .json or .jsonl).")
+    ] = D.report,
+    recursive: Annotated[bool, Opt("--recursive", "-r", help="Descend into folders.")] = (
+        D.recursive
+    ),
+    include: Annotated[
+        list[str] | None,
+        Opt(
+            metavar="GLOB",
+            help="In folders, take only files matching this glob (name or relative path); "
+            "repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        Opt(
+            metavar="GLOB",
+            help="In folders, leave out files matching this glob (name or relative path); "
+            "repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    appcode: Annotated[
+        str | None,
+        Opt(
+            help="AppCode; prefer ZUOTANG_APPCODE or 'zuotang config set-appcode' (a flag "
+            "shows in ps).",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        Opt(help="Scale endpoint URL [default: the marketplace URL].", show_default=False),
+    ] = None,
+    qps: Annotated[
+        float | None,
+        Opt(
+            min=0.01,
+            help=f"Request starts per second: the account's limit [default: {D.qps:g}].",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, Opt(min=1, help="Calls in flight [default: enough for qps at 30 s a call].")
+    ] = D.concurrency,
+    retries: Annotated[
+        int, Opt(min=0, help="Retries after a transient failure that was not billed.")
+    ] = D.retries,
+    timeout: Annotated[
+        float,
+        Opt(
+            min=1.0,
+            help="A call's total deadline in seconds, first byte sent to last byte received: "
+            "well above the service's 30 s, since a call may queue first, and an abandoned "
+            "call may still be billed. Downloads must move 8 KiB/s over min(30, this) s.",
+        ),
+    ] = D.timeout,
+    paid_retries: Annotated[
+        int,
+        Opt(
+            min=0,
+            help="Paid calls an input may make again after a billed failure (state "
+            "-1/-2/-8, a timeout), over all runs.",
+        ),
+    ] = D.paid_retries,
+    billing: Annotated[
+        BillingChoice | None,
+        Opt(
+            help="Which replies are billed: every-200 (the marketplace's rule) or "
+            "success-only [default: every-200].",
+            show_default=False,
+        ),
+    ] = None,
+    body: Annotated[
+        BodyChoice | None,
+        Opt(
+            help="Encoding of URL calls: form or multipart [default: form, switched to "
+            "multipart when the endpoint does not read form fields].",
+            show_default=False,
+        ),
+    ] = None,
+    max_upload: Annotated[
+        float,
+        Opt(
+            min=0.1,
+            help="Largest request body in MB the gateway takes (32 on a dedicated gateway); "
+            "bigger local files are refused unsent.",
+        ),
+    ] = D.max_upload / MB,
+    polls_free: Annotated[
+        bool,
+        Opt(
+            "--polls-free",
+            help="Fetches of asynchronous tasks do not count against --qps (by default they "
+            "pass the rate gate like calls).",
+        ),
+    ] = D.polls_free,
+    dry_run: Annotated[
+        bool,
+        Opt("--dry-run", help="Say what would be called, downloaded, copied and skipped; no call."),
+    ] = D.dry_run,
+    force: Annotated[
+        bool,
+        Opt(
+            "--force",
+            help="Process again (paid) what earlier runs saved, except results edited since; "
+            "failed inputs need --retry-failed.",
+        ),
+    ] = D.force,
+    retry_failed: Annotated[
+        bool,
+        Opt(
+            "--retry-failed",
+            help="Try again inputs that failed for good, or spent their paid retries.",
+        ),
+    ] = D.retry_failed,
+    max_calls: Annotated[
+        int | None, Opt(min=0, help="At most N paid calls in this run (a cost cap).")
+    ] = D.max_calls,
+    probe: Annotated[
+        bool,
+        Opt("--probe", help="Check remote images' format and size (ranged GET) before a call."),
+    ] = D.probe,
+    wait_lock: Annotated[
+        bool, Opt("--wait-lock", help="Wait for another run on the same output directory.")
+    ] = D.wait_lock,
+    json: Annotated[
+        bool,
+        Opt(
+            "--json",
+            help="One JSON record per input on stdout, and the summary as one JSON object, "
+            "the last line on stderr.",
+        ),
+    ] = D.json,
+    summary_json: Annotated[
+        Path | None,
+        Opt(
+            help="Also write the summary (counts, paid calls, failures by reason) as JSON here.",
+            show_default=False,
+        ),
+    ] = D.summary_json,
+    stats_interval: Annotated[
+        float,
+        Opt(
+            min=0.0,
+            help="When stderr is not a terminal (cron, logs): a progress line every N "
+            "seconds; 0 turns it off.",
+        ),
+    ] = D.stats_interval,
+    print0: Annotated[
+        bool, Opt("--print0", help="Saved paths on stdout end with NUL, not newline (xargs -0).")
+    ] = D.print0,
+    gallery: Annotated[
+        bool, Opt("--gallery", help="Also write OUTPUT_DIR/index.html: before/after, failures.")
+    ] = D.gallery,
+    quiet: Annotated[
+        bool, Opt("--quiet", "-q", help="Only errors on stderr (and the --json summary).")
+    ] = D.quiet,
+    verbose: Annotated[
+        bool,
+        Opt(
+            "--verbose",
+            "-v",
+            help="Every image, every problem (not only the first 20), files folders left "
+            "out, HTTP exchanges (AppCode masked); tracebacks.",
+        ),
+    ] = D.verbose,
+) -> None:
+    from zuotang_cli.app import settings
+    from zuotang_cli.cli.progress import say
+    from zuotang_cli.cli.run import run_enhance
+
+    given = dict(locals())  # the parameters, by the names of EnhanceOptions' fields
+    env = environment(ctx)
+    env.verbose = verbose
+    if json and print0:
+        raise typer.BadParameter("--json and --print0 do not go together", param_hint="--print0")
+    resolved = settings.load(
+        {
+            name: value.value if isinstance(value, enum.Enum) else value
+            for name, value in given.items()
+            if name in settings.NAMES
+        }
+    )
+    for warning in resolved.warnings:
+        say(sys.stderr, f"warning: {warning}")
+    if not math.isfinite(max_upload) or max_upload * MB > MAX_UPLOAD:
+        raise typer.BadParameter(
+            f"must be a number of MB up to {MAX_UPLOAD // MB}", param_hint="--max-upload"
+        )
+    converted: dict[str, Any] = {
+        "max_upload": int(max_upload * MB),  # the flag is in MB
+        "include": tuple(include or ()),
+        "exclude": tuple(exclude or ()),
+        "type": resolved.type,
+        "scale": resolved.scale_factor,
+        "output_dir": resolved.output_dir,
+        "appcode": resolved.appcode,
+        "endpoint": resolved.endpoint,
+        "qps": resolved.qps,
+        "billing": Billing(resolved.billing),
+        "body": Body(resolved.body) if resolved.body else None,
+    }
+    as_given = {n: v for n, v in given.items() if n in _FIELDS and n not in converted}
+    options = dataclasses.replace(D, **as_given, **converted)
+    status = run_enhance(options, stdin=env.stdin, stdout=env.stdout, exit_on_signal=True)
+    raise typer.Exit(status)
+
+
+_FIELDS = frozenset(field.name for field in dataclasses.fields(EnhanceOptions))

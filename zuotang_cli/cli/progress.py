@@ -1,0 +1,301 @@
+"""What a run shows on stderr: a live bar on a terminal, plain lines otherwise, or nothing.
+
+Three interchangeable displays (the plain and null ones are what tests and cron see):
+``RichDisplay`` for a terminal, ``PlainDisplay`` for pipes and logs, ``NullDisplay`` for
+``--quiet``.  stdout is never touched here: it carries results only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, TextIO
+
+from zuotang_cli.models import InputItem, Outcome, Record, Row
+from zuotang_cli.outputs.report import Summary
+from zuotang_cli.sanitize import visible
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+
+class Counter:
+    """What the display counts: finished inputs by outcome, calls started, time."""
+
+    def __init__(self) -> None:
+        self.summary = Summary()
+        self.calls = 0
+        self.started_at = time.monotonic()
+
+    def add(self, record: Row) -> None:
+        self.summary.add(record)
+
+    def line(self) -> str:
+        return self.summary.line()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started_at
+
+    @property
+    def rate(self) -> float:
+        """Images saved per second so far."""
+        elapsed = self.elapsed
+        return self.summary.counts[Outcome.DONE] / elapsed if elapsed > 0 else 0.0
+
+
+def describe_failure(record: Record) -> str:
+    reason = record.message or record.state_meaning or record.error_class or ""
+    label = record.error_class or record.outcome.value
+    return f"{record.outcome.value}: {record.input}: {label}: {reason}"
+
+
+def say(stream: TextIO | None, message: str) -> bool:
+    """``zuotang: MESSAGE`` on ``stream`` (stderr) as one line: control characters from
+    outside (a server's words, a file name) are shown escaped, never acted on."""
+    return write_stderr(stream, f"zuotang: {visible(message)}\n")
+
+
+def write_stderr(stream: TextIO | None, text: str) -> bool:
+    """Write ``text`` to ``stream`` (stderr); False when it is closed or its reader went
+    away (``2>&1 | head -1``): a message that cannot be shown never fails an image.  Once
+    sys.stderr fails it is swapped for the null device, so exit does not complain."""
+    if stream is None:
+        return False
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):  # EPIPE, EBADF, or a closed file object
+        if stream is sys.stderr:
+            with contextlib.suppress(OSError):
+                # lives until exit, like stderr itself
+                sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115, PTH123
+        return False
+    return True
+
+
+MAX_PROBLEM_LINES = 20
+"""Per-input problem lines shown without --verbose (a screenful); the rest are counted."""
+
+
+class NullDisplay:
+    """``--quiet``: only errors that end the run are shown."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream: TextIO | None = stream or sys.stderr
+        self.counter = Counter()
+        self.hidden = 0
+        """Problem lines left out (over :data:`MAX_PROBLEM_LINES`)."""
+        self._lock = threading.Lock()
+
+    def _write(self, message: str) -> None:
+        with self._lock:
+            if not say(self.stream, message):
+                self.stream = None
+
+    def __enter__(self) -> NullDisplay:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def started(self, item: InputItem) -> None:
+        self.counter.calls += 1
+
+    def record(self, record: Row) -> None:
+        self.counter.add(record)
+
+    def log(self, message: str) -> None:
+        return None
+
+    @property
+    def wants_total(self) -> bool:
+        """Whether counting the inputs ahead (for an ETA) is worth it."""
+        return False
+
+    def set_total(self, total: int) -> None:
+        return None
+
+    def error(self, message: str) -> None:
+        self._write(message)
+
+    def print_result(self, stream: TextIO, text: str, *, flush: bool = True) -> None:
+        """Write one result (a saved path, a JSON record) to ``stream`` (stdout)."""
+        stream.write(text)
+        if flush:
+            stream.flush()
+
+
+class PlainDisplay(NullDisplay):
+    """Not a terminal: one plain line per problem, at most a screenful of them (every
+    image with ``--verbose``), and a progress line every ``stats_interval`` seconds."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        verbose: bool = False,
+        stats_interval: float = 0.0,
+    ) -> None:
+        super().__init__(stream)
+        self.verbose = verbose
+        self.stats_interval = stats_interval
+        self._shown = 0
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __enter__(self) -> PlainDisplay:
+        if self.stats_interval > 0:
+            self._ticker = threading.Thread(target=self._tick, name="zuotang-stats", daemon=True)
+            self._ticker.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.stats_interval):
+            counter = self.counter
+            self.log(
+                f"progress: {counter.line()} · {counter.calls} calls · "
+                f"{counter.rate:.2f}/s · {counter.elapsed:.0f} s"
+            )
+
+    def record(self, record: Row) -> None:
+        super().record(record)
+        if record.ok:
+            if self.verbose:
+                self.log(f"{record.outcome.value}: {record.input} -> {record.output}")
+        elif self.verbose:
+            self.log(describe_failure(record.full()))
+        elif record.outcome is Outcome.NOT_ATTEMPTED:
+            pass  # counted, and said once in the summary
+        elif self._shown < MAX_PROBLEM_LINES:
+            self._shown += 1
+            self.log(describe_failure(record.full()))
+        else:
+            self.hidden += 1
+
+    def log(self, message: str) -> None:
+        self._write(message)
+
+
+class RichDisplay(PlainDisplay):
+    """A terminal: a live line of counts, rate and elapsed time; problems printed above."""
+
+    def __init__(self, console: Console, *, verbose: bool = False) -> None:
+        super().__init__(sys.stderr, verbose=verbose)
+        self.console = console
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._total: int | None = None
+
+    def __enter__(self) -> RichDisplay:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            SpinnerColumn(),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(self._description(), total=self._total)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _description(self) -> str:
+        counter = self.counter
+        return f"{counter.line()} · {counter.calls} calls · {counter.rate:.2f}/s"
+
+    def _refresh(self) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(
+                self._task, description=self._description(), completed=self.counter.summary.total
+            )
+
+    @property
+    def wants_total(self) -> bool:
+        return True
+
+    def set_total(self, total: int) -> None:
+        self._total = total
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total)
+
+    def started(self, item: InputItem) -> None:
+        super().started(item)
+        self._refresh()
+
+    def record(self, record: Row) -> None:
+        super().record(record)
+        self._refresh()
+
+    def log(self, message: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a terminal that went away
+            self.console.print(f"zuotang: {visible(message)}", markup=False, highlight=False)
+
+    def error(self, message: str) -> None:
+        self.log(message)
+
+    def print_result(self, stream: TextIO, text: str, *, flush: bool = True) -> None:
+        """A result for stdout while the live line is on stderr: when both are the
+        terminal, the live line is taken down (it is transient: erased), the result
+        written, and the line put back below it, so that a saved path is never glued onto
+        it (rich's own ``console.print`` would send the result to stderr)."""
+        progress = self._progress
+        if progress is None or not _isatty(stream):
+            super().print_result(stream, text, flush=flush)
+            return
+        with self._lock:
+            progress.stop()
+            try:
+                stream.write(text)
+                stream.flush()
+            finally:
+                progress.start()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
