@@ -195,7 +195,7 @@ def test_huge_reply_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "larger than" in reply.message
 
 
-# -- the real contract (contract-evidence.md), row by row --------------------------------
+# -- the real contract (docs/api-contract.md), row by row --------------------------------
 
 
 @pytest.mark.parametrize(

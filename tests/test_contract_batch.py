@@ -1,4 +1,4 @@
-"""The batch under the real contract (contract-evidence.md), over httpx.MockTransport:
+"""The batch under the real contract (docs/api-contract.md), over httpx.MockTransport:
 billing of every HTTP 200, paid retries, asynchronous tasks, body encodings, the gateway's
 message-only refusals and its circuit breaker."""
 

@@ -1,4 +1,4 @@
-"""The real contract, row by row of contract-evidence.md: the real CLI against the
+"""The real contract, row by row of docs/api-contract.md: the real CLI against the
 emulator playing each variant, proving the outcome, the exit code, the calls made and the
 calls billed (the emulator's counters, not the client's own)."""
 

@@ -1,4 +1,4 @@
-"""Contract variants, one switch each (contract-evidence.md): gateway style, refusals,
+"""Contract variants, one switch each (docs/api-contract.md): gateway style, refusals,
 billing rule, body encodings, body limit, circuit breaker, reply shape, result links and
 return type 3 — over loopback against a real emulator."""
 

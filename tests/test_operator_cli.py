@@ -36,7 +36,7 @@ def json_summary(stderr: str) -> dict[str, Any]:
     return document  # type: ignore[no-any-return]
 
 
-# -- exit codes (design.md §2) ---------------------------------------------------------
+# -- exit codes (status.py) ---------------------------------------------------------
 
 
 def test_exit_0_when_every_input_is_done(tmp_path: Path, emulator: EmulatorFactory) -> None:

@@ -283,7 +283,7 @@ BIG_STORM_CAPS = {
     "state-7": 40,
     "expire": 300,
 }
-"""A throttle pauses the whole run a second (design.md §3: it must), so 5 % of ~20,000 calls
+"""A throttle pauses the whole run a second (docs/api-contract.md: it must), so 5 % of ~20,000 calls
 would be ~2,000 s of pauses: 25 of each style, met early in the first run.  The breaker opens
 once.  -3, -5 and -7 are final for the input in that run (the input's own fault, by the
 contract), so one met again in the re-run would keep its input unsaved by design: 40 of each,

@@ -1,4 +1,5 @@
-"""A faithful local stand-in for the Zuotang scale API (design.md §4).
+"""A faithful local stand-in for the Zuotang scale API
+(docs/api-contract.md, "The emulator's switches").
 
 Needs the ``emulator`` extra (starlette, uvicorn, python-multipart).
 """

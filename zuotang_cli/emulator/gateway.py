@@ -1,7 +1,7 @@
 """The errors the Alibaba API Gateway answers itself, by gateway style.
 
 ``modern`` instances name every error in ``X-Ca-Error-Code``; ``classic`` ones (the
-marketplace's sample code, contract-evidence.md) send only ``X-Ca-Error-Message``, answer
+marketplace's sample code, docs/api-contract.md) send only ``X-Ca-Error-Message``, answer
 a wrong AppCode with 400 and throttle with a bare 403. No module here needs Starlette.
 """
 

@@ -1,5 +1,5 @@
 """The JSON the service answers, in the two shapes: ``real`` (as real replies look,
-contract-evidence.md) and ``doc`` (as the marketplace document shows them)."""
+docs/api-contract.md) and ``doc`` (as the marketplace document shows them)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,4 @@
+"""Outputs: the report (CSV, JSON, JSON Lines) and the gallery page.
+
+See docs/architecture.md, "Layers".
+"""

@@ -1,7 +1,7 @@
 """One call to the scale endpoint: building the request and classifying the reply.
 
 Classification is a pure function of (HTTP status, headers, body) so that every branch of
-design.md §1 is tested without a server.  The gateway in front of the service answers some
+docs/api-contract.md is tested without a server.  The gateway in front of the service answers some
 errors itself with ``X-Ca-Error-*`` headers and no JSON; the service answers JSON whose
 ``status`` and ``data.state`` decide the outcome (HTTP 200 alone means nothing).
 """
@@ -330,7 +330,7 @@ class CallSpec:
         return Secrets([self.appcode])
 
     def fields(self) -> dict[str, str]:
-        # sync=1: the vendor's backend is asynchronous without it (contract-evidence.md);
+        # sync=1: the vendor's backend is asynchronous without it (docs/api-contract.md);
         # a synchronous listing ignores it.
         fields = {"type": self.type, "sync": "1"}
         if self.scale is not None:

@@ -1,4 +1,4 @@
-"""Facts of the remote API that the client and the emulator share (design.md §1)."""
+"""Facts of the remote API that the client and the emulator share (docs/api-contract.md)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def effective_factor(long_side: int, requested: int | None) -> int:
 
 
 # The vendor's own document puts the auto-scale (and requested-factor) limits at 512 and
-# 1024 px where the marketplace's says 500 and 1000 (contract-evidence.md).
+# 1024 px where the marketplace's says 500 and 1000 (docs/api-contract.md, "Scale factors").
 UNCERTAIN_BANDS: dict[int | None, tuple[tuple[int, int], ...]] = {
     None: ((500, 512), (1000, 1024)),
     2: ((1000, 1024),),
@@ -96,7 +96,7 @@ def factor_uncertain(long_side: int, requested: int | None) -> bool:
 
 
 class Billing(str, enum.Enum):
-    """Which replies the marketplace bills (contract-evidence.md: "正常请求计费")."""
+    """Which replies the marketplace bills (docs/api-contract.md, "Billing": "正常请求计费")."""
 
     EVERY_200 = "every-200"
     """Every HTTP-200 reply, whatever its ``data.state`` (the marketplace's rule)."""

@@ -1,4 +1,4 @@
-"""Fetching a paid result and saving it safely (design.md §3, "Files").
+"""Fetching a paid result and saving it safely (docs/architecture.md, "Money").
 
 A result is streamed to a temporary ``.part`` file inside the output directory, checked to
 be a real image with Pillow, flushed to disk, and only then renamed to its final name, so a

@@ -1,4 +1,5 @@
-r"""The resume journal: what each input has cost and where its result is (design.md §3).
+r"""The resume journal: what each input has cost and where its result is
+(docs/architecture.md, "The journal").
 
 One SQLite database per output directory (``.zuotang/journal.sqlite``), keyed on
 (normalized input, type, scale).  SQLite because it is in the standard library, gives

@@ -1,0 +1,1 @@
+"""The Typer commands, one a module."""

@@ -1,4 +1,7 @@
-"""``zuotang emulator``: run the local stand-in for the remote API (design.md §4)."""
+"""``zuotang emulator``: run the local stand-in for the remote API.
+
+Its switches: docs/api-contract.md, "The emulator's switches".
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""``zuotang enhance``: the batch command (design.md §2).  Parses, wires, prints; the work
-is done by :mod:`zuotang_cli.engine.batch`."""
+"""``zuotang enhance``: the batch command (README.md, "Real use").
+
+Parses, wires, prints; the work is done by :mod:`zuotang_cli.app.session`."""
 
 import dataclasses
 import enum
