@@ -487,7 +487,7 @@ def signature_mismatch(message: str, ours: str) -> str:
     theirs = signing.gateway_string(message)
     head = message.split(",", 1)[0].strip() or "Invalid Signature"
     gateway = signing.shown(theirs) if theirs is not None else "(not given)"
-    return f"{head}: gateway signed {gateway!r}; zuotang signed {signing.shown(ours)!r}"
+    return f"{head}: the gateway signed `{gateway}`; zuotang signed `{signing.shown(ours)}`"
 
 
 CONNECT_ALLOWANCE = 15.0
