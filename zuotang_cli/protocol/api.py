@@ -456,7 +456,7 @@ async def call_once(
     request = build_request(client, spec, item, content)
     signed = spec.authorize(request)
     reply = await _exchange(client, request, _Progress(on_sent, on_body_sent), deadline)
-    return scrub(_beside(reply, signed), spec.secrets)
+    return scrub(beside_ours(reply, signed), spec.secrets)
 
 
 async def poll_once(
@@ -471,10 +471,10 @@ async def poll_once(
     request = client.build_request("GET", spec.task_url(task_id), headers=spec.headers())
     signed = spec.authorize(request)
     reply = await _exchange(client, request, _Progress(on_sent), deadline)
-    return scrub(_beside(reply, signed), spec.secrets)
+    return scrub(beside_ours(reply, signed), spec.secrets)
 
 
-def _beside(reply: Reply, signed: str | None) -> Reply:
+def beside_ours(reply: Reply, signed: str | None) -> Reply:
     """A refused signature's message with the gateway's string to sign beside ours,
     newlines made visible, so the difference shows where the bug is."""
     if signed is None or reply.error_class is not ErrorClass.SIGNATURE:
@@ -487,7 +487,10 @@ def signature_mismatch(message: str, ours: str) -> str:
     theirs = signing.gateway_string(message)
     head = message.split(",", 1)[0].strip() or "Invalid Signature"
     gateway = signing.shown(theirs) if theirs is not None else "(not given)"
-    return f"{head}: the gateway signed `{gateway}`; zuotang signed `{signing.shown(ours)}`"
+    same = " (the same string: the AppSecret is wrong)" if theirs == ours else ""
+    return (
+        f"{head}: the gateway signed `{gateway}`; zuotang signed `{signing.shown(ours)}`{same}"
+    )
 
 
 CONNECT_ALLOWANCE = 15.0
