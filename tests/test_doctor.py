@@ -88,9 +88,7 @@ def test_signed_with_the_gateways_clock_20_minutes_off_is_all_well_with_a_warnin
 
 
 def test_wrong_path_exit_2(gateway: Any) -> None:
-    proc = doctor(
-        gateway, ZUOTANG_APPCODE=APPCODE, ZUOTANG_ENDPOINT=gateway.url + "/tasks/scale"
-    )
+    proc = doctor(gateway, ZUOTANG_APPCODE=APPCODE, ZUOTANG_ENDPOINT=gateway.url + "/tasks/scale")
     assert proc.returncode == ExitStatus.USAGE, proc.stdout
     assert rows(proc)["endpoint path"].startswith("FAIL")
     assert gateway.stats()["billed"] == 0

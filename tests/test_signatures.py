@@ -170,7 +170,9 @@ def test_each_refusal_of_a_signed_request_is_classified(
 
 def test_a_refused_signature_shows_the_gateways_string_beside_ours() -> None:
     ours = "POST\napplication/json\n\n\n\nx-ca-key:k\n/p?a=1"
-    message = api.signature_mismatch(f"Invalid Signature, Server StringToSign:`{ours.replace(chr(10), '#')}`", ours)
+    message = api.signature_mismatch(
+        f"Invalid Signature, Server StringToSign:`{ours.replace(chr(10), '#')}`", ours
+    )
     assert message.count("POST\\napplication/json\\n\\n\\n\\nx-ca-key:k\\n/p?a=1") == 2
     assert "\n" not in message and "AppSecret is wrong" in message
     other = api.signature_mismatch("Invalid Signature, Server StringToSign:`GET#x`", ours)

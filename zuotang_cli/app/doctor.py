@@ -25,7 +25,6 @@ import httpx
 
 from zuotang_cli.app.credentials import Credentials
 from zuotang_cli.engine.http_pool import new_client
-from zuotang_cli.errors import one_line
 from zuotang_cli.models import ErrorClass, InputItem, InputKind
 from zuotang_cli.protocol import api, signing
 from zuotang_cli.protocol.api import CallSpec, Reply, Verdict
@@ -170,6 +169,7 @@ class Doctor:
 
     async def _probe(self, body: Body) -> Answer:
         """The free probe, sent again once after a clock correction or a used nonce."""
+
         def make() -> httpx.Request:
             return self._probe_request(body)
 
@@ -213,8 +213,7 @@ class Doctor:
                 Check(
                     "sync/async",
                     Result.SKIPPED,
-                    "sync=1 is sent with every call; how this listing answers needs a "
-                    "paid call",
+                    "sync=1 is sent with every call; how this listing answers needs a paid call",
                     "zuotang doctor --paid-check IMAGE_URL (one paid call)",
                 )
             )
@@ -303,8 +302,12 @@ class Doctor:
             return False
         if reply.http_status is not None and reply.http_status >= 500:
             self.diagnosis.add(
-                Check("endpoint path", Result.FAIL, f"HTTP {reply.http_status}: {message}",
-                      "the service is in trouble: try again later"),
+                Check(
+                    "endpoint path",
+                    Result.FAIL,
+                    f"HTTP {reply.http_status}: {message}",
+                    "the service is in trouble: try again later",
+                ),
                 ExitStatus.TROUBLE,
             )
             return False
@@ -418,7 +421,7 @@ def diagnose(
     *,
     qps: float = 2.0,
     paid_check: str | None = None,
-    announce: Callable[[str], None] | None = None,
+    announce: Callable[[str], object] | None = None,
 ) -> Diagnosis:
     """Run the checks (the one call the command makes); ``announce`` is told of the paid
     call before it is made."""

@@ -97,7 +97,9 @@ def check(
         return refusal("Invalid Content-MD5")
     text = server_string(request, body)
     digest = hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()
-    if not hmac.compare_digest(base64.b64encode(digest).decode(), headers.get("x-ca-signature", "")):
+    if not hmac.compare_digest(
+        base64.b64encode(digest).decode(), headers.get("x-ca-signature", "")
+    ):
         return refusal(f"Invalid Signature, Server StringToSign:`{text.replace(chr(10), '#')}`")
     nonce = headers.get("x-ca-nonce", "")
     if not nonce:

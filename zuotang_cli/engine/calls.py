@@ -30,7 +30,6 @@ from zuotang_cli.protocol.rules import Billing, Body
 from zuotang_cli.status import ExitStatus
 from zuotang_cli.store.download import TOO_MANY_OPEN_FILES
 
-
 SIGNATURE_RETRIES = {ErrorClass.NONCE_USED: 1, ErrorClass.CLOCK_SKEW: 2}
 """Refusals of a signed request sent again at once (a fresh nonce, a corrected clock),
 and how many times one call is (a call signed just before another corrected the clock

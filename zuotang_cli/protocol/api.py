@@ -488,9 +488,7 @@ def signature_mismatch(message: str, ours: str) -> str:
     head = message.split(",", 1)[0].strip() or "Invalid Signature"
     gateway = signing.shown(theirs) if theirs is not None else "(not given)"
     same = " (the same string: the AppSecret is wrong)" if theirs == ours else ""
-    return (
-        f"{head}: the gateway signed `{gateway}`; zuotang signed `{signing.shown(ours)}`{same}"
-    )
+    return f"{head}: the gateway signed `{gateway}`; zuotang signed `{signing.shown(ours)}`{same}"
 
 
 CONNECT_ALLOWANCE = 15.0

@@ -38,9 +38,7 @@ def doctor(
     ] = None,
     app_key: Annotated[str | None, Opt(help="As enhance --app-key.", show_default=False)] = None,
     auth: Annotated[AuthChoice | None, Opt(help="As enhance --auth.", show_default=False)] = None,
-    endpoint: Annotated[
-        str | None, Opt(help="As enhance --endpoint.", show_default=False)
-    ] = None,
+    endpoint: Annotated[str | None, Opt(help="As enhance --endpoint.", show_default=False)] = None,
     qps: Annotated[
         float | None, Opt(min=0.01, help="As enhance --qps: the probes are spaced by it.")
     ] = None,
