@@ -7,6 +7,7 @@ which checks signatures by its own implementation of the same rules."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import re
 import time
@@ -393,3 +394,21 @@ def test_set_app_secret_reads_stdin_and_writes_the_file_0600(
     assert refused.returncode == ExitStatus.USAGE and "set-app-secret" in refused.stderr
     flag = cli("enhance", "https://a.test/x.png", "--app-secret", SECRET)
     assert flag.returncode == ExitStatus.USAGE  # there is no flag for the secret
+
+
+def test_the_python_api_signs_with_app_key_and_app_secret(emulator: Any, tmp_path: Path) -> None:
+    from zuotang_cli import enhance
+
+    emu = emulator(app_keys={KEY: SECRET}, qps=100)
+    outcome = asyncio.run(
+        enhance(
+            [emu.file_url(SAMPLES[1])],
+            app_key=KEY,
+            app_secret=SECRET,
+            endpoint=emu.endpoint,
+            output_dir=tmp_path / "out",
+            qps=50,
+        )
+    )
+    assert outcome.exit_status is ExitStatus.SUCCESS
+    assert emu.stats()["signed"] == 1 and emu.stats()["billed"] == 1
