@@ -412,3 +412,30 @@ def test_the_python_api_signs_with_app_key_and_app_secret(emulator: Any, tmp_pat
     )
     assert outcome.exit_status is ExitStatus.SUCCESS
     assert emu.stats()["signed"] == 1 and emu.stats()["billed"] == 1
+
+
+class SlowRefusals(Server):
+    """Refuses a stale timestamp after a moment, so that many calls signed by the wrong
+    clock are in flight together when the first refusal corrects it."""
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:  # type: ignore[override]
+        if request.url.path != "/tasks/visual/scale":
+            return super().__call__(request)
+        self.calls += 1
+        stamp = int(request.headers[signing.TIMESTAMP]) / 1000
+        gateway_now = time.time() - 30 * 60.0
+        if abs(stamp - gateway_now) > signing.WINDOW:
+            await asyncio.sleep(0.05)
+            return refusal("Timestamp Expired", date=gateway_now)
+        return ok()
+
+
+def test_calls_in_flight_when_the_clock_is_corrected_are_sent_again_not_halted(
+    tmp_path: Path,
+) -> None:
+    server = SlowRefusals(lambda n, r: ok())
+    notices: list[str] = []
+    result, records = run_batch(tmp_path, server, url_items(8), notices, spec=signed_spec())
+    assert result.halt is None and all(record.ok for record in records)
+    assert sum("clock" in notice for notice in notices) == 1 and "ahead of" in notices[0]
+    assert 10 <= server.calls <= 16 and result.paid_calls == 8  # 2+ refused in flight

@@ -82,6 +82,7 @@ class Calls:
                 self._max_calls_reached(work, record, tried=reply is not None)
                 return reply
             billed = False
+            corrections = self.shared.spec.clock.corrections  # the clock it is signed by
             try:
                 attempt = await self._attempt(work, record)
                 if attempt is None:
@@ -103,7 +104,7 @@ class Calls:
             kind = reply.error_class
             if kind in SIGNATURE_RETRIES and resent.get(kind, 0) < SIGNATURE_RETRIES[kind]:
                 resent[kind] = resent.get(kind, 0) + 1
-                if self._send_again(reply):
+                if self._send_again(reply, corrections):
                     continue  # refused before the service saw it: not billed
                 return reply
             if reply.verdict is Verdict.THROTTLE:
@@ -258,13 +259,16 @@ class Calls:
         record.message = f"not attempted (max-calls {limit} reached)"
         record.error_class = ErrorClass.MAX_CALLS
 
-    def _send_again(self, reply: Reply) -> bool:
+    def _send_again(self, reply: Reply, corrections: int) -> bool:
         """After the gateway refused a signed request's nonce or timestamp: whether to
         send the same call again now (a fresh nonce and timestamp; the clock corrected by
-        the gateway's ``Date`` first).  False: the run halts, no call can succeed."""
+        the gateway's ``Date`` first, unless another call corrected it since this one was
+        signed: its ``corrections`` then).  False: the run halts, no call can succeed."""
         if reply.error_class is ErrorClass.NONCE_USED:
             return True
         clock = self.shared.spec.clock
+        if clock.corrections != corrections:
+            return True  # signed before another call's correction
         if reply.server_time is None:
             why = "and sent no Date header to correct it by"
         elif clock.correct(reply.server_time):
