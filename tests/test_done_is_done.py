@@ -299,7 +299,10 @@ CLI_FLAGS: dict[str, tuple[tuple[str, ...], Any]] = {
 }
 """Every option that can change what a run does; the others only change what it prints."""
 PRINTING = {"json", "quiet", "verbose", "print0", "gallery", "stats_interval", "summary_json"}
-GIVEN = {"inputs", "output_dir", "appcode", "endpoint", "report", "dry_run"}
+GIVEN = {
+    "inputs", "output_dir", "appcode", "app_key", "app_secret", "auth", "endpoint", "report",
+    "dry_run",
+}  # fmt: skip
 
 
 def test_the_python_api_and_the_cli_plan_the_same(tmp_path: Path, emulator: Any) -> None:

@@ -63,6 +63,9 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "output_dir": (Path("flag-out"), "env-out", "file-out", None),
     "billing": ("success-only", "success-only", "success-only", None),
     "body": ("multipart", "form", "multipart", None),
+    "app_key": ("flag-key-1", "env-key-1", "file-key-1", None),
+    "app_secret": ("flag-secret-1", "env-secret-1", "file-secret-1", None),
+    "auth": ("signature", "appcode", "signature", None),
 }
 EXPECTED: dict[str, dict[Source, object | None]] = {
     "appcode": {Source.FLAG: "flagcode-1234", Source.ENV: "envcode-12345",
@@ -78,6 +81,12 @@ EXPECTED: dict[str, dict[Source, object | None]] = {
     "billing": {Source.FLAG: "success-only", Source.ENV: "success-only",
                 Source.FILE: "success-only", Source.DEFAULT: "every-200"},
     "body": {Source.FLAG: "multipart", Source.ENV: "form", Source.FILE: "multipart",
+             Source.DEFAULT: None},
+    "app_key": {Source.FLAG: "flag-key-1", Source.ENV: "env-key-1",
+                Source.FILE: "file-key-1", Source.DEFAULT: None},
+    "app_secret": {Source.FLAG: "flag-secret-1", Source.ENV: "env-secret-1",
+                   Source.FILE: "file-secret-1", Source.DEFAULT: None},
+    "auth": {Source.FLAG: "signature", Source.ENV: "appcode", Source.FILE: "signature",
              Source.DEFAULT: None},
 }  # fmt: skip
 

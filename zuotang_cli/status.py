@@ -20,8 +20,8 @@ class ExitStatus(enum.IntEnum):
     """Usage or input error: bad flag, missing AppCode, an input path that does not exist,
     wrong endpoint path, output directory locked or unusable, emulator port in use."""
     HALTED = 3
-    """Halted by the service's account side: AppCode refused, quota exhausted or expired,
-    arrears."""
+    """Halted by the service's account side: AppCode, AppKey or signature refused, quota
+    exhausted or expired, arrears."""
     TROUBLE = 4
     """Halted by trouble on the way: endpoint unreachable, disk full or unwritable, journal
     unusable.  Try again later."""
@@ -34,7 +34,8 @@ class ExitStatus(enum.IntEnum):
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 all done; 1 some images failed (or --max-calls reached): routine; "
-    "2 usage or input error; 3 halted by the account (AppCode, quota, arrears); "
+    "2 usage or input error; 3 halted by the account (AppCode, AppKey or signature refused, "
+    "quota, arrears); "
     "4 halted by trouble on the way (unreachable, disk, journal): retry later; "
     "130 interrupted (Ctrl-C); 143 stopped by SIGTERM. Alert on 2 or more."
 )

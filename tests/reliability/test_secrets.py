@@ -23,6 +23,7 @@ from tests.reliability.support import (
     Conn,
     Received,
     Trial,
+    assert_no_secret_in_files,
     enhance,
     hostile_server,
 )
@@ -221,3 +222,38 @@ def test_an_appcode_with_control_characters_is_refused_without_echoing_it(
         assert run.returncode == ExitStatus.USAGE, run.stderr
         assert "AppCode" in run.stderr and run.stderr.count("\n") == 1
     trial.note("AppCodes with CR LF or a space: refused (exit 2) in one line that omits them")
+
+
+APP_SECRET = "rel-APPSECRET-9d8c7b6a"
+"""The AppSecret of the signed runs: recognizable, as the AppCode."""
+
+
+def test_the_app_secret_never_leaks_from_signed_runs_or_doctor(
+    trial: Trial, emulator: Any, tmp_path: Path
+) -> None:
+    """Signed runs (-v, --json, a refused signature) and ``zuotang doctor``: the AppSecret
+    is never sent, so no stream or file may hold it; the AppCode set beside it neither."""
+    emu = emulator(cheap=True, qps=1000, app_keys={"rel-key": APP_SECRET}, clock_offset=-900.0)
+    signed = {"ZUOTANG_APP_KEY": "rel-key", "ZUOTANG_APP_SECRET": APP_SECRET}
+    urls = [emu.file_url(f"s{i}.png") for i in range(4)]
+    runs = [
+        enhance(trial, *urls, "-o", str(tmp_path / "out"), "-v", "--json", "--gallery",
+                endpoint=emu.endpoint, env=signed),
+        enhance(trial, *urls, "-o", str(tmp_path / "bad"), "-v", endpoint=emu.endpoint,
+                env={**signed, "ZUOTANG_APP_SECRET": APP_SECRET[::-1]}),
+        enhance(trial, endpoint=emu.endpoint, env=signed, command="doctor"),
+        enhance(trial, "show", endpoint=emu.endpoint, env=signed, command="config"),
+    ]  # fmt: skip
+    trial.inputs += 2 * len(urls)
+    assert [run.returncode for run in runs] == [0, ExitStatus.HALTED, 0, 0], runs[1].stderr
+    for run in runs:
+        assert APP_SECRET not in run.stdout + run.stderr
+        assert APP_SECRET[::-1] not in run.stdout + run.stderr
+    assert assert_no_secret_in_files(trial, tmp_path) > 0
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert APP_SECRET.encode() not in path.read_bytes(), path
+    trial.note(
+        "the AppSecret (and the AppCode beside it) in no stream of 2 signed runs, doctor "
+        "and config show, nor in their reports, journals and gallery"
+    )

@@ -42,7 +42,7 @@ class BatchOutcome:
 async def enhance(
     sources: Sequence[str | Path],
     *,
-    appcode: str,
+    appcode: str | None = None,
     output_dir: str | Path = "out",
     on_record: Callable[[Record], None] | None = None,
     **options: Any,
@@ -52,7 +52,9 @@ async def enhance(
 
     ``options`` are those of :class:`~zuotang_cli.app.session.EnhanceOptions` (``type``,
     ``scale``, ``qps``, ``billing``, ``paid_retries``, ``max_calls``, ``force``,
-    ``dry_run``...), the command's options by their Python names.  Safe to call again on
+    ``dry_run``...), the command's options by their Python names; ``app_key`` and
+    ``app_secret`` sign the requests in place of the AppCode (docs/credentials.md).  Safe
+    to call again on
     the same ``output_dir``: what is done is skipped.  Raises
     :class:`~zuotang_cli.errors.UsageError` on a bad option or if another run holds the
     directory.

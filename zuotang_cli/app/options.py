@@ -37,6 +37,12 @@ class EnhanceOptions:
     report: Path | None = None
     recursive: bool = False
     appcode: str | None = None
+    app_key: str | None = None
+    app_secret: str | None = None
+    """From ``ZUOTANG_APP_SECRET`` or the config file only: never a flag."""
+    auth: str | None = None
+    """``appcode`` or ``signature``; None: signatures when the AppKey and AppSecret are
+    set (docs/credentials.md)."""
     endpoint: str | None = None
     qps: float = rules.DEFAULT_QPS
     concurrency: int | None = None
@@ -68,5 +74,5 @@ class EnhanceOptions:
     exclude: tuple[str, ...] = ()
     """Glob patterns of files found in folders to leave out."""
 
-    def __repr__(self) -> str:  # never show the AppCode
+    def __repr__(self) -> str:  # never show the AppCode nor the AppSecret
         return f"EnhanceOptions(inputs={self.inputs!r}, output_dir={self.output_dir!r}, ...)"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from zuotang_cli.app import credentials
 from zuotang_cli.app.options import (
     MAX_CONCURRENCY,
     MAX_COUNT,
@@ -123,12 +124,13 @@ def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
     if options.report is not None:
         report_format(options.report)  # a bad suffix is refused before anything is written
     check_sources(options.inputs)
-    if not options.appcode and not options.dry_run:
-        raise UsageError(
-            "no AppCode: run 'zuotang config set-appcode', or set ZUOTANG_APPCODE (or pass "
-            "--appcode); find it in the Alibaba Cloud console under your purchased API's "
-            "AppCode"
-        )
+    chosen = credentials.choose(
+        options.appcode,
+        options.app_key,
+        options.app_secret,
+        options.auth,
+        required=not options.dry_run,
+    )
     endpoint = check_endpoint(options.endpoint or rules.DEFAULT_ENDPOINT)
     if options.dry_run:  # nothing is created: the directory may not exist yet
         output_dir = options.output_dir.resolve()
@@ -140,7 +142,9 @@ def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
             _check_writable(options.summary_json, "--summary-json")
     body = options.body or Body.FORM
     config = BatchConfig(
-        spec=CallSpec(endpoint, options.appcode or "", options.type, options.scale, body),
+        spec=CallSpec(
+            endpoint, chosen.appcode, options.type, options.scale, body, app_key=chosen.app_key
+        ),
         output_dir=output_dir,
         qps=options.qps,
         concurrency=options.concurrency,

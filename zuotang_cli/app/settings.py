@@ -41,12 +41,27 @@ if sys.version_info >= (3, 11):
 else:  # the same parser, published for 3.10
     import tomli as tomllib
 
-NAMES = ("appcode", "endpoint", "qps", "type", "scale", "output_dir", "billing", "body")
+NAMES = (
+    "appcode",
+    "app_key",
+    "app_secret",
+    "auth",
+    "endpoint",
+    "qps",
+    "type",
+    "scale",
+    "output_dir",
+    "billing",
+    "body",
+)
 """The settings, in display order; also the keys the config file may hold."""
 ENV_VARS = {name: f"ZUOTANG_{name.upper()}" for name in NAMES}
 FLAGS = {name: "--" + name.replace("_", "-") for name in NAMES}
 DEFAULTS: dict[str, object | None] = {
     "appcode": None,
+    "app_key": None,
+    "app_secret": None,
+    "auth": None,
     "endpoint": rules.DEFAULT_ENDPOINT,
     "qps": rules.DEFAULT_QPS,
     "type": "clean",
@@ -59,6 +74,9 @@ CONFIG_ENV_VAR = "ZUOTANG_CONFIG"
 CONFIG_NAME = "config.toml"
 MIN_QPS = options.MIN_QPS
 SECRET = "appcode"
+SECRETS = frozenset({SECRET, "app_secret"})
+"""Settings never shown, nor taken from a flag (``app_secret``) or by ``config set``."""
+AUTH_SCHEMES = ("appcode", "signature")
 
 
 class Source(str, enum.Enum):
@@ -69,7 +87,8 @@ class Source(str, enum.Enum):
 
 
 def mask(secret: str) -> str:
-    """``ab…yz`` for an AppCode of 8 characters or more, else ``********``: never the code."""
+    """``ab…yz`` for a secret of 8 characters or more, else ``********``: never the
+    secret.  An AppSecret is never shown even so: :func:`_shown` gives it ``********``."""
     if len(secret) < 8:
         return "********"
     return f"{secret[:2]}…{secret[-2:]}"
@@ -96,7 +115,7 @@ def _shown(value: object | None, secret: bool) -> str:
     if value is None:
         return "(not set)"
     if secret:
-        return mask(str(value))
+        return mask(str(value)) if not isinstance(value, _Hidden) else "********"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -162,6 +181,28 @@ def _check_appcode(raw: object, place: _Place) -> str:
     return raw
 
 
+class _Hidden(str):
+    """An AppSecret: shown as ``********`` whole, not even its ends."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'********'"
+
+
+def _check_app_key(raw: object, place: _Place) -> str:
+    if not isinstance(raw, str) or not _APPCODE_RE.fullmatch(raw):
+        raise _bad(place, "the AppKey must be non-empty printable ASCII without spaces")
+    return raw
+
+
+def _check_app_secret(raw: object, place: _Place) -> str:
+    # Never put the value in the message: it is a secret.
+    if not isinstance(raw, str) or not _APPCODE_RE.fullmatch(raw):
+        raise _bad(place, "the AppSecret must be non-empty printable ASCII without spaces")
+    return _Hidden(raw)
+
+
 def _check_endpoint(raw: object, place: _Place) -> str:
     if isinstance(raw, str):
         parts = urllib.parse.urlsplit(raw)
@@ -207,6 +248,9 @@ def _check_output_dir(raw: object, place: _Place) -> Path:
 
 _CHECKS: dict[str, Callable[[object, _Place], object]] = {
     "appcode": _check_appcode,
+    "app_key": _check_app_key,
+    "app_secret": _check_app_secret,
+    "auth": _check_choice(AUTH_SCHEMES),
     "endpoint": _check_endpoint,
     "qps": _check_qps,
     "type": _check_choice(rules.TYPES),
@@ -220,7 +264,7 @@ _CHECKS: dict[str, Callable[[object, _Place], object]] = {
 def check(name: str, raw: object, place: _Place) -> Setting:
     """The validated setting ``name`` from ``raw``, or :class:`UsageError` naming ``place``."""
     value = _CHECKS[name](raw, place)
-    return Setting(value, place.source, place.origin, secret=name == SECRET)
+    return Setting(value, place.source, place.origin, secret=name in SECRETS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -254,7 +298,7 @@ def read_config(path: Path) -> ConfigFile:
         raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     raw = parse_toml(_decode(data, path), path)
     values, warnings = _validate(raw, path)
-    if SECRET in values:
+    if SECRETS & set(values):
         warnings.extend(_exposure_warning(path))
     return ConfigFile(path, True, values, tuple(warnings))
 
@@ -285,7 +329,7 @@ def _exposure_warning(path: Path) -> list[str]:
     except OSError:
         return []
     if os.name == "posix" and mode & 0o077:
-        return [f"config file {path} holds the AppCode and is readable by others: chmod 600 it"]
+        return [f"config file {path} holds a secret and is readable by others: chmod 600 it"]
     return []
 
 
@@ -323,7 +367,7 @@ def _resolve_one(
         return check(name, env[variable], place)
     if name in file_values:
         return file_values[name]
-    return Setting(DEFAULTS[name], Source.DEFAULT, "", secret=name == SECRET)
+    return Setting(DEFAULTS[name], Source.DEFAULT, "", secret=name in SECRETS)
 
 
 @dataclass(frozen=True)
@@ -336,6 +380,23 @@ class Resolved:
     @property
     def appcode(self) -> str | None:
         value = self.settings["appcode"].value
+        return value if isinstance(value, str) else None
+
+    @property
+    def app_key(self) -> str | None:
+        value = self.settings["app_key"].value
+        return value if isinstance(value, str) else None
+
+    @property
+    def app_secret(self) -> str | None:
+        value = self.settings["app_secret"].value
+        return value if isinstance(value, str) else None
+
+    @property
+    def auth(self) -> str | None:
+        """``appcode``, ``signature``, or None: signatures when an AppKey and AppSecret
+        are set, the AppCode otherwise."""
+        value = self.settings["auth"].value
         return value if isinstance(value, str) else None
 
     @property
@@ -429,6 +490,14 @@ def _read_existing(path: Path) -> str | None:
 _HEADER = "# zuotang settings: see `zuotang config show`\n"
 
 
+def save_app_secret(path: Path, secret: str) -> Path:
+    """Set ``app_secret`` in the config file at ``path`` (as :func:`save_appcode`)."""
+    _check_app_secret(secret, _Place("AppSecret", Source.FLAG, ""))
+    target = Path(os.path.realpath(path))
+    _write_private(target, with_setting(_read_existing(target), "app_secret", secret, target))
+    return target
+
+
 def with_appcode(old: str | None, appcode: str, path: Path) -> str:
     """The text of the config file ``old`` with ``appcode = "..."`` set, all else kept."""
     return with_setting(old, SECRET, appcode, path)
@@ -490,8 +559,10 @@ def save_setting(path: Path, name: str, raw: str) -> tuple[Path, Setting]:
     is checked, and set it in the file at ``path`` (as :func:`save_appcode` does)."""
     if name == SECRET:
         raise UsageError("use 'zuotang config set-appcode': it reads the AppCode unechoed")
+    if name in SECRETS:
+        raise UsageError("use 'zuotang config set-app-secret': it reads the AppSecret unechoed")
     if name not in _CHECKS:
-        known = ", ".join(n for n in NAMES if n != SECRET)
+        known = ", ".join(n for n in NAMES if n not in SECRETS)
         raise UsageError(f"unknown setting {name!r}: one of {known}")
     setting = check(name, raw, _Place(f"config set {name}", Source.ENV, "command line"))
     value: str | float = setting.value if isinstance(setting.value, float) else raw
@@ -508,7 +579,7 @@ def _parse_quietly(text: str) -> dict[str, Any] | None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, mode 0600 (the file holds the AppCode)."""
+    """Write ``text`` to ``path`` atomically, mode 0600 (the file holds secrets)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomic(path, text, mode=0o600)

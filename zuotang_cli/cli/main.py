@@ -17,6 +17,7 @@ import typer
 
 from zuotang_cli import __version__
 from zuotang_cli.cli.commands import config as config_cmd
+from zuotang_cli.cli.commands import doctor as doctor_cmd
 from zuotang_cli.cli.commands import emulator as emulator_cmd
 from zuotang_cli.cli.commands import enhance as enhance_cmd
 from zuotang_cli.cli.commands import gallery as gallery_cmd
@@ -60,6 +61,7 @@ app.command("enhance", help=enhance_cmd.HELP, epilog=enhance_cmd.EPILOG)(enhance
 app.command("report", help=report_cmd.HELP, epilog=report_cmd.EPILOG)(report_cmd.report)
 app.command("emulator", help=emulator_cmd.HELP, epilog=emulator_cmd.EPILOG)(emulator_cmd.emulator)
 app.command("gallery", help=gallery_cmd.HELP, epilog=gallery_cmd.EPILOG)(gallery_cmd.gallery)
+app.command("doctor", help=doctor_cmd.HELP, epilog=doctor_cmd.EPILOG)(doctor_cmd.doctor)
 app.add_typer(config_cmd.app, name="config")
 
 

@@ -168,7 +168,8 @@ def _enhance(
         report_paths.append(options.report)
     display = _display(options)
     host = urllib.parse.urlsplit(endpoint).hostname or ""
-    if endpoint.startswith("http://") and not _is_loopback(host):
+    signed = session.config.spec.signed  # the AppSecret never travels
+    if endpoint.startswith("http://") and not _is_loopback(host) and not signed:
         display.error("warning: --endpoint is plain http: the AppCode travels unencrypted")
     if session.note is not None:
         display.error(f"note: {session.note}")

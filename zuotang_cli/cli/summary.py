@@ -35,6 +35,12 @@ HALT_ADVICE = {
     "endpoint-refused": "the gateway refused the endpoint (wrong URL, path or method); "
     "check --endpoint: ",
     "unreachable": "cannot reach the endpoint; check --endpoint and the network: ",
+    "signature": "the gateway refused the signature; check the AppSecret (zuotang config "
+    "set-app-secret), or report the two strings to sign below as a bug: ",
+    "app-key": "the AppKey was refused; check it (云市场 → 已购买的服务) and that the API is "
+    "purchased: ",
+    "clock-skew": "the gateway refuses this computer's clock even corrected; set the system "
+    "clock right (NTP): ",
     "disk-error": "cannot save results (disk full or not writable); fix it and re-run: ",
 }
 

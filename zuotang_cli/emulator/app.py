@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import email.utils
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zuotang_cli.emulator.fetch import make_client
 from zuotang_cli.emulator.polls import handle_poll, wrong_path
@@ -82,4 +86,26 @@ def create_app(emu: EmulatorState) -> Starlette:
     if emu.config.serve_dir is not None:
         routes.append(Mount(FILES_PREFIX, StaticFiles(directory=emu.config.serve_dir)))
     routes.append(Route("/{path:path}", elsewhere, methods=ALL_METHODS))
-    return Starlette(routes=routes, lifespan=lifespan)
+    clock = Middleware(DateHeader, offset=emu.config.clock_offset)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[clock])
+
+
+class DateHeader:
+    """Every reply's ``Date`` header, by the emulator's clock (``clock_offset`` seconds
+    ahead of this machine's), as the gateway sends one by its own."""
+
+    def __init__(self, app: ASGIApp, offset: float = 0.0) -> None:
+        self.app, self.offset = app, offset
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                date = email.utils.formatdate(time.time() + self.offset, usegmt=True)
+                message["headers"] = [*message.get("headers", []), (b"date", date.encode())]
+            await send(message)
+
+        await self.app(scope, receive, dated)

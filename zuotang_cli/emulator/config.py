@@ -45,6 +45,18 @@ def parse_latency(text: str) -> tuple[float, float]:
     return bounds
 
 
+def parse_app_keys(texts: Iterable[str]) -> dict[str, str]:
+    """``["KEY:SECRET", ...]`` → {KEY: SECRET}. Raises ValueError (never showing the
+    secret)."""
+    keys: dict[str, str] = {}
+    for text in texts:
+        key, sep, secret = text.partition(":")
+        if not sep or not key.strip() or not secret.strip():
+            raise ValueError("--app-key must be KEY:SECRET, both non-empty")
+        keys[key.strip()] = secret.strip()
+    return keys
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     """How the emulator behaves; every field is checked on construction (ValueError)."""
@@ -60,6 +72,12 @@ class EmulatorConfig:
     unlimited."""
     appcodes: frozenset[str] = frozenset()
     """Accepted AppCodes; empty = any non-empty code."""
+    app_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """AppKey → AppSecret of the signed requests accepted (none: every signed request
+    gets ``Invalid AppKey``)."""
+    clock_offset: float = 0.0
+    """Seconds the gateway's clock is ahead of this machine's (its ``Date`` headers and
+    its check of signature timestamps)."""
     serve_dir: Path | None = None
     """Folder served under ``/files/`` (the emulator plays the image host)."""
     faults: Mapping[str, float] = field(default_factory=dict)
@@ -121,6 +139,7 @@ class EmulatorConfig:
         set_ = object.__setattr__
         set_(self, "latency", (float(self.latency[0]), float(self.latency[1])))
         set_(self, "appcodes", frozenset(self.appcodes))
+        set_(self, "app_keys", dict(self.app_keys))
         set_(self, "faults", validate_faults(self.faults))
         set_(self, "fault_caps", validate_caps(self.fault_caps))
         if self.serve_dir is not None:
@@ -151,6 +170,10 @@ class EmulatorConfig:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name.replace('_', '-')} must be >= 0, not {value:g}")
+        if not math.isfinite(self.clock_offset):
+            raise ValueError(f"clock offset must be a number of seconds, not {self.clock_offset}")
+        if any(not key or not secret for key, secret in self.app_keys.items()):
+            raise ValueError("an app key must be KEY:SECRET, both non-empty")
         if self.quota is not None and self.quota < 0:
             raise ValueError(f"quota must be >= 0, not {self.quota}")
         if any(not code or any(ch.isspace() for ch in code) for code in self.appcodes):
@@ -176,6 +199,8 @@ class EmulatorConfig:
         link_ttl: float = rules.LINK_TTL,
         quota: int | None = None,
         appcodes: Iterable[str] = (),
+        app_keys: Iterable[str] = (),
+        clock_offset: float = 0.0,
         serve_dir: str | Path | None = None,
         faults: str = "",
         fault_caps: str = "",
@@ -207,6 +232,8 @@ class EmulatorConfig:
             link_ttl=link_ttl,
             quota=quota,
             appcodes=frozenset(appcodes),
+            app_keys=parse_app_keys(app_keys),
+            clock_offset=clock_offset,
             serve_dir=Path(serve_dir) if serve_dir is not None else None,
             faults=parse_faults(faults),
             fault_caps=parse_caps(fault_caps),

@@ -28,7 +28,7 @@ async def handle_poll(request: Request, emu: EmulatorState) -> Response:
     arrival = time.monotonic()
     request_id = str(uuid.uuid4())
     emu.stats.polls += 1
-    refusal = admit(request, emu, arrival, count_qps=config.polls_count_qps)
+    refusal = await admit(request, emu, arrival, count_qps=config.polls_count_qps)
     if refusal is None:
         refusal = breaker_refusal(emu, arrival)
     if refusal is not None:

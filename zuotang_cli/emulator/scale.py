@@ -65,7 +65,7 @@ async def _gateway(call: Call, emu: EmulatorState) -> Response:
     config = emu.config
     if config.refusal is not None:
         return await refuse(call.request, config.refusal, call.request_id)
-    refusal = admit(call.request, emu, call.arrival)
+    refusal = await admit(call.request, emu, call.arrival)
     if refusal is not None:
         return await refuse(call.request, refusal, call.request_id)
     if not emu.quota.hold():

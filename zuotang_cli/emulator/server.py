@@ -58,6 +58,7 @@ class RunningEmulator:
             log_config=None,
             log_level="warning",
             access_log=False,
+            date_header=False,  # the app sends its own, by its clock (--clock-offset)
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         )

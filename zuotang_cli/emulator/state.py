@@ -18,6 +18,7 @@ from zuotang_cli.emulator.faults import draw_fault
 from zuotang_cli.emulator.gateway import GatewayError, gateway_error
 from zuotang_cli.emulator.limits import FlowControl, Quota
 from zuotang_cli.emulator.results import ResultStore
+from zuotang_cli.emulator.signatures import NonceMemory
 from zuotang_cli.emulator.stats import Stats
 from zuotang_cli.emulator.tasks import TaskStore
 
@@ -31,6 +32,8 @@ class EmulatorState:
         self.stats = Stats(billing=config.billing)
         self.results = ResultStore()
         self.tasks = TaskStore(config.link_ttl)
+        self.nonces = NonceMemory()
+        """The nonces of signed requests seen (the gateway refuses one seen before)."""
         self.breaker = CircuitBreaker(
             self.error("breaker"), config.breaker_seconds, retry_after=config.breaker_retry_after
         )

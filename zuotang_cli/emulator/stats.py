@@ -40,6 +40,10 @@ class Stats:
     """The same, of those that passed flow control."""
     in_flight: int = 0
     max_in_flight: int = 0
+    signed: int = 0
+    """Requests whose AppKey signature was verified."""
+    signature_refused: Counter[str] = field(default_factory=Counter)
+    """Signed requests refused, by the gateway's reason (``Invalid Signature``...)."""
 
     def call_started(self) -> None:
         self.calls += 1
@@ -77,4 +81,6 @@ class Stats:
             "accepted_arrivals": list(self.accepted_arrivals),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "signed": self.signed,
+            "signature_refused": dict(self.signature_refused),
         }

@@ -30,6 +30,20 @@ from zuotang_cli.protocol.rules import Billing, Body
 from zuotang_cli.status import ExitStatus
 from zuotang_cli.store.download import TOO_MANY_OPEN_FILES
 
+SIGNATURE_RETRIES = {ErrorClass.NONCE_USED: 1, ErrorClass.CLOCK_SKEW: 2}
+"""Refusals of a signed request sent again at once (a fresh nonce, a corrected clock),
+and how many times one call is (a call signed just before another corrected the clock
+may be refused once more); after that, the usual retries."""
+
+
+def skew_notice(offset: float) -> str:
+    """Said once a run, when the clock was first corrected."""
+    way = "behind" if offset > 0 else "ahead of"
+    return (
+        f"the local clock is {abs(offset):.0f} s {way} the gateway's: signature timestamps "
+        "are corrected by that for the rest of this run (set the system clock right: NTP)"
+    )
+
 
 class Calls:
     """The calls of one batch (see the module); :attr:`client` and :attr:`backlog` are set
@@ -62,11 +76,13 @@ class Calls:
         None when no call could start (run stopping, budget spent)."""
         cfg = self.config
         failures = throttled = 0
+        resent: dict[ErrorClass, int] = {}
         while True:
             if not await self.budget.reserve():
                 self._max_calls_reached(work, record, tried=reply is not None)
                 return reply
             billed = False
+            corrections = self.shared.spec.clock.corrections  # the clock it is signed by
             try:
                 attempt = await self._attempt(work, record)
                 if attempt is None:
@@ -85,6 +101,12 @@ class Calls:
                 return reply
             if reply.verdict is Verdict.PENDING:
                 return reply  # the run stopped while the task ran: a re-run fetches it
+            kind = reply.error_class
+            if kind in SIGNATURE_RETRIES and resent.get(kind, 0) < SIGNATURE_RETRIES[kind]:
+                resent[kind] = resent.get(kind, 0) + 1
+                if self._send_again(reply, corrections):
+                    continue  # refused before the service saw it: not billed
+                return reply
             if reply.verdict is Verdict.THROTTLE:
                 throttled += 1
                 self.result.throttled += 1
@@ -159,6 +181,8 @@ class Calls:
             )
             if ticket is not None:
                 ticket.sent()
+            if reply.error_class is ErrorClass.CLOCK_SKEW and reply.server_time is not None:
+                self.shared.spec.clock.correct(reply.server_time)  # fetched again below
             if reply.verdict is Verdict.THROTTLE:
                 self.result.throttled += 1
                 self.gate.pause(reply.retry_after or cfg.throttle_pause)
@@ -234,6 +258,32 @@ class Calls:
         record.outcome = Outcome.NOT_ATTEMPTED
         record.message = f"not attempted (max-calls {limit} reached)"
         record.error_class = ErrorClass.MAX_CALLS
+
+    def _send_again(self, reply: Reply, corrections: int) -> bool:
+        """After the gateway refused a signed request's nonce or timestamp: whether to
+        send the same call again now (a fresh nonce and timestamp; the clock corrected by
+        the gateway's ``Date`` first, unless another call corrected it since this one was
+        signed: its ``corrections`` then).  False: the run halts, no call can succeed."""
+        if reply.error_class is ErrorClass.NONCE_USED:
+            return True
+        clock = self.shared.spec.clock
+        if clock.corrections != corrections:
+            return True  # signed before another call's correction
+        if reply.server_time is None:
+            why = "and sent no Date header to correct it by"
+        elif clock.correct(reply.server_time):
+            if clock.corrections == 1 and self.shared.hooks.notice is not None:
+                self.shared.hooks.notice(skew_notice(clock.offset))
+            return True
+        else:
+            why = f"even corrected by {clock.offset:+.0f} s"
+        message = f"the gateway refused the timestamp ({reply.message}) {why}"
+        self.shared.halt(
+            dataclasses.replace(
+                reply, verdict=Verdict.HALT, message=message, halt_status=ExitStatus.TROUBLE
+            )
+        )
+        return False
 
     def _body_refused(self, work: Work, reply: Reply) -> bool:
         """React to a reply saying the body encoding cannot work; True: send it again."""

@@ -18,15 +18,16 @@ import json
 import mimetypes
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from zuotang_cli.errors import one_line
 from zuotang_cli.models import ErrorClass, InputItem
-from zuotang_cli.protocol import rules
+from zuotang_cli.protocol import rules, signing
 from zuotang_cli.protocol.rules import Billing, Body
+from zuotang_cli.protocol.signing import AppKey, Clock
 from zuotang_cli.sanitize import Secrets
 from zuotang_cli.status import ExitStatus
 
@@ -76,6 +77,8 @@ class Reply:
     lost_after_sending: bool = False
     """The request went out whole and no complete reply came back (a read timeout, a
     dropped connection): the service may have answered the gateway, and billed it."""
+    server_time: float | None = None
+    """The gateway's clock (its ``Date`` header) when it refused a timestamp."""
 
     def billed(self, billing: Billing) -> bool:
         """Whether this reply is a paid call under ``billing``."""
@@ -87,6 +90,16 @@ class Reply:
 _AUTH_CODES = {"A400AC", "A401AC", "A400MA", "I403AA"}
 _QUOTA_CODES = {"B403MQ": ErrorClass.QUOTA_EXHAUSTED, "B403ME": ErrorClass.QUOTA_EXPIRED}
 _BREAKER_CODE = "D503CB"
+_SIGNATURE_MESSAGES: tuple[tuple[str, ErrorClass, Verdict], ...] = (
+    ("invalid signature", ErrorClass.SIGNATURE, Verdict.HALT),
+    ("invalid appkey", ErrorClass.APP_KEY, Verdict.HALT),
+    ("nonce used", ErrorClass.NONCE_USED, Verdict.RETRY),
+    ("invalid timestamp", ErrorClass.CLOCK_SKEW, Verdict.RETRY),
+    ("timestamp expired", ErrorClass.CLOCK_SKEW, Verdict.RETRY),
+)
+"""The gateway's refusals of a signed request (HTTP 400, ``X-Ca-Error-Message``):
+docs/credentials.md.  A used nonce is sent again once with a fresh one; a timestamp
+refused is a clock off, corrected by the gateway's ``Date``."""
 _HALT_MESSAGES: tuple[tuple[str, ErrorClass, ExitStatus], ...] = (
     ("invalid appcode", ErrorClass.AUTH, ExitStatus.HALTED),
     ("missing appcode", ErrorClass.AUTH, ExitStatus.HALTED),
@@ -150,6 +163,10 @@ def _by_http_status(
         or ("flow control" in lowered)
     ):
         return Reply(Verdict.THROTTLE, ErrorClass.THROTTLED, **base)
+    if 400 <= http_status < 500:
+        for words, error_class, verdict in _SIGNATURE_MESSAGES:
+            if words in lowered:
+                return Reply(verdict, error_class, **base)
     if code == _BREAKER_CODE:
         pause = base.get("retry_after") or BREAKER_PAUSE
         return Reply(Verdict.THROTTLE, ErrorClass.CIRCUIT_OPEN, **{**base, "retry_after": pause})
@@ -191,6 +208,8 @@ def classify(http_status: int, headers: httpx.Headers, body: bytes) -> Reply:
         "request_id": request_id,
         "retry_after": _retry_after(headers),
     }
+    if http_status != 200 and "timestamp" in gateway_message.lower():
+        base["server_time"] = signing.server_time(headers.get("Date"))
     content_type = headers.get("Content-Type", "").lower()
     if http_status == 200 and content_type.startswith("image/") and body:
         return Reply(Verdict.SUCCESS, None, result=body, image="", return_type=3, **base)
@@ -320,14 +339,49 @@ class CallSpec:
     scale: int | None
     body: Body = Body.FORM
     """How URL calls are encoded; local files are always multipart ``image_file``."""
+    app_key: AppKey | None = None
+    """Set: every request is signed with it (docs/credentials.md), no AppCode sent."""
+    clock: Clock = field(default_factory=Clock, compare=False)
+    """The run's clock for signatures, corrected when the gateway says it is off."""
+
+    @property
+    def signed(self) -> bool:
+        return self.app_key is not None
 
     def headers(self) -> dict[str, str]:
+        if self.app_key is not None:  # Accept set explicitly: it is signed
+            return {"Accept": "application/json"}
         return {"Authorization": f"APPCODE {self.appcode}", "Accept": "application/json"}
+
+    def authorize(self, request: httpx.Request) -> str | None:
+        """Sign ``request`` (a fresh timestamp and nonce) when signatures are used; the
+        string signed, to show beside the gateway's when it refuses the signature."""
+        if self.app_key is None:
+            return None
+        params = list(request.url.params.multi_items())
+        body = request.read()
+        content_type = request.headers.get("Content-Type", "")
+        if signing.is_form(content_type):
+            text = body.decode("utf-8", "replace")
+            params += urllib.parse.parse_qsl(text, keep_blank_values=True)
+        done = signing.sign(
+            self.app_key,
+            request.method,
+            request.url.path,
+            dict(request.headers),
+            params,
+            body,
+            timestamp_ms=self.clock.millis(),
+        )
+        request.headers.update(done.headers)
+        return done.text
 
     @functools.cached_property
     def secrets(self) -> Secrets:
-        """What must never be shown or stored: the AppCode (in any form)."""
-        return Secrets([self.appcode])
+        """What must never be shown or stored: the AppCode and the AppSecret (in any
+        form)."""
+        secret = self.app_key.secret if self.app_key is not None else None
+        return Secrets([self.appcode, secret])
 
     def fields(self) -> dict[str, str]:
         # sync=1: the vendor's backend is asynchronous without it (docs/api-contract.md);
@@ -344,7 +398,7 @@ class CallSpec:
     def __repr__(self) -> str:  # never show the AppCode
         return (
             f"CallSpec(endpoint={self.endpoint!r}, type={self.type!r}, scale={self.scale!r}, "
-            f"body={self.body.value!r})"
+            f"body={self.body.value!r}, signed={self.signed})"
         )
 
 
@@ -400,8 +454,9 @@ async def call_once(
             message = f"cannot read: {exc.strerror}"
             return Reply(Verdict.FINAL, ErrorClass.UNREADABLE, message=message)
     request = build_request(client, spec, item, content)
+    signed = spec.authorize(request)
     reply = await _exchange(client, request, _Progress(on_sent, on_body_sent), deadline)
-    return scrub(reply, spec.secrets)
+    return scrub(beside_ours(reply, signed), spec.secrets)
 
 
 async def poll_once(
@@ -414,7 +469,26 @@ async def poll_once(
 ) -> Reply:
     """Fetch an asynchronous task once (``GET {endpoint}/{task_id}``, same auth)."""
     request = client.build_request("GET", spec.task_url(task_id), headers=spec.headers())
-    return scrub(await _exchange(client, request, _Progress(on_sent), deadline), spec.secrets)
+    signed = spec.authorize(request)
+    reply = await _exchange(client, request, _Progress(on_sent), deadline)
+    return scrub(beside_ours(reply, signed), spec.secrets)
+
+
+def beside_ours(reply: Reply, signed: str | None) -> Reply:
+    """A refused signature's message with the gateway's string to sign beside ours,
+    newlines made visible, so the difference shows where the bug is."""
+    if signed is None or reply.error_class is not ErrorClass.SIGNATURE:
+        return reply
+    return dataclasses.replace(reply, message=signature_mismatch(reply.message, signed))
+
+
+def signature_mismatch(message: str, ours: str) -> str:
+    """The gateway's refusal, then its string to sign and ours, each on one line."""
+    theirs = signing.gateway_string(message)
+    head = message.split(",", 1)[0].strip() or "Invalid Signature"
+    gateway = signing.shown(theirs) if theirs is not None else "(not given)"
+    same = " (the same string: the AppSecret is wrong)" if theirs == ours else ""
+    return f"{head}: the gateway signed `{gateway}`; zuotang signed `{signing.shown(ours)}`{same}"
 
 
 CONNECT_ALLOWANCE = 15.0

@@ -20,21 +20,25 @@ from zuotang_cli.errors import UsageError
 
 HELP = (
     "The config file and the settings zuotang enhance uses. Each setting comes from, in "
-    "order: its flag, its environment variable (ZUOTANG_APPCODE, ZUOTANG_ENDPOINT, "
-    "ZUOTANG_QPS, ZUOTANG_TYPE, ZUOTANG_SCALE, ZUOTANG_OUTPUT_DIR), the config file "
-    "(flat TOML: appcode, endpoint, qps, type, scale, output_dir), its default. "
-    "ZUOTANG_CONFIG names another config file."
+    "order: its flag, its environment variable (ZUOTANG_APPCODE, ZUOTANG_APP_KEY, "
+    "ZUOTANG_APP_SECRET, ZUOTANG_AUTH, ZUOTANG_ENDPOINT, ZUOTANG_QPS, ZUOTANG_TYPE, "
+    "ZUOTANG_SCALE, ZUOTANG_OUTPUT_DIR), the config file (flat TOML: appcode, app_key, "
+    "app_secret, auth, endpoint, qps, type, scale, output_dir), its default. The AppSecret "
+    "has no flag. ZUOTANG_CONFIG names another config file."
 )
 EPILOG = (
     "Examples:\n\n\b\n"
     "  zuotang config set-appcode          # asks for the AppCode, input hidden\n"
+    "  zuotang config set app_key 2034...  # signed requests: the AppKey,\n"
+    "  zuotang config set-app-secret       # and the AppSecret, input hidden\n"
     "  zuotang config set qps 5\n"
     "  zuotang config show\n"
     '  $EDITOR "$(zuotang config path)"'
 )
 SHOW_HELP = (
     "Show every setting zuotang enhance would use, its value and its source (flag, env, "
-    "file or default), and the config file. The AppCode is masked. Give enhance's flags "
+    "file or default), and the config file. The AppCode is masked, the AppSecret never "
+    "shown. Give enhance's flags "
     "to see what they change."
 )
 SHOW_EPILOG = (
@@ -52,6 +56,17 @@ SET_APPCODE_EPILOG = (
     "  zuotang config set-appcode\n"
     "  pass show zuotang/appcode | zuotang config set-appcode\n"
     "  ZUOTANG_CONFIG=./ci.toml zuotang config set-appcode < appcode.txt"
+)
+SET_APP_SECRET_HELP = (
+    "Save the AppSecret (signed requests, with the AppKey) in the config file (created "
+    "0600, other keys kept). It is read without echo from the terminal, or from stdin "
+    "when stdin is not a terminal; there is no flag for it."
+)
+SET_APP_SECRET_EPILOG = (
+    "Examples:\n\n\b\n"
+    "  zuotang config set app_key 203xxxxx\n"
+    "  zuotang config set-app-secret\n"
+    "  pass show zuotang/app-secret | zuotang config set-app-secret"
 )
 SET_HELP = (
     "Save one setting in the config file (created 0600, other keys kept): endpoint, qps, "
@@ -83,6 +98,8 @@ def show(
     appcode: str | None = typer.Option(
         None, help="As enhance --appcode (prefer ZUOTANG_APPCODE).", show_default=False
     ),
+    app_key: str | None = typer.Option(None, help="As enhance --app-key.", show_default=False),
+    auth: str | None = typer.Option(None, help="As enhance --auth.", show_default=False),
     endpoint: str | None = typer.Option(None, help="As enhance --endpoint."),
     qps: float | None = typer.Option(None, help="As enhance --qps."),
     type_: str | None = typer.Option(None, "--type", "-t", help="As enhance --type."),
@@ -93,6 +110,8 @@ def show(
 ) -> None:
     flags = {
         "appcode": appcode,
+        "app_key": app_key,
+        "auth": auth,
         "endpoint": endpoint,
         "qps": qps,
         "type": type_,
@@ -136,13 +155,28 @@ def set_appcode() -> None:
 
 def read_appcode(stdin: TextIO | None) -> str:
     """The AppCode typed without echo on a terminal, else the text of stdin, trimmed."""
+    return read_secret(stdin, "AppCode")
+
+
+def read_secret(stdin: TextIO | None, what: str) -> str:
+    """A secret typed without echo on a terminal, else the text of stdin, trimmed."""
     if stdin is not None and not stdin.isatty():
         code = stdin.read().strip()
     else:
-        code = getpass.getpass("AppCode (input hidden): ").strip()
+        code = getpass.getpass(f"{what} (input hidden): ").strip()
     if not code:
-        raise UsageError("empty AppCode: nothing was written")
+        raise UsageError(f"empty {what}: nothing was written")
     return code
+
+
+@app.command("set-app-secret", help=SET_APP_SECRET_HELP, epilog=SET_APP_SECRET_EPILOG)
+def set_app_secret() -> None:
+    secret = read_secret(sys.stdin, "AppSecret")
+    path = settings.save_app_secret(settings.config_path(), secret)
+    typer.echo(f"AppSecret saved to {path}")
+    if os.environ.get(settings.ENV_VARS["app_secret"]):
+        warn(["ZUOTANG_APP_SECRET is set in this environment and takes precedence over the file"])
+    raise typer.Exit(0)
 
 
 @app.command("set", help=SET_HELP, epilog=SET_EPILOG)

@@ -19,6 +19,7 @@ HELP = (
 EPILOG = (
     "Examples:\n\n\b\n"
     "  zuotang emulator --port 0 --serve samples/ --appcode demo\n"
+    "  zuotang emulator --app-key demo-key:demo-secret --clock-offset 1200\n"
     "  zuotang emulator --qps 2 --latency 1-3 --faults 429=0.05,500=0.02 --seed 7\n"
     "  curl http://127.0.0.1:PORT/__emulator__/stats"
 )
@@ -35,6 +36,15 @@ def emulator(
     ),
     appcode: list[str] = typer.Option(
         [], help="Accepted AppCode (repeatable). Default: any non-empty code is accepted."
+    ),
+    app_key: list[str] = typer.Option(
+        [],
+        metavar="KEY:SECRET",
+        help="Accept requests signed with this AppKey and AppSecret (repeatable); they are "
+        "checked as the gateway does: 15-minute timestamps, nonces used once.",
+    ),
+    clock_offset: float = typer.Option(
+        0.0, help="Seconds the emulator's clock is ahead of this machine's (negative: behind)."
     ),
     serve: str | None = typer.Option(None, help="Serve this folder's files under /files/."),
     faults: str = typer.Option(
@@ -119,6 +129,8 @@ def emulator(
             link_ttl=link_ttl,
             quota=quota,
             appcodes=appcode,
+            app_keys=app_key,
+            clock_offset=clock_offset,
             serve_dir=serve,
             faults=faults,
             fault_caps=fault_caps,

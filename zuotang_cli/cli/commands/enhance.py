@@ -49,6 +49,11 @@ class BodyChoice(str, enum.Enum):
     multipart = "multipart"
 
 
+class AuthChoice(str, enum.Enum):
+    appcode = "appcode"
+    signature = "signature"
+
+
 class Scale(str, enum.Enum):
     auto = "auto"
     x1 = "1"
@@ -114,6 +119,22 @@ def enhance(
         Opt(
             help="AppCode; prefer ZUOTANG_APPCODE or 'zuotang config set-appcode' (a flag "
             "shows in ps).",
+            show_default=False,
+        ),
+    ] = None,
+    app_key: Annotated[
+        str | None,
+        Opt(
+            help="AppKey: sign every request with it and the AppSecret (ZUOTANG_APP_SECRET "
+            "or 'zuotang config set-app-secret'; never a flag) [default: ZUOTANG_APP_KEY].",
+            show_default=False,
+        ),
+    ] = None,
+    auth: Annotated[
+        AuthChoice | None,
+        Opt(
+            help="appcode or signature, when both are set [default: signature when an AppKey "
+            "and AppSecret are set, else appcode].",
             show_default=False,
         ),
     ] = None,
@@ -251,7 +272,7 @@ def enhance(
             "--verbose",
             "-v",
             help="Every image, every problem (not only the first 20), files folders left "
-            "out, HTTP exchanges (AppCode masked); tracebacks.",
+            "out, HTTP exchanges (AppCode masked, AppSecret never sent); tracebacks.",
         ),
     ] = D.verbose,
 ) -> None:
@@ -285,6 +306,9 @@ def enhance(
         "scale": resolved.scale_factor,
         "output_dir": resolved.output_dir,
         "appcode": resolved.appcode,
+        "app_key": resolved.app_key,
+        "app_secret": resolved.app_secret,
+        "auth": resolved.auth,
         "endpoint": resolved.endpoint,
         "qps": resolved.qps,
         "billing": Billing(resolved.billing),

@@ -1,0 +1,433 @@
+"""``zuotang doctor``: are the credentials, the endpoint, the clock and the body encoding
+right, before a batch spends anything?  (docs/credentials.md, "zuotang doctor")
+
+Every check is learnt from requests the service refuses with a non-200 reply, which the
+marketplace does not bill: a scale call without ``image_url`` (the gateway checks the
+credentials and the path, the service says the field is missing: proof that it read the
+body), and a fetch of a task that does not exist (whether the task path is served).  A
+paid call is made only when asked (``paid_check``): one call, said beforehand by the
+caller.  No Typer here: :mod:`zuotang_cli.cli.commands.doctor` prints the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import json
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from zuotang_cli.app.credentials import Credentials
+from zuotang_cli.engine.http_pool import new_client
+from zuotang_cli.models import ErrorClass, InputItem, InputKind
+from zuotang_cli.protocol import api, signing
+from zuotang_cli.protocol.api import CallSpec, Reply, Verdict
+from zuotang_cli.protocol.rules import Body
+from zuotang_cli.sanitize import visible
+from zuotang_cli.status import ExitStatus
+
+PROBE_TIMEOUT = 30.0
+"""Seconds a free probe may take (the gateway answers refusals at once)."""
+PAID_TIMEOUT = 150.0
+"""Seconds the paid check may take: a synchronous call may queue before its 30 s."""
+THROTTLE_TRIES = 3
+CLOCK_WARN = 60.0
+"""Seconds off the gateway's clock worth a warning (signatures allow 15 minutes)."""
+ACCOUNT_REFUSALS = {
+    ErrorClass.AUTH,
+    ErrorClass.APP_KEY,
+    ErrorClass.SIGNATURE,
+    ErrorClass.FORBIDDEN,
+    ErrorClass.QUOTA_EXHAUSTED,
+    ErrorClass.QUOTA_EXPIRED,
+    ErrorClass.ARREARS,
+}
+ENDPOINT_REFUSALS = {ErrorClass.ENDPOINT_NOT_FOUND, ErrorClass.ENDPOINT_REFUSED}
+
+
+class Result(str, enum.Enum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "FAIL"
+    SKIPPED = "-"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the table: what was checked, what came out, what to do."""
+
+    name: str
+    result: Result
+    detail: str
+    advice: str = ""
+
+
+@dataclass
+class Diagnosis:
+    checks: list[Check] = field(default_factory=list)
+    exit_status: ExitStatus = ExitStatus.SUCCESS
+
+    def add(self, check: Check, status: ExitStatus | None = None) -> None:
+        self.checks.append(check)
+        if status is not None and self.exit_status is ExitStatus.SUCCESS:
+            self.exit_status = status
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One probe's reply: its classification, and what the table needs of the rest."""
+
+    reply: Reply
+    payload: object = None
+    """The body as JSON (None: empty or not JSON, e.g. a gateway refusal)."""
+    server_time: float | None = None
+    received_at: float = 0.0
+
+
+class Doctor:
+    """The checks of one ``zuotang doctor`` (see the module)."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        endpoint: str,
+        *,
+        qps: float = 2.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.spec = CallSpec(
+            endpoint, credentials.appcode, "clean", None, Body.FORM, app_key=credentials.app_key
+        )
+        self.credentials = credentials
+        self.spacing = 1.0 / qps if qps > 0 else 0.5
+        self.client = client
+        self.diagnosis = Diagnosis()
+        self._last_start = float("-inf")
+
+    # -- the probes -------------------------------------------------------------------
+
+    async def _send(self, make: Callable[[], httpx.Request]) -> Answer:
+        """A request made by ``make`` and signed now (a fresh nonce and timestamp each
+        time), spaced by ``--qps``, its reply classified; throttles waited out."""
+        for _ in range(THROTTLE_TRIES):
+            await self._space()
+            request = make()
+            signed = self.spec.authorize(request)
+            answer = await self._exchange(request)
+            if answer.reply.verdict is not Verdict.THROTTLE:
+                reply = api.beside_ours(answer.reply, signed)
+                return dataclasses.replace(answer, reply=reply)
+            await asyncio.sleep(answer.reply.retry_after or 1.0)
+        return answer
+
+    async def _space(self) -> None:
+        """Wait until the next start keeps to ``--qps``."""
+        wait = self._last_start + self.spacing - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_start = time.monotonic()
+
+    async def _exchange(self, request: httpx.Request) -> Answer:
+        assert self.client is not None
+        try:
+            response = await self.client.send(request)
+        except httpx.HTTPError as exc:
+            return Answer(api.network_reply(exc))
+        received = time.time()
+        reply = api.scrub(
+            api.classify(response.status_code, response.headers, response.content),
+            self.spec.secrets,
+        )
+        try:
+            payload = json.loads(response.content) if response.content else None
+        except ValueError:
+            payload = None
+        date = signing.server_time(response.headers.get("Date"))
+        return Answer(reply, payload, date, received)
+
+    def _probe_request(self, body: Body) -> httpx.Request:
+        """A scale call without ``image_url``: refused by the service, so not billed."""
+        assert self.client is not None
+        fields = {"type": "clean", "sync": "1"}
+        headers = self.spec.headers()
+        if body is Body.MULTIPART:
+            parts = {name: (None, value) for name, value in fields.items()}
+            return self.client.build_request(
+                "POST", self.spec.endpoint, headers=headers, files=parts
+            )
+        headers["Content-Type"] = "application/x-www-form-urlencoded; charset=UTF-8"
+        content = urllib.parse.urlencode(fields)
+        return self.client.build_request(
+            "POST", self.spec.endpoint, headers=headers, content=content
+        )
+
+    async def _probe(self, body: Body) -> Answer:
+        """The free probe, sent again once after a clock correction or a used nonce."""
+
+        def make() -> httpx.Request:
+            return self._probe_request(body)
+
+        answer = await self._send(make)
+        kind = answer.reply.error_class
+        if kind is ErrorClass.CLOCK_SKEW and answer.reply.server_time is not None:
+            self.spec.clock.correct(answer.reply.server_time, answer.received_at)
+            answer = await self._send(make)
+        elif kind is ErrorClass.NONCE_USED:
+            answer = await self._send(make)
+        return answer
+
+    # -- the checks ---------------------------------------------------------------------
+
+    async def run(self, paid_check: str | None = None) -> Diagnosis:
+        """Every check; ``paid_check``: also one paid call for that image URL."""
+        owned = self.client is None
+        if owned:
+            self.client = new_client(timeout=httpx.Timeout(PROBE_TIMEOUT, connect=10.0))
+        try:
+            await self._checks(paid_check)
+        finally:
+            if owned and self.client is not None:
+                await self.client.aclose()
+        return self.diagnosis
+
+    async def _checks(self, paid_check: str | None) -> None:
+        self._credentials_line()
+        answer = await self._probe(Body.FORM)
+        if not self._reached(answer):
+            return
+        self._clock(answer)
+        if not self._accepted(answer):
+            return
+        await self._body(answer)
+        await self._task_path()
+        if paid_check is not None:
+            await self._paid(paid_check)
+        else:
+            self.diagnosis.add(
+                Check(
+                    "sync/async",
+                    Result.SKIPPED,
+                    "sync=1 is sent with every call; how this listing answers needs a paid call",
+                    "zuotang doctor --paid-check IMAGE_URL (one paid call)",
+                )
+            )
+
+    def _credentials_line(self) -> None:
+        creds = self.credentials
+        if creds.app_key is not None:
+            detail = f"AppKey {creds.app_key.key} with its AppSecret (signed requests)"
+        else:
+            detail = "AppCode (sent in the Authorization header)"
+        self.diagnosis.add(Check("credentials", Result.OK, f"found: {detail}"))
+
+    def _reached(self, answer: Answer) -> bool:
+        reply = answer.reply
+        if reply.http_status is not None:
+            where = urllib.parse.urlsplit(self.spec.endpoint).netloc
+            self.diagnosis.add(Check("reachable", Result.OK, f"{where} answered"))
+            return True
+        self.diagnosis.add(
+            Check(
+                "reachable",
+                Result.FAIL,
+                f"no reply: {visible(reply.message)}",
+                "check --endpoint (ZUOTANG_ENDPOINT), the network and any proxy",
+            ),
+            ExitStatus.TROUBLE,
+        )
+        return False
+
+    def _clock(self, answer: Answer) -> None:
+        clock = self.spec.clock
+        if answer.server_time is None:
+            detail = "the gateway sent no Date header: not checked"
+            self.diagnosis.add(Check("clock", Result.SKIPPED, detail))
+            return
+        off = clock.offset if clock.corrections else answer.server_time - answer.received_at
+        shown = f"{abs(off):.0f} s {'behind' if off > 0 else 'ahead of'} the gateway's"
+        if abs(off) <= CLOCK_WARN:
+            self.diagnosis.add(Check("clock", Result.OK, f"within {CLOCK_WARN:g} s ({shown})"))
+            return
+        if self.spec.signed:
+            effect = "each run corrects its timestamps by the gateway's Date"
+        else:
+            effect = "the AppCode does not depend on it"
+        self.diagnosis.add(
+            Check(
+                "clock",
+                Result.WARN,
+                f"this computer's clock is {shown}; {effect}",
+                "set the system clock right (NTP): signatures allow 15 minutes",
+            )
+        )
+
+    def _accepted(self, answer: Answer) -> bool:
+        """Credentials and path, from the free probe's refusal (or acceptance)."""
+        reply = answer.reply
+        message = visible(reply.message or str(reply.error_class or ""))
+        if reply.error_class in ACCOUNT_REFUSALS:
+            what = "AppKey / AppSecret" if self.spec.signed else "AppCode"
+            self.diagnosis.add(
+                Check(
+                    "credentials accepted",
+                    Result.FAIL,
+                    f"refused (HTTP {reply.http_status}): {message}",
+                    f"check the {what} in the console: 云市场 → 已购买的服务",
+                ),
+                ExitStatus.HALTED,
+            )
+            return False
+        if reply.error_class in ENDPOINT_REFUSALS:
+            self.diagnosis.add(
+                Check(
+                    "endpoint path",
+                    Result.FAIL,
+                    f"refused (HTTP {reply.http_status}): {message}",
+                    "check --endpoint: the path is /tasks/visual/scale",
+                ),
+                ExitStatus.USAGE,
+            )
+            return False
+        if reply.error_class is ErrorClass.CLOCK_SKEW:
+            self.diagnosis.add(
+                Check("credentials accepted", Result.FAIL, message, "set the clock right (NTP)"),
+                ExitStatus.TROUBLE,
+            )
+            return False
+        if reply.http_status is not None and reply.http_status >= 500:
+            self.diagnosis.add(
+                Check(
+                    "endpoint path",
+                    Result.FAIL,
+                    f"HTTP {reply.http_status}: {message}",
+                    "the service is in trouble: try again later",
+                ),
+                ExitStatus.TROUBLE,
+            )
+            return False
+        if reply.http_status == 200:
+            note = "answered HTTP 200 to a call without image_url: that reply may be billed"
+            self.diagnosis.add(Check("credentials accepted", Result.WARN, note))
+        else:
+            self.diagnosis.add(Check("credentials accepted", Result.OK, "the gateway let it in"))
+        self.diagnosis.add(Check("endpoint path", Result.OK, "the service answered"))
+        return True
+
+    async def _body(self, answer: Answer) -> None:
+        """Form fields read when the service's refusal names ``image_url``, not ``type``."""
+        if _names_image_url(answer.reply):
+            self.diagnosis.add(Check("body encoding", Result.OK, "form fields are read"))
+            return
+        multipart = await self._probe(Body.MULTIPART)
+        if _names_image_url(multipart.reply):
+            self.spec = dataclasses.replace(self.spec, body=Body.MULTIPART)  # for --paid-check
+            self.diagnosis.add(
+                Check(
+                    "body encoding",
+                    Result.WARN,
+                    "form fields are not read, multipart ones are",
+                    "zuotang config set body multipart (or --body multipart)",
+                )
+            )
+            return
+        self.diagnosis.add(
+            Check(
+                "body encoding",
+                Result.WARN,
+                f"not learnt: {visible(answer.reply.message or 'no message')}",
+                "zuotang doctor --paid-check IMAGE_URL shows a real call",
+            )
+        )
+
+    async def _task_path(self) -> None:
+        """Whether ``GET {endpoint}/{task_id}`` is served: a task that does not exist is
+        the service's 404 (a JSON reply), a path the gateway lacks its own refusal."""
+        assert self.client is not None
+        client, url = self.client, self.spec.task_url(str(uuid.uuid4()))
+        answer = await self._send(
+            lambda: client.build_request("GET", url, headers=self.spec.headers())
+        )
+        served = answer.reply.http_status is not None and isinstance(answer.payload, dict)
+        if served:
+            detail = "served: an asynchronous task can be fetched by its id"
+            self.diagnosis.add(Check("task path", Result.OK, detail))
+            return
+        message = visible(answer.reply.message or "no reply")
+        self.diagnosis.add(
+            Check(
+                "task path",
+                Result.WARN,
+                f"not served ({message}): only synchronous replies can work",
+                "nothing, if --paid-check shows synchronous replies",
+            )
+        )
+
+    async def _paid(self, image_url: str) -> None:
+        """One paid call for ``image_url``: synchronous, or a task fetched to its end."""
+        assert self.client is not None
+        item = InputItem(0, image_url, InputKind.URL, url=image_url)
+        started = time.monotonic()
+        for _ in range(THROTTLE_TRIES):
+            await self._space()
+            reply = await api.call_once(self.client, self.spec, item, deadline=PAID_TIMEOUT)
+            if reply.verdict is not Verdict.THROTTLE:
+                break
+            await asyncio.sleep(reply.retry_after or 1.0)
+        mode = "synchronous"
+        if reply.verdict is Verdict.PENDING and reply.task_id:
+            mode = "asynchronous"
+            reply = await self._fetch(reply.task_id, started)
+        took = time.monotonic() - started
+        message = visible(reply.message or str(reply.error_class or ""))
+        if reply.verdict is Verdict.SUCCESS:
+            detail = f"{mode}: the result came in {took:.1f} s (state 1)"
+            self.diagnosis.add(Check("paid call", Result.OK, detail))
+            return
+        detail = f"{mode}: HTTP {reply.http_status}, state {reply.state}: {message}"
+        self.diagnosis.add(
+            Check("paid call", Result.FAIL, detail, "see the message; the image may be at fault"),
+            ExitStatus.SOME_FAILED,
+        )
+
+    async def _fetch(self, task_id: str, started: float) -> Reply:
+        assert self.client is not None
+        reply = Reply(Verdict.PENDING, ErrorClass.UNFINISHED, task_id=task_id)
+        while time.monotonic() - started < PAID_TIMEOUT:
+            await asyncio.sleep(1.0)
+            await self._space()
+            reply = await api.poll_once(self.client, self.spec, task_id, _nothing)
+            if reply.verdict is not Verdict.PENDING and reply.verdict is not Verdict.RETRY:
+                break
+        return reply
+
+
+def _nothing() -> None:
+    return None
+
+
+def _names_image_url(reply: Reply) -> bool:
+    return reply.http_status == 400 and "image_url" in reply.message.lower()
+
+
+def diagnose(
+    credentials: Credentials,
+    endpoint: str,
+    *,
+    qps: float = 2.0,
+    paid_check: str | None = None,
+    announce: Callable[[str], object] | None = None,
+) -> Diagnosis:
+    """Run the checks (the one call the command makes); ``announce`` is told of the paid
+    call before it is made."""
+    if paid_check is not None and announce is not None:
+        announce(
+            f"one paid call follows (--paid-check): {visible(paid_check)} is sent to "
+            f"{visible(endpoint)} once the free checks pass"
+        )
+    return asyncio.run(Doctor(credentials, endpoint, qps=qps).run(paid_check))

@@ -1,0 +1,92 @@
+"""``zuotang doctor``: check the credentials, the endpoint, the clock and the body encoding
+without a paid call (docs/credentials.md).  The checks are :mod:`zuotang_cli.app.doctor`'s;
+this module parses and prints the table."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from zuotang_cli.cli.commands.enhance import AuthChoice
+
+if TYPE_CHECKING:
+    from zuotang_cli.app.doctor import Check
+
+HELP = (
+    "Check, before a batch spends anything, that the credentials are accepted, the "
+    "endpoint path is right, the clock agrees with the gateway's, the body encoding is "
+    "read and whether asynchronous tasks can be fetched. Every check uses requests the "
+    "service refuses (not billed); --paid-check makes one paid call, said beforehand. "
+    "Prints a table: check, result, what to do.\n\n"
+    "Exit codes: 0 all well; 2 wrong endpoint or no credentials; 3 credentials refused; "
+    "4 unreachable; 1 the paid check's image failed."
+)
+EPILOG = (
+    "Examples:\n\n\b\n"
+    "  zuotang doctor\n"
+    "  ZUOTANG_APP_KEY=203... zuotang doctor --auth signature\n"
+    "  zuotang doctor --paid-check https://example.com/photo.jpg"
+)
+Opt = typer.Option
+
+
+def doctor(
+    appcode: Annotated[
+        str | None, Opt(help="As enhance --appcode (prefer ZUOTANG_APPCODE).", show_default=False)
+    ] = None,
+    app_key: Annotated[str | None, Opt(help="As enhance --app-key.", show_default=False)] = None,
+    auth: Annotated[AuthChoice | None, Opt(help="As enhance --auth.", show_default=False)] = None,
+    endpoint: Annotated[str | None, Opt(help="As enhance --endpoint.", show_default=False)] = None,
+    qps: Annotated[
+        float | None, Opt(min=0.01, help="As enhance --qps: the probes are spaced by it.")
+    ] = None,
+    paid_check: Annotated[
+        str | None,
+        Opt(
+            metavar="IMAGE_URL",
+            help="Also make ONE PAID call for this image URL: shows whether the listing "
+            "answers synchronously, and that a real call works.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    from zuotang_cli.app import credentials, settings
+    from zuotang_cli.app.doctor import diagnose
+    from zuotang_cli.cli.progress import say
+
+    flags = {
+        "appcode": appcode,
+        "app_key": app_key,
+        "auth": auth.value if auth is not None else None,
+        "endpoint": endpoint,
+        "qps": qps,
+    }
+    resolved = settings.load(flags)
+    for warning in resolved.warnings:
+        say(sys.stderr, f"warning: {warning}")
+    chosen = credentials.choose(
+        resolved.appcode, resolved.app_key, resolved.app_secret, resolved.auth
+    )
+    diagnosis = diagnose(
+        chosen,
+        resolved.endpoint,
+        qps=resolved.qps,
+        paid_check=paid_check,
+        announce=lambda line: say(sys.stderr, line),
+    )
+    typer.echo(render(diagnosis.checks), nl=False)
+    raise typer.Exit(diagnosis.exit_status)
+
+
+def render(checks: list[Check]) -> str:
+    """The table: check, result (and what was seen), what to do."""
+    width = max((len(check.name) for check in checks), default=5)
+    lines = [f"{'check':<{width}}  {'result':<6}  what was seen / what to do"]
+    for check in checks:
+        line = f"{check.name:<{width}}  {check.result.value:<6}  {check.detail}"
+        if check.advice:
+            line += f" → {check.advice}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
