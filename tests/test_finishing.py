@@ -145,7 +145,9 @@ def test_metadata_is_read_from_a_header_cut_short() -> None:
 def test_cmyk_jpeg_profile_never_lands_on_an_rgb_result() -> None:
     fake_cmyk_profile = bytearray(srgb())
     fake_cmyk_profile[16:20] = b"CMYK"
-    source = jpeg(Image.new("CMYK", (60, 40), (0, 120, 200, 10)), icc_profile=bytes(fake_cmyk_profile))
+    source = jpeg(
+        Image.new("CMYK", (60, 40), (0, 120, 200, 10)), icc_profile=bytes(fake_cmyk_profile)
+    )
     result = render(source, "clean", 2).data
     assert opened(result).mode == "RGB"  # the service gives RGB
     finished = finish(result, read_metadata(source), Finish())

@@ -48,9 +48,7 @@ def phone_photo(path: Path, orientation: int = 6) -> Path:
     turn = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}.get(orientation)
     stored = upright.transpose(turn) if turn is not None else upright
     path.parent.mkdir(parents=True, exist_ok=True)
-    stored.save(
-        path, "JPEG", quality=90, exif=phone_exif(orientation), icc_profile=srgb(), xmp=XMP
-    )
+    stored.save(path, "JPEG", quality=90, exif=phone_exif(orientation), icc_profile=srgb(), xmp=XMP)
     return path
 
 
@@ -147,7 +145,11 @@ def test_a_collision_gets_the_suffix_and_the_report_says_why(tmp_path: Path, emu
     out.mkdir()
     (out / "mine.png").write_bytes(b"the user's own file")
     urls = [emu.file_url("a/photo.png"), emu.file_url("b/photo.png"), emu.file_url("c/mine.png")]
-    ok(enhance(emu, str(write_list(tmp_path / "u.txt", urls)), "-o", str(out), "--concurrency", "1"))
+    ok(
+        enhance(
+            emu, str(write_list(tmp_path / "u.txt", urls)), "-o", str(out), "--concurrency", "1"
+        )
+    )
     rows = {row["input"]: row for row in report_rows(out)}
     first, second = rows[urls[0]], rows[urls[1]]
     assert Path(first["output"]).name == "photo.png" and "named" not in first["message"]
@@ -169,9 +171,9 @@ def test_a_second_type_into_the_same_folder_is_told_apart(tmp_path: Path, emulat
     ok(enhance(emu, url, "-o", str(out)))
     ok(enhance(emu, url, "-o", str(out), "-t", "face"))
     rows = report_rows(out)
-    assert "portrait.png is this source's result with --type clean --scale auto" in rows[0][
-        "message"
-    ]
+    assert (
+        "portrait.png is this source's result with --type clean --scale auto" in rows[0]["message"]
+    )
     assert rows[0]["type"] == "face" and rows[0]["scale"] == "auto"
     names = outputs(out)
     assert "portrait.png" in names and len(names) == 2

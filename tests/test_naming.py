@@ -415,7 +415,9 @@ def test_names_reserved_in_one_folder_never_collide(names: list[str], ext: str) 
     journal = Journal.snapshot(Path("/nonexistent-zuotang-test"))
     try:
         claimed = [
-            journal.names.claim(f"clean\0auto\0{name}", output_relpath(found_item(f"d/{name}"), ext))
+            journal.names.claim(
+                f"clean\0auto\0{name}", output_relpath(found_item(f"d/{name}"), ext)
+            )
             for name in names
         ]
     finally:
@@ -477,8 +479,19 @@ def test_template_placeholders() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["../{stem}", "{stem}/../../x", "/etc/{stem}", "C:/{stem}", "a\\..\\{stem}", "{nope}",
-     "{stem!r}", "{stem:>9}", "plain", "{", "./{stem}"],
+    [
+        "../{stem}",
+        "{stem}/../../x",
+        "/etc/{stem}",
+        "C:/{stem}",
+        "a\\..\\{stem}",
+        "{nope}",
+        "{stem!r}",
+        "{stem:>9}",
+        "plain",
+        "{",
+        "./{stem}",
+    ],
 )
 def test_templates_that_could_escape_or_do_not_parse_are_refused(text: str) -> None:
     with pytest.raises(TemplateError):

@@ -41,9 +41,7 @@ def check_size(size: int) -> None:
         raise ImageRejected(-5, f"image is over 15 MB ({size} bytes)")
 
 
-def render(
-    source: bytes, kind: str, requested: int | None, *, upright: bool = False
-) -> Rendered:
+def render(source: bytes, kind: str, requested: int | None, *, upright: bool = False) -> Rendered:
     """Enhance ``source`` like the service would. Blocking: run it in a thread.
 
     ``upright``: turn the source by its EXIF orientation first (the service may or may

@@ -107,9 +107,9 @@ class BatchConfig:
     dry_run: bool = False
     """Decide every input exactly as a run would, on a snapshot of the journal, but call,
     download and copy nothing: each decision goes to the batch's ``planned`` callback."""
-    naming: Naming = Naming()
+    naming: Naming = field(default_factory=Naming)
     """How results are named (the source's name, a ``--name`` template, legacy)."""
-    finish: Finish = Finish()
+    finish: Finish = field(default_factory=Finish)
     """How results are finished: metadata, upright, ``--format`` (docs/results.md)."""
     poll_interval: float = POLL_INTERVAL
     poll_limit: float = rules.SERVICE_TIMEOUT

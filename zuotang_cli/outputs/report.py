@@ -127,7 +127,7 @@ class CsvReportWriter(ReportWriter):
             self.stream.write(
                 f'{quoted_cell(row.input)},"skipped",{quoted_cell(row.output)},{status},'
                 f'{self._message_cell},{ids},0,"",{figures},0,"",'
-                f'{quoted_cell(row.type)},{quoted_cell(row.scale)}\r\n'
+                f"{quoted_cell(row.type)},{quoted_cell(row.scale)}\r\n"
             )
             if flush:
                 self.stream.flush()

@@ -21,7 +21,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -173,7 +173,7 @@ class Downloader:
     min_rate: float = DOWNLOAD_MIN_RATE
     rate_window: float = DOWNLOAD_RATE_WINDOW
     max_seconds: float = DOWNLOAD_MAX_SECONDS
-    finish: finishing.Finish = finishing.Finish()
+    finish: finishing.Finish = field(default_factory=finishing.Finish)
     """How a result is finished before it is placed (docs/results.md)."""
 
     def tmp_path(self) -> Path:
@@ -462,7 +462,7 @@ def _finish_file(
     data = tmp.read_bytes()
     try:
         finished = finishing.finish(data, source, how)
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds on odd data
+    except Exception as exc:
         return checked, checksum, (f"kept as it came (finishing failed: {one_line(exc)})",)
     if finished.data is data:
         return checked, checksum, finished.notes

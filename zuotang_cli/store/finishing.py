@@ -25,7 +25,10 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 FORMATS = ("jpg", "png", "webp", "same")
 """What ``--format`` takes."""
@@ -241,12 +244,12 @@ def exif_orientation(exif: bytes | None) -> int:
         return 1
     try:
         value = _load_exif(exif).get(_ORIENTATION, 1)
-    except Exception:  # noqa: BLE001 - a damaged EXIF block reads as no orientation
+    except Exception:
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _load_exif(exif: bytes) -> object:
+def _load_exif(exif: bytes) -> Image.Exif:
     from PIL import Image
 
     loaded = Image.Exif()
@@ -326,9 +329,6 @@ def _exif_for(meta: Metadata, size: tuple[int, int], orientation: int, how: Fini
         return None
     try:
         exif = _load_exif(meta.exif)
-        from PIL import Image
-
-        assert isinstance(exif, Image.Exif)
         details = exif.get_ifd(_EXIF_IFD)
         if how.strip_gps and _GPS_IFD in exif:
             exif.get_ifd(_GPS_IFD).clear()
@@ -337,7 +337,7 @@ def _exif_for(meta: Metadata, size: tuple[int, int], orientation: int, how: Fini
         if details:
             details[_PIXEL_X], details[_PIXEL_Y] = size
         data = exif.tobytes()
-    except Exception:  # noqa: BLE001 - an EXIF block Pillow cannot rewrite is left out
+    except Exception:
         return None
     return data.removeprefix(_EXIF_HEADER)
 
@@ -444,7 +444,7 @@ _TRANSPOSE = {
 """EXIF orientation → the turn that makes the pixels upright (as ``ImageOps.exif_transpose``)."""
 
 
-def _upright(img: Any, orientation: int) -> Any:
+def _upright(img: Image.Image, orientation: int) -> Image.Image:
     from PIL import Image
 
     method = _TRANSPOSE.get(orientation)
@@ -453,12 +453,11 @@ def _upright(img: Any, orientation: int) -> Any:
     return img.transpose(Image.Transpose[method])
 
 
-def _mode_for(image: object, target: str) -> object:
+def _mode_for(image: Image.Image, target: str) -> Image.Image:
     """``image`` in a mode ``target`` can hold: 16 bits by their high byte, CMYK as RGB for
     PNG and WebP, transparency laid on white for JPEG."""
     from PIL import Image
 
-    assert isinstance(image, Image.Image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
     if target == "jpg":
@@ -474,7 +473,7 @@ def _mode_for(image: object, target: str) -> object:
 
 
 def encode(
-    image: object,
+    image: Image.Image,
     ext: str,
     quality: int,
     *,
@@ -483,9 +482,8 @@ def encode(
     icc: bytes | None = None,
 ) -> bytes:
     """``image`` encoded as ``ext`` with its metadata."""
-    from PIL import Image, PngImagePlugin
+    from PIL import PngImagePlugin
 
-    assert isinstance(image, Image.Image)
     options: dict[str, object] = {}
     if exif:
         options["exif"] = _EXIF_HEADER + exif

@@ -132,7 +132,7 @@ def check_template(text: str) -> None:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
         raise TemplateError(f"--name {text!r}: {exc}") from None
-    for literal, field, spec, conversion in parsed:
+    for _literal, field, spec, conversion in parsed:
         if field is not None and (field not in PLACEHOLDERS or spec or conversion):
             known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
             raise TemplateError(f"--name {text!r}: unknown placeholder {{{field}}} (use {known})")

@@ -238,8 +238,12 @@ def enhance(
     ] = None,
     quality: Annotated[
         int | None,
-        Opt(min=1, max=100, help="JPEG / WebP quality of converted results (default 92).",
-            show_default=False),
+        Opt(
+            min=1,
+            max=100,
+            help="JPEG / WebP quality of converted results (default 92).",
+            show_default=False,
+        ),
     ] = D.quality,
     strip_gps: Annotated[
         bool,
