@@ -113,6 +113,8 @@ class CsvReportWriter(ReportWriter):
 
     def _start(self) -> None:
         self._message = self._message_cell = ""
+        self._spec: tuple[str, str] = ("", "")
+        self._spec_cells = '"",""'
         self._csv = csv.writer(self.stream, lineterminator="\r\n", quoting=QUOTING)
         self._csv.writerow(REPORT_FIELDS)
 
