@@ -14,6 +14,7 @@ from pathlib import Path
 
 from zuotang_cli.engine.rows import from_journal
 from zuotang_cli.engine.state import BatchConfig
+from zuotang_cli.errors import one_line
 from zuotang_cli.models import DoneRow, ErrorClass, InputItem, Outcome, Record, Row
 from zuotang_cli.sanitize import Secrets
 from zuotang_cli.store import finishing, naming
@@ -169,10 +170,7 @@ class Repeats:
     def _convert(self, item: InputItem, key: str, entry: Entry, target: str) -> Record:
         """A ``skipped`` row for a saved result converted locally to ``target`` (nothing
         is called: converting again never pays); the journal records the new file."""
-        source = self.journal.output_path(entry)
-        assert source is not None
-        stored = entry.record
-        record = self.journal.located(Record.from_dict(stored.as_dict()))
+        record = self.journal.located(Record.from_dict(entry.record.as_dict()))
         record.input, record.outcome, record.attempts, record.elapsed = (
             item.source,
             Outcome.SKIPPED,
@@ -189,12 +187,25 @@ class Repeats:
                 f"{entry.output} was moved, deleted or changed since it was saved"
             )
             return record
+        try:
+            return self._converted(item, key, entry, target, record)
+        except Exception as exc:  # a file that cannot be converted stays as it is
+            record.message = f"done in an earlier run; not converted to {target}: {one_line(exc)}"
+            return record
+
+    def _converted(
+        self, item: InputItem, key: str, entry: Entry, target: str, record: Record
+    ) -> Record:
+        """``record`` for the saved result of ``entry`` converted to ``target``."""
+        source = self.journal.output_path(entry)
+        assert source is not None
+        stored = entry.record
         finished = finishing.convert(source.read_bytes(), target, self.config.finish)
         spec = self.config.spec
         fields = naming.Fields(spec.type, str(spec.scale or "auto"), _factor(stored))
         wanted = self.config.naming.relpath(item, target, fields)
         relpath, why = self.journal.names.reserve(
-            key, wanted, lambda rel: (self.config.output_dir / rel).exists(), keep=True
+            key, wanted, lambda rel: naming.occupied(self.config.output_dir, rel), keep=True
         )
         dest = naming.safe_join(self.config.output_dir, relpath)
         place_bytes(finished.data, dest, self._tmp_path())

@@ -143,7 +143,10 @@ class Saver:
         if head is None and item.path is not None:
             head = await asyncio.to_thread(_read_head, item.path)
         elif head is None and item.url is not None and not self.shared.config.dry_run:
-            head = await preflight.fetch_head(self.downloader.client, item.url)
+            try:
+                head = await preflight.fetch_head(self.downloader.client, item.url)
+            except Exception:  # its metadata never costs the paid result
+                head = None
         return finishing.read_metadata(head) if head else None
 
     def _claim(self, work: Work, record: Record, shape: Shape) -> PurePosixPath:
@@ -158,9 +161,9 @@ class Saver:
         )
         wanted = config.naming.relpath(work.item, shape.ext, fields)
         relpath, why = self.journal.names.reserve(
-            work.key, wanted, lambda rel: _occupied(config.output_dir, rel), keep=True
+            work.key, wanted, lambda rel: naming.occupied(config.output_dir, rel), keep=True
         )
-        if relpath != wanted:
+        if why:
             work.name_note = f"named {relpath}: {why}"
         return relpath
 
@@ -171,11 +174,6 @@ def measured_factor(record: Record, width: int, height: int) -> float | None:
     if not record.input_width or not record.input_height:
         return None
     return round(max(width, height) / max(record.input_width, record.input_height), 2)
-
-
-def _occupied(root: os.PathLike[str] | str, relpath: PurePosixPath) -> bool:
-    """A file (or anything) is at ``relpath`` under ``root``."""
-    return os.path.lexists(os.path.join(root, *relpath.parts))  # noqa: PTH118
 
 
 def _read_head(path: os.PathLike[str]) -> bytes | None:

@@ -158,7 +158,7 @@ async def _probe(client: httpx.AsyncClient, url: str) -> ImageInfo | Refusal | N
                     whole = False
                     break
             size = _total_size(response)
-    except httpx.HTTPError:
+    except (httpx.HTTPError, ValueError):  # ValueError: httpx refuses the URL (credentials)
         return None
     info = inspect_head(head, size)
     if info is not None:

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import string
 import unicodedata
@@ -231,6 +232,11 @@ def sanitize_component(name: str) -> str:
     if not _clean(stem) or not _EXTENSION.fullmatch(suffix.lower()):
         stem, suffix = name, ""
     return _compose(_clean(stem), "." + suffix if suffix else "")
+
+
+def occupied(root: Path, rel: PurePosixPath) -> bool:
+    """Something (a file, a folder, a link) is already at ``rel`` under ``root``."""
+    return os.path.lexists(os.path.join(root, *rel.parts))  # noqa: PTH118
 
 
 def safe_join(root: Path, rel: PurePosixPath) -> Path:
