@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 HEAD_BYTES = 64 * 1024
 """How much of a remote image ``--probe`` reads to find its header."""
+HEAD_TIMEOUT = 10.0
+"""Seconds :func:`fetch_head` waits for a source's header after the call: the service
+fetches ``image_url`` with a 10 s timeout, so a host slower than that has nothing to
+give (its result is saved without the source's metadata)."""
 
 
 @dataclass(frozen=True)
@@ -123,13 +127,13 @@ async def probe_url(client: httpx.AsyncClient, url: str) -> ImageInfo | Refusal 
 
 async def fetch_head(client: httpx.AsyncClient, url: str) -> bytes | None:
     """The first :data:`HEAD_BYTES` of a remote image, by the same ranged GET as
-    ``--probe`` (its metadata, when ``--probe`` did not read it), within the client's read
-    timeout; None when the host does not give them."""
+    ``--probe`` (its metadata, when ``--probe`` did not read it), within
+    :data:`HEAD_TIMEOUT`; None when the host does not give them."""
     import asyncio
 
     probe = asyncio.ensure_future(_probe(client, url))
     try:
-        await asyncio.wait({probe}, timeout=client.timeout.read)
+        await asyncio.wait({probe}, timeout=min(HEAD_TIMEOUT, client.timeout.read or HEAD_TIMEOUT))
     except asyncio.CancelledError:
         probe.cancel()
         raise
