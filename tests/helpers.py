@@ -247,12 +247,17 @@ class Server:
         self.replies = replies
         self.calls = 0
         self.downloads = 0
+        self.heads = 0
+        """Ranged GETs of a source's header (its metadata), apart from result downloads."""
         self.results: dict[str, Callable[[], httpx.Response]] = {}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/tasks/visual/scale":
             self.calls += 1
             return self.replies(self.calls, request)
+        if "range" in request.headers:
+            self.heads += 1
+            return httpx.Response(404)
         self.downloads += 1
         make = self.results.get(request.url.path)
         return make() if make else httpx.Response(200, content=png())

@@ -296,6 +296,10 @@ CLI_FLAGS: dict[str, tuple[tuple[str, ...], Any]] = {
     "max_calls": (("--max-calls", "3"), 3),
     "wait_lock": (("--wait-lock",), True),
     "probe": (("--probe",), True),
+    "name": (("--name", "{type}/{stem}.{ext}"), "{type}/{stem}.{ext}"),
+    "format": (("--format", "webp"), "webp"),
+    "quality": (("--quality", "80"), 80),
+    "strip_gps": (("--strip-gps",), True),
 }
 """Every option that can change what a run does; the others only change what it prints."""
 PRINTING = {"json", "quiet", "verbose", "print0", "gallery", "stats_interval", "summary_json"}

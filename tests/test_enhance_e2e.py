@@ -305,8 +305,10 @@ def test_verbose_logs_every_exchange_with_the_appcode_masked(tmp_path: Path, emu
     proc = zuotang(emu.file_url("harbour-320x240.jpg"), "-o", str(out), "-v", endpoint=emu.endpoint)
     assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
     calls = [line for line in proc.stderr.splitlines() if "http: POST" in line]
-    downloads = [line for line in proc.stderr.splitlines() if "http: GET" in line]
-    assert len(calls) == 1 and len(downloads) == 1
+    gets = [line for line in proc.stderr.splitlines() if "http: GET" in line]
+    downloads = [line for line in gets if "/results/" in line]
+    heads = [line for line in gets if "range: bytes=0-" in line]  # the source's metadata
+    assert len(calls) == 1 and len(downloads) == 1 and len(heads) == 1 and len(gets) == 2
     assert "authorization: APPCODE ****" in calls[0]
     assert "x-ca-request-id=" in calls[0]
     assert APPCODE not in proc.stderr + proc.stdout

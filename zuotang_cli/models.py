@@ -167,7 +167,10 @@ REPORT_FIELDS = (
     "factor",
     "paid_calls",
     "error_class",
+    "type",
+    "scale",
 )
+"""The report's columns (fields are only ever added, at the end)."""
 
 _FIELD_NAMES = frozenset(REPORT_FIELDS)
 _OUTCOME, _ELAPSED, _ERROR_CLASS = (
@@ -210,6 +213,10 @@ class Record:
     paid_calls: int = 0
     """Calls of this run for this input that were (or may have been) billed."""
     error_class: str | None = None
+    type: str | None = None
+    """The ``--type`` the input was processed with."""
+    scale: str | None = None
+    """The ``--scale`` asked for (``auto``, ``1``, ``2``, ``4``); ``factor`` is measured."""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     """Room for later columns without changing the writers (not written today)."""
 
@@ -266,12 +273,17 @@ class DoneRow:
     message: str
     cells: str
     make_record: Callable[[], Record]
+    type: str = ""
+    scale: str = ""
     outcome: ClassVar[Outcome] = Outcome.SKIPPED
     ok: ClassVar[bool] = True
     extra: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
     def full(self) -> Record:
-        return self.make_record()
+        record = self.make_record()
+        record.type = record.type or self.type or None
+        record.scale = record.scale or self.scale or None
+        return record
 
 
 Row = Record | DoneRow

@@ -77,7 +77,7 @@ def build_done(n: int, root: Path) -> tuple[Path, Path]:
         entries, names = [], []
         for item in batch:
             key = entry_key(item, TYPE, None)
-            relpath = naming.output_relpath(item, "png")
+            relpath = naming.legacy_relpath(item, "png")  # unique without the journal
             record = Record(
                 input=item.source,
                 outcome=Outcome.DONE,

@@ -73,6 +73,14 @@ class EnhanceOptions:
     """Glob patterns a file found in a folder must match (one of them)."""
     exclude: tuple[str, ...] = ()
     """Glob patterns of files found in folders to leave out."""
+    name: str | None = None
+    """``--name TEMPLATE``: how results are named (None: the source's own name)."""
+    format: str | None = None
+    """``--format jpg|png|webp|same``: the result converted locally (None: as it came)."""
+    quality: int | None = None
+    """``--quality N`` (1-100) for JPEG and WebP results (None: 92)."""
+    strip_gps: bool = False
+    """Leave the source's GPS position out of the EXIF carried over."""
 
     def __repr__(self) -> str:  # never show the AppCode nor the AppSecret
         return f"EnhanceOptions(inputs={self.inputs!r}, output_dir={self.output_dir!r}, ...)"

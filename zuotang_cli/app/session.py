@@ -46,9 +46,11 @@ from zuotang_cli.outputs.report import report_format
 from zuotang_cli.protocol import rules
 from zuotang_cli.protocol.api import CallSpec
 from zuotang_cli.protocol.rules import Body
+from zuotang_cli.store.finishing import DEFAULT_QUALITY, FORMATS, Finish
 from zuotang_cli.store.journal import Journal
 from zuotang_cli.store.layout import Layout
 from zuotang_cli.store.lock import output_lock
+from zuotang_cli.store.naming import Naming, Template, TemplateError
 
 
 def check_endpoint(endpoint: str) -> str:
@@ -84,6 +86,7 @@ _LIMITS: tuple[tuple[str, str, float, float], ...] = (
     ("retries", "--retries", 0, MAX_COUNT),
     ("paid_retries", "--paid-retries", 0, MAX_COUNT),
     ("max_calls", "--max-calls", 0, math.inf),
+    ("quality", "--quality", 1, 100),
 )
 """Each number of :class:`EnhanceOptions`: its flag and the range it must be in."""
 
@@ -93,7 +96,7 @@ def check_numbers(options: EnhanceOptions) -> None:
     made every call fail with an OverflowError, after the run had started)."""
     for name, flag, low, high in _LIMITS:
         value = getattr(options, name)
-        if value is None and name in ("concurrency", "max_calls"):
+        if value is None and name in ("concurrency", "max_calls", "quality"):
             continue  # not set: the default
         number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
         if number is None or not math.isfinite(number) or not low <= number <= high:
@@ -121,6 +124,7 @@ def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
     Python API and ``--dry-run``): the batch's settings, and a note when the open-file
     limit made them smaller.  Raises UsageError before anything is called or written."""
     check_numbers(options)
+    naming, finish = results_options(options)
     if options.report is not None:
         report_format(options.report)  # a bad suffix is refused before anything is written
     check_sources(options.inputs)
@@ -160,8 +164,27 @@ def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
         max_upload=options.max_upload,
         polls_use_gate=not options.polls_free,
         dry_run=options.dry_run,
+        naming=naming,
+        finish=finish,
     )
     return fit_to_open_files(config)
+
+
+def results_options(options: EnhanceOptions) -> tuple[Naming, Finish]:
+    """How results are named and finished (``--name``, ``--format``, ``--quality``,
+    ``--strip-gps``); UsageError for a template that could leave the output directory."""
+    if options.format is not None and options.format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {options.format!r}")
+    try:
+        template = Template(options.name) if options.name is not None else None
+    except TemplateError as exc:
+        raise UsageError(str(exc)) from None
+    finish = Finish(
+        format=options.format,
+        quality=options.quality if options.quality is not None else DEFAULT_QUALITY,
+        strip_gps=options.strip_gps,
+    )
+    return Naming(template=template), finish
 
 
 def fit_to_open_files(config: BatchConfig) -> tuple[BatchConfig, str | None]:

@@ -24,6 +24,10 @@ RETURN_TYPES = (1, 2, 3)
 BILLING_RULES = ("every-200", "success-only")
 REPLY_MODES = ("sync", "async-unless-sync", "async")
 REPLY_SHAPES = ("real", "doc")
+ORIENTATIONS = ("ignore", "apply")
+"""What the service does with a source's EXIF orientation: keeps the stored pixels as they
+are (``ignore``, as Pillow and many pipelines do) or turns them upright first (``apply``,
+as OpenCV's imread does); the real service's behaviour is not documented."""
 CHOICES = {
     "gateway_style": GATEWAY_STYLES,
     "throttle_style": THROTTLE_STYLES,
@@ -32,6 +36,7 @@ CHOICES = {
     "body_accept": BODY_ACCEPTS,
     "reply_shape": REPLY_SHAPES,
     "link_style": LINK_STYLES,
+    "orientation": ORIENTATIONS,
 }
 
 
@@ -131,6 +136,8 @@ class EmulatorConfig:
     reply_shape: str = "real"
     """``real`` (as seen in real replies) or ``doc`` (as the marketplace document shows)."""
     link_style: str = "oss"
+    orientation: str = "ignore"
+    """``ignore`` or ``apply`` the source's EXIF orientation (:data:`ORIENTATIONS`)."""
     """``oss`` (``Expires=``), ``oss-v4`` (``x-oss-date`` + ``x-oss-expires``) or ``plain``."""
     refusal: GatewayError | None = field(default=None, init=False, compare=False, repr=False)
     """``refuse_with`` parsed."""
@@ -224,6 +231,7 @@ class EmulatorConfig:
         breaker_retry_after: bool = False,
         reply_shape: str = "real",
         link_style: str = "oss",
+        orientation: str = "ignore",
     ) -> EmulatorConfig:
         """Build from command-line strings. Raises ValueError with a one-line message."""
         return cls(
@@ -257,4 +265,5 @@ class EmulatorConfig:
             breaker_retry_after=breaker_retry_after,
             reply_shape=reply_shape,
             link_style=link_style,
+            orientation=orientation,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from zuotang_cli.protocol import rules
 
@@ -41,21 +41,28 @@ def check_size(size: int) -> None:
         raise ImageRejected(-5, f"image is over 15 MB ({size} bytes)")
 
 
-def render(source: bytes, kind: str, requested: int | None) -> Rendered:
+def render(source: bytes, kind: str, requested: int | None, *, upright: bool = False) -> Rendered:
     """Enhance ``source`` like the service would. Blocking: run it in a thread.
 
-    Raises :class:`ImageRejected` (-5 or -7) for what the service refuses.
+    ``upright``: turn the source by its EXIF orientation first (the service may or may
+    not: the emulator's ``--orientation``).  The result carries no metadata (no EXIF,
+    XMP nor ICC profile), as services that re-encode do.  Raises :class:`ImageRejected`
+    (-5 or -7) for what the service refuses.
     """
     check_size(len(source))
     image = _open(source)
-    width, height = image.size
-    factor = rules.effective_factor(max(width, height), requested)
+    fmt = image.format
+    factor = rules.effective_factor(max(image.size), requested)
     try:
-        out = _enhance(image, kind, factor, to_jpeg=image.format in JPEG_SOURCES)
+        if upright:
+            image = ImageOps.exif_transpose(image) or image
+        out = _enhance(image, kind, factor, to_jpeg=fmt in JPEG_SOURCES)
     except Exception as exc:  # a damaged file fails in the decoder, whatever it raises
         raise ImageRejected(-7, f"invalid image: cannot decode ({exc})") from None
+    for name in ("icc_profile", "exif", "xmp", "XML:com.adobe.xmp"):
+        out.info.pop(name, None)  # the result carries no metadata
     buffer = io.BytesIO()
-    if image.format in JPEG_SOURCES:
+    if fmt in JPEG_SOURCES:
         out.save(buffer, "JPEG", quality=90)
         ext = "jpg"
     else:

@@ -131,7 +131,10 @@ async def _render(scale_call: ScaleCall, emu: EmulatorState) -> Rendered:
         source = await fetch_image(
             emu.client, scale_call.image_url, timeout=emu.config.fetch_timeout
         )
-    return await asyncio.to_thread(render, source, scale_call.kind, scale_call.requested)
+    upright = emu.config.orientation == "apply"
+    return await asyncio.to_thread(
+        render, source, scale_call.kind, scale_call.requested, upright=upright
+    )
 
 
 def _timeout_message(seconds: float) -> str:

@@ -54,7 +54,8 @@ from zuotang_cli.protocol.api import Reply
 from zuotang_cli.protocol.rules import Billing, Body
 from zuotang_cli.store import planner
 from zuotang_cli.store.download import DOWNLOAD_RATE_WINDOW, Downloader
-from zuotang_cli.store.journal import Entry, Journal, entry_key
+from zuotang_cli.store.journal import NAMING_SETTING, Entry, Journal, entry_key
+from zuotang_cli.store.naming import Naming
 from zuotang_cli.store.planner import Action, OutputListing, Plan
 
 __all__ = [
@@ -88,6 +89,8 @@ class Batch:
         planned: Planned | None = None,
         on_halt: Callable[[Reply], None] | None = None,
     ) -> None:
+        if config.naming.template is None and journal.setting(NAMING_SETTING) == "legacy":
+            config = dataclasses.replace(config, naming=Naming(legacy=True))
         self.config = config
         self.journal = journal
         spec = config.spec
@@ -214,6 +217,7 @@ class Batch:
                 cfg.output_dir,
                 backoff=cfg.backoff / 2,
                 rate_window=min(DOWNLOAD_RATE_WINDOW, cfg.timeout),
+                finish=cfg.finish,
             )
             self._slots = asyncio.Semaphore(self.concurrency)
             # The feeder runs apart: it keeps reading the inputs after a stop, so that each
@@ -461,6 +465,8 @@ class Batch:
     def _emit(self, record: Row) -> None:
         if type(record) is Record:
             mask_record(record, self.shared.spec.secrets)
+            record.type = record.type or self.config.spec.type
+            record.scale = record.scale or str(self.config.spec.scale or "auto")
         self.shared.result.counts[record.outcome] += 1
         if self._planned is not None:  # a dry run: never a DoneRow
             self._planned(record.input, planned_action(record.full()), record.message)

@@ -44,6 +44,8 @@ class Job:
             outcome=Outcome.FAILED,
             input_width=item.width,
             input_height=item.height,
+            type=shared.config.spec.type,
+            scale=str(shared.config.spec.scale or "auto"),
         )
         work.record = self.record
         self._started: float | None = None
@@ -179,6 +181,7 @@ class Job:
             refusal: str | None = info.reason
         else:
             record.input_width, record.input_height = info.width, info.height
+            self.work.source_head = info.head or None
             refusal = preflight.problem(info)
         if refusal is None:
             self.result.note_scale(self.config.spec.scale, record)

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from zuotang_cli.engine.rows import from_journal
 from zuotang_cli.engine.state import BatchConfig
+from zuotang_cli.errors import one_line
 from zuotang_cli.models import DoneRow, ErrorClass, InputItem, Outcome, Record, Row
 from zuotang_cli.sanitize import Secrets
-from zuotang_cli.store import naming
-from zuotang_cli.store.download import copy_result, file_checksum
+from zuotang_cli.store import finishing, naming
+from zuotang_cli.store.download import copy_result, file_checksum, place_bytes
 from zuotang_cli.store.journal import Entry, Journal, Status, entry_key
 from zuotang_cli.store.planner import Plan, output_intact
 
@@ -67,6 +69,9 @@ class Repeats:
         name, a copied or moved file) a copy of the result under its own name."""
         entry = plan.entry
         assert entry is not None
+        target = self._new_format(item, entry)
+        if target is not None:
+            return self._convert(item, key, entry, target)
         if (  # a URL done before: its row from the stored cells, nothing decoded
             item.path is None
             and entry.cells is not None
@@ -80,6 +85,8 @@ class Repeats:
                 plan.reason,
                 entry.cells,
                 functools.partial(from_journal, item, plan, self.journal),
+                self.config.spec.type,
+                str(self.config.spec.scale or "auto"),
             )
         earlier = entry.fields.get("input")
         if earlier == item.source:
@@ -124,7 +131,7 @@ class Repeats:
             None,
         )
         record.paid_calls, record.error_class = 0, None
-        wanted = naming.output_relpath(item, source.suffix.lstrip(".") or "png")
+        wanted = self.config.naming.relpath(item, source.suffix.lstrip(".") or "png")
         relpath = self.journal.names.claim(key, wanted)
         dest = naming.safe_join(self.config.output_dir, relpath)
         if dest == source:
@@ -148,3 +155,82 @@ class Repeats:
         record.message = f"{label}: copied from {entry.output}"
         self.journal.duplicate(item, key, record)
         return record
+
+    def _new_format(self, item: InputItem, entry: Entry) -> str | None:
+        """The format a saved result is to be converted to (``--format`` asks for another
+        than it has), else None."""
+        wanted = self.config.finish.format
+        if wanted is None or entry.output is None:
+            return None
+        if wanted == "same":
+            wanted = finishing.format_from_name(naming.source_name(item)) or ""
+        have = finishing.format_from_name(entry.output)
+        return wanted if wanted and have and wanted != have else None
+
+    def _convert(self, item: InputItem, key: str, entry: Entry, target: str) -> Record:
+        """A ``skipped`` row for a saved result converted locally to ``target`` (nothing
+        is called: converting again never pays); the journal records the new file."""
+        record = self.journal.located(Record.from_dict(entry.record.as_dict()))
+        record.input, record.outcome, record.attempts, record.elapsed = (
+            item.source,
+            Outcome.SKIPPED,
+            0,
+            None,
+        )
+        record.paid_calls, record.error_class = 0, None
+        if self.config.dry_run:
+            record.message = f"done in an earlier run: its result would be converted to {target}"
+            return record
+        if not output_intact(entry, self.journal.root):
+            record.message = (
+                f"done in an earlier run; not converted to {target}: its result "
+                f"{entry.output} was moved, deleted or changed since it was saved"
+            )
+            return record
+        try:
+            return self._converted(item, key, entry, target, record)
+        except Exception as exc:  # a file that cannot be converted stays as it is
+            record.message = f"done in an earlier run; not converted to {target}: {one_line(exc)}"
+            return record
+
+    def _converted(
+        self, item: InputItem, key: str, entry: Entry, target: str, record: Record
+    ) -> Record:
+        """``record`` for the saved result of ``entry`` converted to ``target``."""
+        source = self.journal.output_path(entry)
+        assert source is not None
+        stored = entry.record
+        finished = finishing.convert(source.read_bytes(), target, self.config.finish)
+        spec = self.config.spec
+        fields = naming.Fields(spec.type, str(spec.scale or "auto"), _factor(stored))
+        wanted = self.config.naming.relpath(item, target, fields)
+        relpath, why = self.journal.names.reserve(
+            key, wanted, lambda rel: naming.occupied(self.config.output_dir, rel), keep=True
+        )
+        dest = naming.safe_join(self.config.output_dir, relpath)
+        place_bytes(finished.data, dest, self._tmp_path())
+        note = f"converted from {entry.output} to {target}, no call"
+        if why:
+            note = f"{note}; named {relpath}: {why}"
+        saved = Record.from_dict(
+            {
+                **stored.as_dict(),
+                "output": str(dest),
+                "result_bytes": len(finished.data),
+                "width": finished.width,
+                "height": finished.height,
+                "message": note,
+            }
+        )
+        self.journal.saved(key, saved, dest, hashlib.sha256(finished.data).hexdigest())
+        record.output, record.message = str(dest), f"done in an earlier run; {note}"
+        record.result_bytes, record.width, record.height = (
+            len(finished.data),
+            finished.width,
+            finished.height,
+        )
+        return record
+
+
+def _factor(record: Record) -> str:
+    return f"{record.factor:g}" if record.factor else ""

@@ -5,6 +5,7 @@ refused link booked for what it costs (docs/architecture.md, "Money")."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import PurePosixPath
 
 from zuotang_cli.engine.backlog import Backlog
@@ -18,9 +19,11 @@ from zuotang_cli.engine.rows import (
 from zuotang_cli.engine.shared import Shared
 from zuotang_cli.engine.state import CLOCK_SKEW, REFUSED_LINKS_HALT, Work
 from zuotang_cli.models import ErrorClass, Outcome, Record
+from zuotang_cli.protocol import preflight
 from zuotang_cli.protocol.api import Reply, Verdict
 from zuotang_cli.status import ExitStatus
-from zuotang_cli.store.download import DISK_ERROR, Downloader, DownloadFailed
+from zuotang_cli.store import finishing, naming
+from zuotang_cli.store.download import DISK_ERROR, Downloader, DownloadFailed, Shape
 
 
 class Saver:
@@ -42,10 +45,15 @@ class Saver:
         """Download and save the result ``image`` whose link dies at ``link_dies`` (wall
         time); False, with the row's error, when it could not be saved."""
         deadline = loop_deadline(link_dies)
+        source = await self._source(work)
         try:
             async with self.backlog.slot(deadline):
                 saved = await self.downloader.save(
-                    work.item, image, deadline, lambda wanted: self._claim(work, record, wanted)
+                    work.item,
+                    image,
+                    deadline,
+                    lambda shape: self._claim(work, record, shape),
+                    source,
                 )
         except DownloadFailed as exc:
             # the message may quote the server's link: mask the AppCode should it echo it
@@ -65,14 +73,12 @@ class Saver:
         record.outcome = Outcome.DONE
         record.error_class = None
         record.message = note or record.message
-        if work.name_note:
-            record.message = (
-                f"{record.message}; {work.name_note}" if record.message else work.name_note
-            )
+        for note in (*saved.notes, work.name_note):
+            if note:
+                record.message = f"{record.message}; {note}" if record.message else note
         record.output = str(saved.path)
         record.result_bytes, record.width, record.height = saved.size, saved.width, saved.height
-        if record.input_width:
-            record.factor = round(saved.width / record.input_width, 2)
+        record.factor = measured_factor(record, saved.width, saved.height)
         self.journal.saved(work.key, record, saved.path, saved.sha256)
         return True
 
@@ -128,9 +134,51 @@ class Saver:
             return CALLS_LATER_MASKED
         return CALLS_LATER
 
-    def _claim(self, work: Work, record: Record, wanted: PurePosixPath) -> PurePosixPath:
-        """Reserve the result's name in the journal; another input's name is never taken."""
-        relpath = self.journal.names.claim(work.key, wanted)
-        if relpath != wanted:
-            work.name_note = f"named {relpath}: {wanted} is another input's result"
+    async def _source(self, work: Work) -> finishing.Metadata | None:
+        """The source's metadata, for finishing its result: from the header ``--probe``
+        read, else from the file's first bytes, else from one ranged GET of a URL's header
+        (never a second full download); None when it cannot be had."""
+        head = work.source_head
+        item = work.item
+        if head is None and item.path is not None:
+            head = await asyncio.to_thread(_read_head, item.path)
+        elif head is None and item.url is not None and not self.shared.config.dry_run:
+            try:
+                head = await preflight.fetch_head(self.downloader.client, item.url)
+            except Exception:  # its metadata never costs the paid result
+                head = None
+        return finishing.read_metadata(head) if head else None
+
+    def _claim(self, work: Work, record: Record, shape: Shape) -> PurePosixPath:
+        """Reserve the result's name in the journal; another input's name is never taken,
+        nor a file zuotang did not write."""
+        config = self.shared.config
+        factor = measured_factor(record, shape.width, shape.height)
+        fields = naming.Fields(
+            type=config.spec.type,
+            scale=str(config.spec.scale or "auto"),
+            factor=f"{factor:g}" if factor else "",
+        )
+        wanted = config.naming.relpath(work.item, shape.ext, fields)
+        relpath, why = self.journal.names.reserve(
+            work.key, wanted, lambda rel: naming.occupied(config.output_dir, rel), keep=True
+        )
+        if why:
+            work.name_note = f"named {relpath}: {why}"
         return relpath
+
+
+def measured_factor(record: Record, width: int, height: int) -> float | None:
+    """The factor measured from the result: its long side over the source's (right
+    whether or not the service turned the source upright)."""
+    if not record.input_width or not record.input_height:
+        return None
+    return round(max(width, height) / max(record.input_width, record.input_height), 2)
+
+
+def _read_head(path: os.PathLike[str]) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:  # noqa: PTH123
+            return fh.read(finishing.HEAD_BYTES)
+    except OSError:
+        return None

@@ -15,6 +15,8 @@ from zuotang_cli.protocol import rules
 from zuotang_cli.protocol.api import CallSpec, Reply
 from zuotang_cli.protocol.rules import DEFAULT_TIMEOUT, Billing
 from zuotang_cli.status import ExitStatus
+from zuotang_cli.store.finishing import Finish
+from zuotang_cli.store.naming import Naming
 from zuotang_cli.store.planner import Plan
 
 UNREACHABLE_AFTER = 12
@@ -105,6 +107,10 @@ class BatchConfig:
     dry_run: bool = False
     """Decide every input exactly as a run would, on a snapshot of the journal, but call,
     download and copy nothing: each decision goes to the batch's ``planned`` callback."""
+    naming: Naming = field(default_factory=Naming)
+    """How results are named (the source's name, a ``--name`` template, legacy)."""
+    finish: Finish = field(default_factory=Finish)
+    """How results are finished: metadata, upright, ``--format`` (docs/results.md)."""
     poll_interval: float = POLL_INTERVAL
     poll_limit: float = rules.SERVICE_TIMEOUT
     """How long one run fetches a task before leaving it to a re-run."""
@@ -141,6 +147,8 @@ class Work:
     """Why no more is paid for it (--paid-retries, --max-calls), for its row."""
     name_note: str = ""
     """Why its result got another name than the one it asked for, for its row."""
+    source_head: bytes | None = None
+    """The source's first bytes, when ``--probe`` read them (its metadata, for finishing)."""
 
     def went_out(self) -> None:
         self.call_out = True

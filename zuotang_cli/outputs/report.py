@@ -113,6 +113,8 @@ class CsvReportWriter(ReportWriter):
 
     def _start(self) -> None:
         self._message = self._message_cell = ""
+        self._spec: tuple[str, str] = ("", "")
+        self._spec_cells = '"",""'
         self._csv = csv.writer(self.stream, lineterminator="\r\n", quoting=QUOTING)
         self._csv.writerow(REPORT_FIELDS)
 
@@ -126,7 +128,8 @@ class CsvReportWriter(ReportWriter):
                 self._message, self._message_cell = row.message, quoted_cell(row.message)
             self.stream.write(
                 f'{quoted_cell(row.input)},"skipped",{quoted_cell(row.output)},{status},'
-                f'{self._message_cell},{ids},0,"",{figures},0,""\r\n'
+                f'{self._message_cell},{ids},0,"",{figures},0,"",'
+                f"{quoted_cell(row.type)},{quoted_cell(row.scale)}\r\n"
             )
             if flush:
                 self.stream.flush()

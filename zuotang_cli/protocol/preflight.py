@@ -7,6 +7,7 @@ Pillow's ``Image.open`` reads only the header, so even a huge file is cheap to c
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 
 HEAD_BYTES = 64 * 1024
 """How much of a remote image ``--probe`` reads to find its header."""
+HEAD_TIMEOUT = 10.0
+"""Seconds :func:`fetch_head` waits for a source's header after the call: the service
+fetches ``image_url`` with a 10 s timeout, so a host slower than that has nothing to
+give (its result is saved without the source's metadata)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class ImageInfo:
     size: int | None
     """File size in bytes, when known."""
     animated: bool = False
+    head: bytes = dataclasses.field(default=b"", repr=False, compare=False)
+    """The first bytes read (a remote image's header: its metadata too)."""
 
     @property
     def long_side(self) -> int:
@@ -118,6 +125,25 @@ async def probe_url(client: httpx.AsyncClient, url: str) -> ImageInfo | Refusal 
     return None
 
 
+async def fetch_head(client: httpx.AsyncClient, url: str) -> bytes | None:
+    """The first :data:`HEAD_BYTES` of a remote image, by the same ranged GET as
+    ``--probe`` (its metadata, when ``--probe`` did not read it), within
+    :data:`HEAD_TIMEOUT`; None when the host does not give them."""
+    import asyncio
+
+    probe = asyncio.ensure_future(_probe(client, url))
+    try:
+        await asyncio.wait({probe}, timeout=min(HEAD_TIMEOUT, client.timeout.read or HEAD_TIMEOUT))
+    except asyncio.CancelledError:
+        probe.cancel()
+        raise
+    if probe.cancel():
+        await asyncio.wait({probe}, timeout=1.0)
+        return None
+    info = probe.result()
+    return (info.head or None) if isinstance(info, ImageInfo) else None
+
+
 async def _probe(client: httpx.AsyncClient, url: str) -> ImageInfo | Refusal | None:
     import httpx
 
@@ -136,10 +162,12 @@ async def _probe(client: httpx.AsyncClient, url: str) -> ImageInfo | Refusal | N
                     whole = False
                     break
             size = _total_size(response)
-    except httpx.HTTPError:
+    except (httpx.HTTPError, ValueError):  # ValueError: httpx refuses the URL (credentials)
         return None
     info = inspect_head(head, size)
-    if info is None and whole and (size is None or size == len(head)):
+    if info is not None:
+        return dataclasses.replace(info, head=head)
+    if whole and (size is None or size == len(head)):
         kind = response.headers.get("Content-Type", "unknown type")
         return Refusal(f"not an image: {len(head)} bytes of {kind} (read whole by --probe)")
     return info

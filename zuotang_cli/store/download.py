@@ -21,7 +21,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -29,7 +29,7 @@ import httpx
 
 from zuotang_cli.errors import one_line
 from zuotang_cli.models import ErrorClass, InputItem
-from zuotang_cli.store import naming
+from zuotang_cli.store import finishing, naming
 from zuotang_cli.store.layout import Layout
 
 MAX_RESULT_BYTES = 100 * 1024 * 1024
@@ -62,8 +62,17 @@ def os_error_class(exc: OSError) -> ErrorClass:
     return OS_ERROR
 
 
-Namer = Callable[[PurePosixPath], PurePosixPath]
-"""Given the name a result would get, the name it may have (reserved in the journal)."""
+@dataclass(frozen=True)
+class Shape:
+    """What a finished result is: its extension (its real format), width and height."""
+
+    ext: str
+    width: int
+    height: int
+
+
+Namer = Callable[[Shape], PurePosixPath]
+"""Given what the result is, the name it may have (reserved in the journal)."""
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 
 
@@ -76,6 +85,8 @@ class Saved:
     height: int
     format: str
     sha256: str
+    notes: tuple[str, ...] = ()
+    """What finishing did (metadata carried over, converted, turned upright)."""
 
 
 class DownloadFailed(Exception):
@@ -162,6 +173,8 @@ class Downloader:
     min_rate: float = DOWNLOAD_MIN_RATE
     rate_window: float = DOWNLOAD_RATE_WINDOW
     max_seconds: float = DOWNLOAD_MAX_SECONDS
+    finish: finishing.Finish = field(default_factory=finishing.Finish)
+    """How a result is finished before it is placed (docs/results.md)."""
 
     def tmp_path(self) -> Path:
         tmp_dir = Layout(self.output_dir).downloads
@@ -169,37 +182,63 @@ class Downloader:
             tmp_dir.mkdir(parents=True, exist_ok=True)
         return tmp_dir / f"{uuid.uuid4().hex}.part"
 
-    async def save(self, item: InputItem, image: str, deadline: float, name: Namer) -> Saved:
+    async def save(
+        self,
+        item: InputItem,
+        image: str,
+        deadline: float,
+        name: Namer,
+        source: finishing.Metadata | None = None,
+    ) -> Saved:
         """Save the result ``image`` (URL or base64) of ``item``; raise DownloadFailed.
 
-        ``name`` turns the name the result would get into the one it may have (the journal
-        reserves it), once the result's real format is known.
+        ``name`` gives the name the result may have (the journal reserves it), once its
+        real format is known; ``source``: the source's metadata, for finishing.
         """
         if image.startswith(("http://", "https://")):
-            return await self._save_url(item, image, deadline, name)
-        return await self._save_base64(item, image, name)
+            return await self._save_url(item, image, deadline, name, source)
+        return await self._save_base64(item, image, name, source)
 
-    async def _finish(self, tmp: Path, item: InputItem, checksum: str, name: Namer) -> Saved:
-        """Check the downloaded ``tmp``, reserve its name, rename it into place."""
+    async def _finish(
+        self, tmp: Path, checksum: str, name: Namer, source: finishing.Metadata | None
+    ) -> Saved:
+        """Check the downloaded ``tmp``, finish it, reserve its name, rename it into place."""
         checked = await asyncio.to_thread(_check, tmp)
-        wanted = naming.output_relpath(item, naming.extension_for_format(checked.format))
-        relpath = name(wanted)
+        checked, checksum, notes = await asyncio.to_thread(
+            _finish_file, tmp, checked, checksum, source, self.finish
+        )
+        shape = Shape(naming.extension_for_format(checked.format), checked.width, checked.height)
+        relpath = name(shape)
         try:
             dest = naming.safe_join(self.output_dir, relpath)
         except naming.UnsafePathError as exc:
             raise DownloadFailed(ErrorClass.UNSAFE_PATH, str(exc), retryable=False) from exc
         await asyncio.to_thread(_place, tmp, dest)
         return Saved(
-            dest, relpath, checked.size, checked.width, checked.height, checked.format, checksum
+            dest,
+            relpath,
+            checked.size,
+            checked.width,
+            checked.height,
+            checked.format,
+            checksum,
+            notes,
         )
 
-    async def _save_url(self, item: InputItem, url: str, deadline: float, name: Namer) -> Saved:
+    async def _save_url(
+        self,
+        item: InputItem,
+        url: str,
+        deadline: float,
+        name: Namer,
+        source: finishing.Metadata | None,
+    ) -> Saved:
         loop = asyncio.get_running_loop()
         for attempt in range(1, self.attempts + 1):
             tmp = self.tmp_path()
             try:
                 checksum = await self._fetch(url, tmp)
-                return await self._finish(tmp, item, checksum, name)
+                return await self._finish(tmp, checksum, name, source)
             except DownloadFailed as exc:
                 _unlink(tmp)
                 delay = random.uniform(0, self.backoff * 2**attempt)
@@ -272,7 +311,9 @@ class Downloader:
             raise DownloadFailed(kind, f"download failed: {one_line(exc)}", retryable=True) from exc
         return digest.hexdigest()
 
-    async def _save_base64(self, item: InputItem, image: str, name: Namer) -> Saved:
+    async def _save_base64(
+        self, item: InputItem, image: str, name: Namer, source: finishing.Metadata | None
+    ) -> Saved:
         data = _DATA_URL.sub("", image.strip(), count=1)
         try:
             raw = base64.b64decode(data, validate=True)
@@ -289,7 +330,7 @@ class Downloader:
             with _disk_errors(tmp):
                 await asyncio.to_thread(tmp.write_bytes, raw)
             checksum = hashlib.sha256(raw).hexdigest()
-            return await self._finish(tmp, item, checksum, name)
+            return await self._finish(tmp, checksum, name, source)
         finally:
             _unlink(tmp)
 
@@ -408,6 +449,32 @@ def _check(tmp: Path) -> _Checked:
     return _Checked(fmt, width, height, size)
 
 
+def _finish_file(
+    tmp: Path,
+    checked: _Checked,
+    checksum: str,
+    source: finishing.Metadata | None,
+    how: finishing.Finish,
+) -> tuple[_Checked, str, tuple[str, ...]]:
+    """``tmp`` (a checked result) finished in place (docs/results.md): what it is now, its
+    SHA-256 and what was done.  A result finishing cannot handle stays as it came (a note
+    says so): a paid result is never lost to its metadata."""
+    data = tmp.read_bytes()
+    try:
+        finished = finishing.finish(data, source, how)
+    except Exception as exc:
+        return checked, checksum, (f"kept as it came (finishing failed: {one_line(exc)})",)
+    if finished.data is data:
+        return checked, checksum, finished.notes
+    with _disk_errors(tmp), tmp.open("wb") as fh:
+        fh.write(finished.data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    fmt = finishing.pillow_format(finished.ext)
+    checked = _Checked(fmt, finished.width, finished.height, len(finished.data))
+    return checked, hashlib.sha256(finished.data).hexdigest(), finished.notes
+
+
 def _place(tmp: Path, dest: Path) -> None:
     with _disk_errors(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -436,6 +503,18 @@ def _disk_errors(path: Path) -> Iterator[None]:
             f"cannot write {path}: {exc.strerror or exc}",
             retryable=error_class != DISK_ERROR,
         ) from exc
+
+
+def place_bytes(data: bytes, dest: Path, tmp: Path) -> None:
+    """Write ``data`` under ``dest`` whole: to a temporary file, synced, then renamed."""
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _place(tmp, dest)
+    finally:
+        _unlink(tmp)
 
 
 def copy_result(source: Path, dest: Path, tmp: Path) -> None:

@@ -158,6 +158,7 @@ CREATE TABLE IF NOT EXISTS names (
     relpath TEXT NOT NULL,
     key TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS names_by_key ON names (key);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -165,10 +166,15 @@ CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT NOT NULL
 );
 """
-FORMAT = 3
+FORMAT = 4
 """The journal's format: 2 keeps outputs relative to the output directory, reserves
 output names, and knows local inputs by their content; 3 keys URLs by their RFC 3986
-normal form (escaped unreserved characters decoded, dot segments removed)."""
+normal form (escaped unreserved characters decoded, dot segments removed); 4 names
+results after their sources (an older directory remembers its own naming: see
+:data:`NAMING_SETTING`)."""
+NAMING_SETTING = "naming"
+"""The meta entry that says how an output directory names its results: ``legacy`` for
+one made before format 4 (``<stem>-<hash8>.<ext>``), so that it keeps its names."""
 _ADDED_COLUMNS = {
     "task_id": "TEXT",
     "paid_calls": "INTEGER NOT NULL DEFAULT 0",
@@ -216,22 +222,60 @@ class Names:
     def __init__(self, execute: Callable[..., sqlite3.Cursor]) -> None:
         self._exec = execute
 
-    def claim(self, key: str, wanted: PurePosixPath) -> PurePosixPath:
-        """Reserve an output name for ``key``: ``wanted`` if no other input holds it (case
-        and Unicode normalization aside), else a distinct name made from ``key``."""
+    def claim(
+        self,
+        key: str,
+        wanted: PurePosixPath,
+        occupied: Callable[[PurePosixPath], bool] | None = None,
+    ) -> PurePosixPath:
+        """Reserve an output name for ``key`` (see :meth:`reserve`)."""
+        return self.reserve(key, wanted, occupied)[0]
+
+    def reserve(
+        self,
+        key: str,
+        wanted: PurePosixPath,
+        occupied: Callable[[PurePosixPath], bool] | None = None,
+        *,
+        keep: bool = False,
+    ) -> tuple[PurePosixPath, str]:
+        """Reserve an output name for ``key``, and why it is not ``wanted`` ("" when it is).
+
+        With ``keep``, a name ``key`` already holds with ``wanted``'s extension is kept (a
+        result keeps the name it was first saved under, in a directory of any version);
+        else ``wanted``
+        if no other input holds it (case and Unicode normalization aside) and, when it is
+        not reserved yet, no file is there (``occupied``: a file zuotang did not write is
+        never overwritten); else ``stem-<hash of key>.ext`` (then ``-2``, ``-3``...)."""
+        held = self._held(key, wanted.suffix) if keep else None
+        if held is not None:
+            return held, ""
+        why = ""
         for relpath in _candidates(wanted, key):
             row = self._exec(
                 "SELECT key FROM names WHERE folded = ?", (folded(relpath),)
             ).fetchone()
             if row is not None and row[0] != key:
+                why = why or _taken_by(relpath, key, str(row[0]))
+                continue
+            if row is None and occupied is not None and occupied(relpath):
+                why = why or f"{relpath.as_posix()} is a file zuotang did not write"
                 continue
             if row is None:
                 self._exec(
                     "INSERT INTO names (folded, relpath, key) VALUES (?, ?, ?)",
                     (folded(relpath), relpath.as_posix(), key),
                 )
-            return relpath
+            return relpath, why
         raise AssertionError("unreachable: the candidates never run out")
+
+    def _held(self, key: str, suffix: str) -> PurePosixPath | None:
+        """The name ``key`` holds with ``suffix`` (the first reserved), if any."""
+        rows = self._exec("SELECT relpath FROM names WHERE key = ? ORDER BY rowid", (key,))
+        for (relpath,) in rows:
+            if PurePosixPath(relpath).suffix.casefold() == suffix.casefold():
+                return PurePosixPath(relpath)
+        return None
 
     def known_digest(self, path: Path, size: int, mtime_ns: int) -> str | None:
         """The SHA-256 of ``path`` as last read, if its size and mtime are unchanged (the
@@ -417,10 +461,13 @@ class Journal:
         """Bring a journal of an earlier format up to this one, in one transaction: outputs
         made relative, their names reserved, local inputs keyed by their content."""
         rows = self._exec(f"SELECT {_COLUMNS} FROM entries").fetchall()
+        earlier = self.setting("format") is not None or bool(rows)
         self._exec("BEGIN IMMEDIATE")
         try:
             for row in rows:
                 self._migrate_entry(_entry(row))
+            if earlier and self.setting(NAMING_SETTING) is None:
+                self.remember(NAMING_SETTING, "legacy")  # made before format 4
             self.remember("format", str(FORMAT))
             self._exec("COMMIT")
         except BaseException:
@@ -680,6 +727,17 @@ def item_from_origin(text: str, record: Record) -> InputItem | None:
         width=record.input_width,
         height=record.input_height,
     )
+
+
+def _taken_by(relpath: PurePosixPath, key: str, other: str) -> str:
+    """Why ``relpath`` is not for ``key``: whose result it is."""
+    mine, theirs = key.split("\0"), other.split("\0")
+    if len(mine) == 3 and len(theirs) == 3 and mine[2] == theirs[2]:
+        return (
+            f"{relpath.as_posix()} is this source's result with --type {theirs[0]} "
+            f"--scale {theirs[1]}"
+        )
+    return f"{relpath.as_posix()} is another input's result"
 
 
 def _candidates(wanted: PurePosixPath, key: str) -> Iterator[PurePosixPath]:

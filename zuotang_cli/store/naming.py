@@ -1,18 +1,29 @@
-"""Where each result goes: deterministic, collision-free, portable names inside the output dir.
+"""Where each result goes: the source's own name, portable, inside the output directory
+(docs/results.md).
 
-- A URL, or a file given directly: ``<stem>-<hash8>.<ext>``, the hash taken over the
-  normalized URL or the absolute path, so different inputs never share a name.
-- A file found in a folder: the folder's layout mirrored, the source name kept (its
-  extension too when it already names the result's format, else ``.<ext>`` appended).
-  A name that had to be changed to be safe gets the hash of the original name, so two
-  different names never end up the same.
+- By default (:func:`output_relpath`): the source's name, for a URL (its last path
+  segment, else its host), a file given directly and a file found in a folder (the
+  folder's layout mirrored) alike; its extension kept when it names the result's format
+  (``IMG_0042.JPG`` stays), else the result's (``x.webp`` whose result is PNG: ``x.png``).
+  Two inputs that land on one name are told apart by the journal, which reserves every
+  name for one input and gives the second a short suffix
+  (:meth:`zuotang_cli.store.journal.Names.claim`).
+- ``--name TEMPLATE`` (:class:`Template`): ``{stem}``, ``{ext}``, ``{type}``, ``{scale}``,
+  ``{factor}``, ``{hash}``, ``{host}`` and ``{path}``, every value made a safe path
+  component, the template itself checked never to leave the output directory.
+- Output directories made before this naming keep theirs (:func:`legacy_relpath`:
+  ``<stem>-<hash8>.<ext>`` for URLs and files given directly, the folder's names kept
+  with ``.<ext>`` appended), as their journal says.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import string
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -52,8 +63,147 @@ def extension_for_format(pillow_format: str) -> str:
     return _FORMAT_EXTENSIONS.get(pillow_format.upper(), pillow_format.lower())
 
 
-def output_relpath(item: InputItem, ext: str) -> PurePosixPath:
-    """Where the result of ``item`` goes, relative to the output directory.
+@dataclass(frozen=True)
+class Fields:
+    """What a template may say besides the source's name: the run's ``--type`` and
+    ``--scale`` (as asked), the factor measured from the result."""
+
+    type: str = "clean"
+    scale: str = "auto"
+    factor: str = ""
+
+
+PLACEHOLDERS = ("stem", "ext", "type", "scale", "factor", "hash", "host", "path")
+
+
+class TemplateError(ValueError):
+    """A ``--name`` template that cannot name results safely (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Template:
+    """A ``--name`` template, checked when made (:class:`TemplateError`): known
+    placeholders only, a relative path, no ``..``, never an empty name."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        check_template(self.text)
+
+    def render(self, item: InputItem, ext: str, fields: Fields) -> PurePosixPath:
+        """The result's path: each placeholder a safe value, each component made safe;
+        ``.{ext}`` added when the name does not end in the result's format."""
+        ext = _check_extension(ext)
+        stem, host, path = _source_parts(item)
+        values = {
+            "stem": _clean(stem) or FALLBACK_NAME,
+            "ext": ext,
+            "type": fields.type,
+            "scale": fields.scale,
+            "factor": fields.factor or fields.scale,
+            "hash": hash8(item.key),
+            "host": _clean(host),
+            "path": "/".join(path),
+        }
+        text = self.text.format_map(values)
+        parts = [part for part in text.split("/") if part]
+        *folders, name = parts or [FALLBACK_NAME]
+        if not _same_format(_split_suffix(name)[1], ext):
+            name = f"{name}.{ext}"
+        return PurePosixPath(*(sanitize_component(part) for part in [*folders, name]))
+
+
+@dataclass(frozen=True)
+class Naming:
+    """How one run names its results: a ``--name`` template, else the source's name, or
+    in an output directory made before (``legacy``) the names that directory has."""
+
+    template: Template | None = None
+    legacy: bool = False
+
+    def relpath(self, item: InputItem, ext: str, fields: Fields | None = None) -> PurePosixPath:
+        if self.template is None and self.legacy:
+            return legacy_relpath(item, ext)
+        return output_relpath(item, ext, fields, self.template)
+
+
+def check_template(text: str) -> None:
+    """Raise :class:`TemplateError` when ``text`` cannot be a ``--name`` template."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise TemplateError(f"--name {text!r}: {exc}") from None
+    for _literal, field, spec, conversion in parsed:
+        if field is not None and (field not in PLACEHOLDERS or spec or conversion):
+            known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+            raise TemplateError(f"--name {text!r}: unknown placeholder {{{field}}} (use {known})")
+    probe = text.format_map(dict.fromkeys(PLACEHOLDERS, "x")).replace("\\", "/")
+    if any(part in ("..", ".") for part in probe.split("/")):
+        raise TemplateError(f"--name {text!r}: '.' and '..' would leave the output directory")
+    if text.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", text):
+        raise TemplateError(f"--name {text!r}: the name must be relative to the output directory")
+    if not any(field for _, field, _, _ in parsed) or "\x00" in text:
+        raise TemplateError(f"--name {text!r}: use at least one placeholder, e.g. {{stem}}")
+
+
+def output_relpath(
+    item: InputItem, ext: str, fields: Fields | None = None, template: Template | None = None
+) -> PurePosixPath:
+    """Where the result of ``item`` would go, relative to the output directory (the
+    journal may add a suffix: see the module); ``ext`` is the extension of the result's
+    real format, without the dot."""
+    if template is not None:
+        return template.render(item, ext, fields or Fields())
+    ext = _check_extension(ext)
+    name = source_name(item)
+    stem, suffix = _split_suffix(name) if name != _host_of(item) else (name, "")
+    tail = "." + (suffix if _same_format(suffix, ext) else ext)
+    if not _clean(stem):
+        stem = name if _clean(name) else ""
+    name = _compose(_clean(stem), tail)
+    if item.relpath is None:
+        return PurePosixPath(name)
+    folders = item.relpath.parts[:-1]
+    return PurePosixPath(*(_kept_or_hashed(folder, "") for folder in folders), name)
+
+
+def source_name(item: InputItem) -> str:
+    """The source's own file name (a URL's last path segment, decoded; else its host)."""
+    if item.relpath is not None:
+        return item.relpath.name
+    if item.url is not None:
+        parts = urlsplit(item.url)
+        segments = [segment for segment in parts.path.split("/") if segment]
+        return unquote(segments[-1], errors="replace") if segments else parts.hostname or ""
+    return (item.path or PurePosixPath(item.source)).name
+
+
+def _host_of(item: InputItem) -> str | None:
+    """A URL's host when its path names no file (the URL is then named after it)."""
+    if item.url is None or item.relpath is not None:
+        return None
+    parts = urlsplit(item.url)
+    return None if any(parts.path.split("/")) else parts.hostname or ""
+
+
+def _source_parts(item: InputItem) -> tuple[str, str, list[str]]:
+    """The source's stem, host (URLs) and folders (a URL's path, a folder's layout), each
+    folder a safe component, for a template."""
+    name = source_name(item)
+    stem = name if name == _host_of(item) else _split_suffix(name)[0]
+    if item.relpath is not None:
+        return stem, "", [_kept_or_hashed(part, "") for part in item.relpath.parts[:-1]]
+    if item.url is not None:
+        parts = urlsplit(item.url)
+        segments = [unquote(s, errors="replace") for s in parts.path.split("/") if s][:-1]
+        return stem, parts.hostname or "", [_kept_or_hashed(s, "") for s in segments]
+    return stem, "", []
+
+
+def legacy_relpath(item: InputItem, ext: str) -> PurePosixPath:
+    """Where earlier versions put the result of ``item`` (the names of output directories
+    they made, kept there): ``<stem>-<hash8>.<ext>`` for a URL or a file given directly
+    (the hash of the normalized URL or the absolute path), a folder's names kept.
 
     ``ext`` is the extension of the result's real format, without the dot.
     """
@@ -82,6 +232,11 @@ def sanitize_component(name: str) -> str:
     if not _clean(stem) or not _EXTENSION.fullmatch(suffix.lower()):
         stem, suffix = name, ""
     return _compose(_clean(stem), "." + suffix if suffix else "")
+
+
+def occupied(root: Path, rel: PurePosixPath) -> bool:
+    """Something (a file, a folder, a link) is already at ``rel`` under ``root``."""
+    return os.path.lexists(os.path.join(root, *rel.parts))  # noqa: PTH118
 
 
 def safe_join(root: Path, rel: PurePosixPath) -> Path:

@@ -115,6 +115,11 @@ def emulator(
     link_style: str = typer.Option(
         "oss", help="Result links: oss (Expires=), oss-v4 (x-oss-date/x-oss-expires) or plain."
     ),
+    orientation: str = typer.Option(
+        "ignore",
+        help="A source's EXIF orientation: ignore (the stored pixels) or apply (turned "
+        "upright first).",
+    ),
 ) -> None:
     try:
         from zuotang_cli.emulator import EmulatorConfig, serve_forever
@@ -154,6 +159,7 @@ def emulator(
             breaker_retry_after=breaker_retry_after,
             reply_shape=reply_shape,
             link_style=link_style,
+            orientation=orientation,
         )
     except ValueError as exc:
         raise UsageError(f"emulator: {exc}") from None

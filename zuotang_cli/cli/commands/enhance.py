@@ -54,6 +54,13 @@ class AuthChoice(str, enum.Enum):
     signature = "signature"
 
 
+class FormatChoice(str, enum.Enum):
+    jpg = "jpg"
+    png = "png"
+    webp = "webp"
+    same = "same"
+
+
 class Scale(str, enum.Enum):
     auto = "auto"
     x1 = "1"
@@ -231,6 +238,39 @@ def enhance(
         bool,
         Opt("--probe", help="Check remote images' format and size (ranged GET) before a call."),
     ] = D.probe,
+    name: Annotated[
+        str | None,
+        Opt(
+            "--name",
+            metavar="TEMPLATE",
+            help="Name results by a template: {stem} {ext} {type} {scale} {factor} {hash} "
+            "{host} {path}, e.g. '{stem}-{type}-x{factor}.{ext}' or '{host}/{path}/{stem}' "
+            "(default: the source's own name).",
+            show_default=False,
+        ),
+    ] = D.name,
+    format: Annotated[
+        FormatChoice | None,
+        Opt(
+            "--format",
+            help="Convert results locally to jpg, png or webp, or 'same' as the source "
+            "(default: as the service returns them). A re-run converts, never pays.",
+            show_default=False,
+        ),
+    ] = None,
+    quality: Annotated[
+        int | None,
+        Opt(
+            min=1,
+            max=100,
+            help="JPEG / WebP quality of converted results (default 92).",
+            show_default=False,
+        ),
+    ] = D.quality,
+    strip_gps: Annotated[
+        bool,
+        Opt("--strip-gps", help="Leave the GPS position out of the EXIF carried to results."),
+    ] = D.strip_gps,
     wait_lock: Annotated[
         bool, Opt("--wait-lock", help="Wait for another run on the same output directory.")
     ] = D.wait_lock,
@@ -313,6 +353,7 @@ def enhance(
         "qps": resolved.qps,
         "billing": Billing(resolved.billing),
         "body": Body(resolved.body) if resolved.body else None,
+        "format": format.value if format is not None else None,
     }
     as_given = {n: v for n, v in given.items() if n in _FIELDS and n not in converted}
     options = dataclasses.replace(D, **as_given, **converted)
