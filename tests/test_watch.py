@@ -368,6 +368,44 @@ def test_a_touch_of_a_done_photo_pays_nothing(
     assert w.billed() == {billing_key(source): 1}
 
 
+def test_a_photo_replaced_under_the_same_name_is_paid_and_saved_apart(
+    watch: Callable[..., Watching], tmp_path: Path
+) -> None:
+    w = watch()
+    first = photo(tmp_path / "camera" / "r.png", 8)
+    second = photo(tmp_path / "camera2" / "r.png", 9)
+    drop(first, w.inbox)
+    w.wait_rows(1)
+    drop(second, w.inbox)
+    rows = w.wait_rows(2)
+    assert [row["outcome"] for row in rows] == ["done", "done"]
+    assert rows[0]["output"] != rows[1]["output"]  # a result is never overwritten
+    check_saved(w.out, rows)
+    w.stop()
+    assert w.billed() == {billing_key(first): 1, billing_key(second): 1}
+
+
+def test_watch_has_every_option_of_enhance() -> None:
+    """Declared once: enhance's options, read from its signature, plus the watch's own."""
+    from typer.main import get_command
+
+    from zuotang_cli.cli.main import app
+
+    group = get_command(app)
+    commands = group.commands  # type: ignore[attr-defined]
+    enhance_options = {p.name for p in commands["enhance"].params} - {"inputs"}
+    watch_options = {p.name for p in commands["watch"].params}
+    assert watch_options - enhance_options == {
+        "folders",
+        "settle",
+        "poll",
+        "once",
+        "move_done",
+        "max_calls_per_day",
+    }
+    assert enhance_options <= watch_options
+
+
 @pytest.mark.slow
 def test_a_burst_of_200_files_sends_each_once(
     watch: Callable[..., Watching], tmp_path: Path
