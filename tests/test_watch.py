@@ -539,3 +539,16 @@ def test_max_calls_per_day_waits_for_the_next_day(emulator: Any, tmp_path: Path)
         assert journal.setting(CALLS_TODAY) == "2026-03-02 1"
     assert [row.outcome for row in rows] == [Outcome.DONE] * 3
     assert emu.stats()["billed_by_input"] == {billing_key(path): 1 for path in sources}
+
+
+def test_a_watched_folder_that_goes_away_ends_the_watcher_with_exit_4(
+    watch: Callable[..., Watching], tmp_path: Path
+) -> None:
+    w = watch()
+    drop(photo(tmp_path / "camera" / "g.png", 70), w.inbox)
+    w.wait_rows(1)
+    shutil.rmtree(w.inbox)
+    _, stderr = w.proc.communicate(timeout=WAIT)
+    assert w.proc.returncode == 4, stderr
+    assert "stopped watching: the folder" in stderr and "is gone" in stderr
+    assert [row["outcome"] for row in w.rows()] == ["done"]

@@ -25,6 +25,7 @@ from zuotang_cli.cli.summary import Tally, halt_line, plural, summarize
 from zuotang_cli.engine.batch import BatchResult
 from zuotang_cli.engine.pump import aiter_in_thread
 from zuotang_cli.inputs.scan import ScanTally
+from zuotang_cli.inputs.watch import Watcher
 from zuotang_cli.models import InputItem, Row
 from zuotang_cli.outputs.report import ReportSet
 from zuotang_cli.protocol import preflight
@@ -198,8 +199,10 @@ def _enhance(
         signals.hold()  # the reports are open: a signal now gets every input its row
         emitter = Emitter(reports, stdout, display, json_out=options.json, print0=options.print0)
         sink: Callable[[Row], None] = emitter
+        watcher = None
         if watch is not None:
-            feed, sink = _watching(session, emitter, display)
+            watcher = session.watcher()
+            feed, sink = watcher, _watching(session, watcher, emitter, display)
         result = _run_batch(session, journal, feed, emitter, display, signals, sink)
         emitter.flush()
     if signals.received:  # also one that came as the batch ended: the summary says so
@@ -236,17 +239,19 @@ def _enhance(
         summary.write_json(options.summary_json)
     if options.json:
         write_stderr(sys.stderr, summary.json() + "\n")
+    if watcher is not None and watcher.failure is not None:
+        display.error(f"stopped watching: {watcher.failure}; try again once it is back")
+        return max(result.exit_status, ExitStatus.TROUBLE)
     return result.exit_status
 
 
 def _watching(
-    session: Session, emitter: Emitter, display: NullDisplay
-) -> tuple[AsyncIterator[list[InputItem]], Callable[[Row], None]]:
-    """The watched folders as the batch's inputs, and the sink that also moves each done
-    original out of the inbox (``--move-done``)."""
+    session: Session, watcher: Watcher, emitter: Emitter, display: NullDisplay
+) -> Callable[[Row], None]:
+    """Say what is watched; the batch's sink, which also moves each done original out of
+    the inbox (``--move-done``)."""
     watch = session.watch
     assert watch is not None
-    watcher = session.watcher()
     mover = session.mover(watcher, display.error)
     folders = ", ".join(str(root) for root in watcher.roots)
     how = "what is there, then ends" if watch.once else "until Ctrl-C or SIGTERM"
@@ -255,13 +260,13 @@ def _watching(
         f"unchanged for {watch.settle:g} s): {how}"
     )
     if mover is None:
-        return watcher, emitter
+        return emitter
 
     def sink(row: Row) -> None:
         emitter(row)
         mover(row)
 
-    return watcher, sink
+    return sink
 
 
 def _isatty(stream: object) -> bool:

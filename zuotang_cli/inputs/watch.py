@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-from zuotang_cli.errors import LocalError, one_line
+from zuotang_cli.errors import one_line
 from zuotang_cli.inputs.reader import IMAGE_SUFFIXES, found_file
 from zuotang_cli.inputs.scan import Patterns
 from zuotang_cli.models import InputItem, Row
@@ -172,7 +172,9 @@ class Watcher(AsyncIterator[list[InputItem]]):
         self._wake = asyncio.Event()
         self._stop_event = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
-        self._error: BaseException | None = None
+        self.failure: str | None = None
+        """Why the folders could not be watched to the end (one went away, the OS refused
+        a watch): the stream then ends, every file taken with its row."""
 
     @property
     def waiting(self) -> int:
@@ -200,9 +202,9 @@ class Watcher(AsyncIterator[list[InputItem]]):
             await self._start()
         while True:
             self._wake.clear()  # before looking: a change meanwhile wakes the nap below
-            if self._error is not None:
+            if self.failure is not None:
                 await self.aclose()
-                raise LocalError(f"cannot watch {self._names()}: {one_line(self._error)}")
+                raise StopAsyncIteration
             items = await self._settled(self._clock())
             if items:
                 return items
@@ -219,9 +221,6 @@ class Watcher(AsyncIterator[list[InputItem]]):
         if listener is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(listener, LISTENER_STOP_WAIT)
-
-    def _names(self) -> str:
-        return ", ".join(str(root) for root in self.roots)
 
     async def _start(self) -> None:
         self._started = True
@@ -284,8 +283,12 @@ class Watcher(AsyncIterator[list[InputItem]]):
                 self._wake.set()
         except Exception as exc:  # the folder went away, the OS refused a watch
             if not self._stopping:
-                self._error = exc
-                self._wake.set()
+                self._fail(one_line(exc))
+
+    def _fail(self, why: str) -> None:
+        if self.failure is None:
+            self.failure = why
+        self._wake.set()
 
     def _changed(self, path: Path, now: float) -> None:
         """``path`` was created, changed, renamed or deleted: look at it."""
@@ -297,6 +300,8 @@ class Watcher(AsyncIterator[list[InputItem]]):
             mode = path.stat().st_mode
         except OSError:
             self._settler.gone(str(path))
+            if not parts:
+                self._fail(f"the folder {root} is gone")
             return
         if stat.S_ISDIR(mode):
             if self._recursive and parts and not _hidden(parts):
