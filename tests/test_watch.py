@@ -552,3 +552,15 @@ def test_a_watched_folder_that_goes_away_ends_the_watcher_with_exit_4(
     assert w.proc.returncode == 4, stderr
     assert "stopped watching: the folder" in stderr and "is gone" in stderr
     assert [row["outcome"] for row in w.rows()] == ["done"]
+
+
+def test_poll_takes_files_without_the_os_events(
+    watch: Callable[..., Watching], tmp_path: Path
+) -> None:
+    """--poll (network shares): the folder listed every 0.3 s."""
+    w = watch("--poll")
+    source = drop(photo(tmp_path / "camera" / "n.png", 80), w.inbox)
+    rows = w.wait_rows(1)
+    assert [(row["input"], row["outcome"]) for row in rows] == [(str(source), "done")]
+    w.stop()
+    assert w.billed() == {billing_key(source): 1}
