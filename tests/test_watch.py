@@ -564,3 +564,29 @@ def test_poll_takes_files_without_the_os_events(
     assert [(row["input"], row["outcome"]) for row in rows] == [(str(source), "done")]
     w.stop()
     assert w.billed() == {billing_key(source): 1}
+
+
+def test_ctrl_c_finishes_the_calls_in_flight_then_stops(
+    watch: Callable[..., Watching], emulator: Any, tmp_path: Path
+) -> None:
+    emu = emulator(qps=1000)
+    emu.hold_downloads()
+    w = watch(emu=emu)
+    sources = [drop(photo(tmp_path / "camera" / f"i{i}.png", 90 + i), w.inbox) for i in range(2)]
+    wait_until(lambda: emu.stats()["billed"] == 2, WAIT)
+    w.proc.send_signal(signal.SIGINT)
+    assert w.proc.stderr is not None
+    said = ""
+    while "interrupted: finishing" not in said:  # taken: now let the downloads go
+        line = w.proc.stderr.readline()
+        assert line, said
+        said += line
+    emu.hold_downloads(False)
+    _, stderr = w.proc.communicate(timeout=WAIT)
+    assert w.proc.returncode == 130, said + stderr
+    rows = w.rows()
+    assert sorted((row["input"], row["outcome"]) for row in rows) == [
+        (str(path), "done") for path in sources
+    ]
+    check_saved(w.out, rows)
+    assert w.billed() == {billing_key(path): 1 for path in sources}
