@@ -29,6 +29,7 @@ def test_unknown_option_is_a_usage_error() -> None:
     "command",
     [
         ["enhance"],
+        ["watch"],
         ["report"],
         ["emulator"],
         ["gallery"],

@@ -231,16 +231,19 @@ def _read_all(path: Path) -> bytes:
 def journal_costs(out: Path) -> dict[str, tuple[int, int, int, int]]:
     """Input -> (paid calls, possibly paid calls, paid calls without a result, expired
     links), as the journal in ``out`` holds them over all runs.  A URL is known by itself,
-    a local file as ``sha256:<hex>`` (as the emulator bills an upload)."""
+    a local file as ``sha256:<hex>`` (as the emulator bills an upload); the entries of one
+    content (its copies under other names cost nothing) are added up."""
     db = sqlite3.connect(out / ".zuotang" / "journal.sqlite")
     try:
         rows = db.execute(
             "SELECT key, paid_calls, possibly_paid, paid_failures, expired_links FROM entries"
         )
-        return {
-            key.rsplit("\0", 1)[-1]: (paid, possibly, failed, expired)
-            for key, paid, possibly, failed, expired in rows
-        }
+        costs: dict[str, tuple[int, int, int, int]] = {}
+        for key, *figures in rows:
+            content = key.rsplit("\0", 1)[-1]
+            known = costs.get(content, (0, 0, 0, 0))
+            costs[content] = tuple(a + b for a, b in zip(known, figures, strict=True))  # type: ignore[assignment]
+        return costs
     finally:
         db.close()
 

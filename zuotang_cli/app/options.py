@@ -84,3 +84,24 @@ class EnhanceOptions:
 
     def __repr__(self) -> str:  # never show the AppCode nor the AppSecret
         return f"EnhanceOptions(inputs={self.inputs!r}, output_dir={self.output_dir!r}, ...)"
+
+
+DEFAULT_SETTLE = 2.0
+"""Seconds a watched file's size and mtime must stay the same before it is taken."""
+MAX_SETTLE = 3600.0
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """What ``zuotang watch`` adds to :class:`EnhanceOptions` (whose ``inputs`` are then
+    the folders watched): docs/watch.md."""
+
+    settle: float = DEFAULT_SETTLE
+    poll: bool = False
+    """List the folders every so often instead of the OS's events (network shares)."""
+    once: bool = False
+    """Take what the folders hold, then end (cron)."""
+    move_done: Path | None = None
+    """Move each original whose row is done (or done before) here."""
+    max_calls_per_day: int | None = None
+    """At most this many paid calls in one local calendar day; then calls wait."""

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import math
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,11 +24,13 @@ from zuotang_cli.app.options import (
     MAX_CONCURRENCY,
     MAX_COUNT,
     MAX_QPS,
+    MAX_SETTLE,
     MAX_TIMEOUT,
     MAX_UPLOAD,
     MIN_QPS,
     MIN_TIMEOUT,
     EnhanceOptions,
+    WatchOptions,
 )
 from zuotang_cli.engine import fdlimit
 from zuotang_cli.engine.batch import (
@@ -38,9 +40,11 @@ from zuotang_cli.engine.batch import (
     default_concurrency,
     default_download_concurrency,
 )
+from zuotang_cli.engine.budget import SYSTEM_CLOCK, Clock
 from zuotang_cli.errors import UsageError
 from zuotang_cli.inputs.reader import check_sources, iter_inputs
-from zuotang_cli.inputs.scan import ScanTally
+from zuotang_cli.inputs.scan import Patterns, ScanTally
+from zuotang_cli.inputs.watch import DoneMover, Watcher
 from zuotang_cli.models import InputItem
 from zuotang_cli.outputs.report import report_format
 from zuotang_cli.protocol import rules
@@ -247,6 +251,35 @@ def remove_partial_downloads(output_dir: Path) -> int:
     return removed
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or path.is_relative_to(folder)
+
+
+def check_watch(options: EnhanceOptions, watch: WatchOptions) -> None:
+    """A hot folder that can work: folders that exist, a settle time in range, and no
+    folder inside another's way: results or moved originals landing in a watched folder
+    would be taken as new photos (and paid for)."""
+    if not 0 <= watch.settle <= MAX_SETTLE or not math.isfinite(watch.settle):
+        raise UsageError(f"--settle must be a number of seconds from 0 to {MAX_SETTLE:g}")
+    if watch.max_calls_per_day is not None and watch.max_calls_per_day < 1:
+        raise UsageError("--max-calls-per-day must be at least 1")
+    folders = [Path(source) for source in options.inputs]
+    for folder in folders:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: not a folder: zuotang watch takes folders to watch")
+    places = {"--output-dir": options.output_dir}
+    if watch.move_done is not None:
+        places["--move-done"] = watch.move_done
+    for flag, place in places.items():
+        where = place.resolve()
+        for folder in (f.resolve() for f in folders):
+            if _inside(where, folder) or _inside(folder, where):
+                raise UsageError(
+                    f"{flag} {place} and the watched folder {folder} must not be inside one "
+                    "another: what lands there would be taken as new photos"
+                )
+
+
 @dataclass(frozen=True)
 class Session:
     """One batch, from its options to the :class:`Batch` that runs it (see the module)."""
@@ -255,12 +288,46 @@ class Session:
     config: BatchConfig
     note: str | None = None
     """Said once when the open-file limit made the calls or downloads in flight fewer."""
+    watch: WatchOptions | None = None
+    """A hot folder (``zuotang watch``): the inputs are the folders, watched."""
 
     @classmethod
-    def prepare(cls, options: EnhanceOptions) -> Session:
-        """Check ``options``; raise UsageError before anything is called or written."""
+    def prepare(
+        cls,
+        options: EnhanceOptions,
+        watch: WatchOptions | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> Session:
+        """Check ``options``; raise UsageError before anything is called or written.
+        ``clock``: the wall clock of ``--max-calls-per-day`` (tests pass days with it)."""
+        if watch is not None:
+            check_watch(options, watch)
         config, note = prepare(options)
-        return cls(options, config, note)
+        if watch is not None:
+            config = dataclasses.replace(
+                config, stream=True, max_calls_per_day=watch.max_calls_per_day, clock=clock
+            )
+        return cls(options, config, note, watch)
+
+    def watcher(self) -> Watcher:
+        """The watched folders as the batch's stream of inputs (``zuotang watch``)."""
+        assert self.watch is not None
+        options = self.options
+        return Watcher(
+            [Path(folder) for folder in options.inputs],
+            settle=self.watch.settle,
+            recursive=options.recursive,
+            patterns=Patterns(options.include, options.exclude),
+            poll=self.watch.poll,
+            once=self.watch.once,
+        )
+
+    def mover(self, watcher: Watcher, notice: Callable[[str], None]) -> DoneMover | None:
+        """``--move-done``: what moves each done original out of the inbox, if asked."""
+        if self.watch is None or self.watch.move_done is None:
+            return None
+        return DoneMover(watcher, self.watch.move_done, notice)
 
     def inputs(self, stdin: BinaryIO, scan: ScanTally | None = None) -> Iterator[InputItem]:
         return inputs_of(self.options, stdin, scan)

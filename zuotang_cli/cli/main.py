@@ -22,6 +22,7 @@ from zuotang_cli.cli.commands import emulator as emulator_cmd
 from zuotang_cli.cli.commands import enhance as enhance_cmd
 from zuotang_cli.cli.commands import gallery as gallery_cmd
 from zuotang_cli.cli.commands import report as report_cmd
+from zuotang_cli.cli.commands import watch as watch_cmd
 from zuotang_cli.cli.environment import Environment
 from zuotang_cli.cli.progress import say, write_stderr
 from zuotang_cli.errors import ZuotangError
@@ -58,6 +59,7 @@ def _root(
 
 
 app.command("enhance", help=enhance_cmd.HELP, epilog=enhance_cmd.EPILOG)(enhance_cmd.enhance)
+app.command("watch", help=watch_cmd.HELP, epilog=watch_cmd.EPILOG)(watch_cmd.watch)
 app.command("report", help=report_cmd.HELP, epilog=report_cmd.EPILOG)(report_cmd.report)
 app.command("emulator", help=emulator_cmd.HELP, epilog=emulator_cmd.EPILOG)(emulator_cmd.emulator)
 app.command("gallery", help=gallery_cmd.HELP, epilog=gallery_cmd.EPILOG)(gallery_cmd.gallery)

@@ -13,11 +13,11 @@ import stat
 import sys
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, NoReturn, TextIO
 
-from zuotang_cli.app.options import EnhanceOptions
+from zuotang_cli.app.options import EnhanceOptions, WatchOptions
 from zuotang_cli.app.session import Session
 from zuotang_cli.app.stop_signals import SIGTERM, StopSignals
 from zuotang_cli.cli.progress import NullDisplay, PlainDisplay, RichDisplay, write_stderr
@@ -25,6 +25,7 @@ from zuotang_cli.cli.summary import Tally, halt_line, plural, summarize
 from zuotang_cli.engine.batch import BatchResult
 from zuotang_cli.engine.pump import aiter_in_thread
 from zuotang_cli.inputs.scan import ScanTally
+from zuotang_cli.inputs.watch import Watcher
 from zuotang_cli.models import InputItem, Row
 from zuotang_cli.outputs.report import ReportSet
 from zuotang_cli.protocol import preflight
@@ -126,9 +127,16 @@ def _display(options: EnhanceOptions) -> NullDisplay:
 
 
 def run_enhance(
-    options: EnhanceOptions, *, stdin: BinaryIO, stdout: TextIO, exit_on_signal: bool = False
+    options: EnhanceOptions,
+    *,
+    stdin: BinaryIO,
+    stdout: TextIO,
+    exit_on_signal: bool = False,
+    watch: WatchOptions | None = None,
 ) -> ExitStatus:
-    """Run one ``enhance`` and return its exit status.  Raises UsageError before any call.
+    """Run one ``enhance`` (with ``watch``: one ``watch``, its folders watched until a stop
+    signal, or with ``--once`` until what they hold is done) and return its exit status.
+    Raises UsageError before any call.
 
     Ctrl-C and SIGTERM are handled over the whole run (:mod:`zuotang_cli.app.stop_signals`):
     any of them ends it with 130 (143 for SIGTERM), the report complete for every input
@@ -138,7 +146,7 @@ def run_enhance(
     blocked on a FIFO or a stdin could hold a lock the shutdown needs."""
     with StopSignals() as signals:
         try:
-            status = _enhance(options, stdin, stdout, signals)
+            status = _enhance(options, stdin, stdout, signals, watch)
         except KeyboardInterrupt:  # before the batch: nothing read, nothing paid
             signals.hold()
             status = ExitStatus.INTERRUPTED
@@ -157,9 +165,13 @@ def _exit_now(status: ExitStatus, stdout: TextIO) -> NoReturn:
 
 
 def _enhance(
-    options: EnhanceOptions, stdin: BinaryIO, stdout: TextIO, signals: StopSignals
+    options: EnhanceOptions,
+    stdin: BinaryIO,
+    stdout: TextIO,
+    signals: StopSignals,
+    watch: WatchOptions | None = None,
 ) -> ExitStatus:
-    session = Session.prepare(options)
+    session = Session.prepare(options, watch)
     if options.dry_run:
         return dry_run(session, stdin=stdin, stdout=stdout)
     output_dir, endpoint = session.config.output_dir, session.config.spec.endpoint
@@ -174,11 +186,12 @@ def _enhance(
     if session.note is not None:
         display.error(f"note: {session.note}")
     scan = ScanTally()
-    items = session.inputs(stdin, scan)
-    if display.wants_total and all(_read_twice_safely(source) for source in options.inputs):
-        count_inputs_ahead(session, display)
-    if "-" in options.inputs and _isatty(stdin):
-        display.error("reading the list of inputs from stdin (one a line; end with Ctrl-D)")
+    if watch is None:
+        feed: AsyncIterator[list[InputItem]] = aiter_in_thread(session.inputs(stdin, scan))
+        if display.wants_total and all(_read_twice_safely(source) for source in options.inputs):
+            count_inputs_ahead(session, display)
+        if "-" in options.inputs and _isatty(stdin):
+            display.error("reading the list of inputs from stdin (one a line; end with Ctrl-D)")
     with (
         session.opened() as journal,
         ReportSet.open(report_paths) as reports,
@@ -186,7 +199,12 @@ def _enhance(
     ):
         signals.hold()  # the reports are open: a signal now gets every input its row
         emitter = Emitter(reports, stdout, display, json_out=options.json, print0=options.print0)
-        result = _run_batch(session, journal, items, emitter, display, signals)
+        sink: Callable[[Row], None] = emitter
+        watcher = None
+        if watch is not None:
+            watcher = session.watcher()
+            feed, sink = watcher, _watching(session, watcher, emitter, display)
+        result = _run_batch(session, journal, feed, emitter, display, signals, sink)
         emitter.flush()
     if signals.received:  # also one that came as the batch ended: the summary says so
         result.interrupted = True
@@ -222,7 +240,34 @@ def _enhance(
         summary.write_json(options.summary_json)
     if options.json:
         write_stderr(sys.stderr, summary.json() + "\n")
+    if watcher is not None and watcher.failure is not None:
+        display.error(f"stopped watching: {watcher.failure}; try again once it is back")
+        return max(result.exit_status, ExitStatus.TROUBLE)
     return result.exit_status
+
+
+def _watching(
+    session: Session, watcher: Watcher, emitter: Emitter, display: NullDisplay
+) -> Callable[[Row], None]:
+    """Say what is watched; the batch's sink, which also moves each done original out of
+    the inbox (``--move-done``)."""
+    watch = session.watch
+    assert watch is not None
+    mover = session.mover(watcher, display.error)
+    folders = ", ".join(str(root) for root in watcher.roots)
+    how = "what is there, then ends" if watch.once else "until Ctrl-C or SIGTERM"
+    display.log(
+        f"watching {folders} ({'polled' if watch.poll else 'events'}; a file is taken once "
+        f"unchanged for {watch.settle:g} s): {how}"
+    )
+    if mover is None:
+        return emitter
+
+    def sink(row: Row) -> None:
+        emitter(row)
+        mover(row)
+
+    return sink
 
 
 def _isatty(stream: object) -> bool:
@@ -344,14 +389,15 @@ def _duration(seconds: float) -> str:
 def _run_batch(
     session: Session,
     journal: Journal,
-    items: Iterator[InputItem],
+    feed: AsyncIterator[list[InputItem]],
     emitter: Emitter,
     display: NullDisplay,
     signals: StopSignals,
+    sink: Callable[[Row], None] | None = None,
 ) -> BatchResult:
     batch = session.batch(
         journal,
-        emitter,
+        sink or emitter,
         on_start=display.started,
         http_log=display.log if session.options.verbose else None,
         notice=display.error,
@@ -385,7 +431,7 @@ def _run_batch(
 
         signals.attach(loop, on_signal)
         try:
-            return await batch.run(aiter_in_thread(items))
+            return await batch.run(feed)
         except asyncio.CancelledError:
             batch.result.interrupted = True
             return batch.result

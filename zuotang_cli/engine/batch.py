@@ -23,7 +23,7 @@ from zuotang_cli.engine.backlog import Backlog
 from zuotang_cli.engine.calls import Calls
 from zuotang_cli.engine.http_pool import new_client
 from zuotang_cli.engine.job import Job
-from zuotang_cli.engine.pump import ThreadFeed
+from zuotang_cli.engine.pump import Stoppable
 from zuotang_cli.engine.repeats import Duplicate, Repeats
 from zuotang_cli.engine.rows import (
     UNLISTED,
@@ -47,6 +47,7 @@ from zuotang_cli.engine.state import (
     Work,
     default_concurrency,
     default_download_concurrency,
+    paid_failures_left,
 )
 from zuotang_cli.errors import LocalError
 from zuotang_cli.models import ErrorClass, InputItem, Outcome, Record, Row
@@ -71,6 +72,12 @@ __all__ = [
 Sink = Callable[[Row], None]
 Planned = Callable[[str, str, str], None]
 """Dry run: (input as given, action, reason) for every input, as the run would decide."""
+
+
+def _stop_reading(items: object, grace: float) -> None:
+    """Tell the inputs' stream to end, if it can be told (see :class:`Stoppable`)."""
+    if isinstance(items, Stoppable):
+        items.stop(grace)
 
 
 class Batch:
@@ -118,7 +125,8 @@ class Batch:
         self._feeder: asyncio.Task[None] | None = None
         self._items: AsyncIterator[list[InputItem]] | None = None
         self._file_keys: dict[str, str] = {}
-        """Content keys of the local files met in this run -> the first one's input."""
+        """Content keys of the local files met in this run -> the first one's input (in a
+        stream: of the files in flight only)."""
         self._duplicates: list[Duplicate] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
@@ -153,8 +161,7 @@ class Batch:
         self.shared.result.interrupted = True
         self.shared.result.terminated = self.shared.result.terminated or terminated
         self._stop("interrupted")
-        if isinstance(self._items, ThreadFeed):
-            self._items.stop(0)
+        _stop_reading(self._items, 0)
         for task in list(self._tasks):
             task.cancel()
 
@@ -180,10 +187,9 @@ class Batch:
             self.shared.stop_reason = reason
         self.shared.gate.close()
         self.shared.stopping.set()
-        if isinstance(self._items, ThreadFeed):
-            # The inputs still coming get their rows, but a source that has nothing
-            # ready (a pipe whose writer is gone quiet) is not waited on.
-            self._items.stop(STOP_READ_GRACE)
+        # The inputs still coming get their rows, but a source that has nothing ready (a
+        # pipe whose writer is gone quiet, a watched folder) is not waited on.
+        _stop_reading(self._items, STOP_READ_GRACE)
 
     async def run(self, items: AsyncIterator[list[InputItem]]) -> BatchResult:
         """Run every input of ``items`` (lists of them, as :func:`aiter_in_thread` reads
@@ -248,7 +254,7 @@ class Batch:
             await asyncio.wait(set(self._tasks))
         if self._fatal is not None:
             raise self._fatal
-        duplicates, self._duplicates = self._duplicates, []
+        duplicates, self._duplicates = [*self._repeats.all_waiting(), *self._duplicates], []
         for duplicate in duplicates:
             self._emit(self._repeats.settle(duplicate))
         recovered, self._recovered = self._recovered, {}
@@ -283,7 +289,7 @@ class Batch:
                 continue
             if not await self._free_slot():
                 break
-            work = Work(item, entry.key, plan, self._paid_failures_left(plan), settling=True)
+            work = Work(item, entry.key, plan, paid_failures_left(self.config, plan), settling=True)
             started.append(self._start(work))
         if started:
             await asyncio.wait(started)
@@ -303,6 +309,8 @@ class Batch:
     async def _feed(self, items: AsyncIterator[list[InputItem]]) -> None:
         spec = self.config.spec
         async for chunk in items:
+            if self.config.stream:  # results saved since the last look are there now
+                self._outputs = OutputListing(self._root)
             for start in range(0, len(chunk), FEED_STEP):
                 part = chunk[start : start + FEED_STEP]
                 # The journal entries of these URLs in one query, not one an input: a
@@ -341,9 +349,13 @@ class Batch:
         assert key is not None
         first = self._file_keys.get(key) if item.path is not None else None
         if item.error_class == ErrorClass.DUPLICATE or first is not None:
-            self._duplicates.append(Duplicate(item, key, first or first_of(item)))
+            duplicate = Duplicate(item, key, first or first_of(item))
+            if cfg.stream and first is not None:
+                self._repeats.wait_for_first(duplicate)
+            else:
+                self._duplicates.append(duplicate)
             return None
-        if item.path is not None:
+        if item.path is not None and not cfg.stream:
             self._file_keys[key] = item.source
         settled = self._recovered.pop(key, None)
         if settled is not None and (
@@ -377,7 +389,9 @@ class Batch:
         elif not await self._free_slot():
             self._not_attempted(item)
         else:
-            self._start(Work(item, key, plan, self._paid_failures_left(plan)))
+            if self.config.stream and item.path is not None:
+                self._file_keys[key] = item.source  # in flight: its duplicates wait for it
+            self._start(Work(item, key, plan, paid_failures_left(self.config, plan)))
 
     def _start(self, work: Work) -> asyncio.Task[None]:
         """Process ``work`` in a task of its own (it holds a slot, taken by the caller)."""
@@ -435,15 +449,6 @@ class Batch:
             self.journal.placeholder(entry_key(item, spec.type, spec.scale), record)
         self._emit(record)
 
-    def _paid_failures_left(self, plan: Plan) -> int | None:
-        allowed = self.config.paid_failures_allowed
-        if allowed is None:
-            return None
-        earlier = plan.entry.paid_failures + plan.lost if plan.entry is not None else 0
-        if self.config.retry_failed:
-            earlier = 0  # asked to pay again: a fresh allowance
-        return max(0, allowed - earlier)
-
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slots.release()
@@ -455,12 +460,18 @@ class Batch:
                 self._feeder.cancel()
 
     async def _run_one(self, work: Work) -> None:
-        record = await Job(work, self.shared, self._calls, self._saver).run()
-        if work.settling:  # paid work of an earlier run: its row comes with its line
-            self.shared.result.recovered += record.outcome is Outcome.DONE
-            self._recovered[work.key] = (work.item, record)
-            return
-        self._emit(record)
+        try:
+            record = await Job(work, self.shared, self._calls, self._saver).run()
+            if work.settling:  # paid work of an earlier run: its row comes with its line
+                self.shared.result.recovered += record.outcome is Outcome.DONE
+                self._recovered[work.key] = (work.item, record)
+                return
+            self._emit(record)
+        finally:
+            if self.config.stream and not work.settling:  # the next one: by the journal
+                self._file_keys.pop(work.key, None)
+                for row in self._repeats.settle_waiting(work.key):
+                    self._emit(row)
 
     def _emit(self, record: Row) -> None:
         if type(record) is Record:

@@ -6,13 +6,21 @@ import asyncio
 import collections
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 
 _DONE = object()
 _PUT_WAIT = 0.5
 """Seconds a put into a full queue waits before checking that someone still reads."""
+
+
+@runtime_checkable
+class Stoppable(Protocol):
+    """A stream of inputs the batch can tell to end (a reader thread, a watched folder):
+    from then on it waits at most ``grace`` seconds for inputs not ready yet."""
+
+    def stop(self, grace: float) -> None: ...
 
 
 class _Raised:

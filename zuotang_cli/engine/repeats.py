@@ -49,6 +49,22 @@ class Repeats:
         self.predicted: set[str] = set()
         """Dry run: keys this run would call, download or fetch (so their duplicates would
         get copies)."""
+        self._waiting: dict[str, list[Duplicate]] = {}
+        """In a stream (a watched folder): the duplicates of each file in flight."""
+
+    def wait_for_first(self, duplicate: Duplicate) -> None:
+        """In a stream: ``duplicate`` is settled when the file in flight it repeats is."""
+        self._waiting.setdefault(duplicate.key, []).append(duplicate)
+
+    def settle_waiting(self, key: str) -> list[Record]:
+        """The rows of the duplicates that waited for the input of ``key``, now settled."""
+        return [self.settle(duplicate) for duplicate in self._waiting.pop(key, [])]
+
+    def all_waiting(self) -> list[Duplicate]:
+        """Every duplicate still waiting (the end of the run), taken away."""
+        waiting = [duplicate for group in self._waiting.values() for duplicate in group]
+        self._waiting.clear()
+        return waiting
 
     async def file_key(self, item: InputItem) -> str:
         """The journal key of a local file: it is read (once: the journal caches its

@@ -9,13 +9,17 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from zuotang_cli.engine.budget import CallBudget
+from zuotang_cli.engine.budget import CallBudget, DailyBudget
 from zuotang_cli.engine.ratelimit import RateGate
 from zuotang_cli.engine.state import BatchConfig, BatchResult
 from zuotang_cli.models import ErrorClass, InputItem
 from zuotang_cli.protocol.api import CallSpec, Reply, Verdict
 from zuotang_cli.status import ExitStatus
 from zuotang_cli.store.journal import Journal
+
+CALLS_TODAY = "calls-today"
+"""The journal's memory of the paid calls of the day (``DAY COUNT``), for
+``--max-calls-per-day`` across restarts."""
 
 
 @dataclass
@@ -50,7 +54,17 @@ class Shared:
 
     def __post_init__(self) -> None:
         self.gate = RateGate(self.config.qps)
-        self.budget = CallBudget(self.config.max_calls)
+        daily = None
+        if self.config.max_calls_per_day is not None:
+            daily = DailyBudget(
+                self.config.max_calls_per_day,
+                self.config.clock,
+                self.stopping,
+                recalled=self.journal.setting(CALLS_TODAY),
+                remember=lambda value: self.journal.remember(CALLS_TODAY, value),
+                notice=self.hooks.notice,
+            )
+        self.budget = CallBudget(self.config.max_calls, daily)
 
     def halt_on_disk_error(self, message: str) -> None:
         """A result that cannot be saved is money lost: start no more calls."""

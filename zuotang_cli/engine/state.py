@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zuotang_cli.engine.backlog import Pace
+from zuotang_cli.engine.budget import SYSTEM_CLOCK, Clock
 from zuotang_cli.models import InputItem, Outcome, Record
 from zuotang_cli.protocol import rules
 from zuotang_cli.protocol.api import CallSpec, Reply
@@ -114,6 +115,15 @@ class BatchConfig:
     poll_interval: float = POLL_INTERVAL
     poll_limit: float = rules.SERVICE_TIMEOUT
     """How long one run fetches a task before leaving it to a re-run."""
+    stream: bool = False
+    """The inputs arrive over a long life (a watched folder) and the same file may come
+    again: a local file given while another with its content is in flight is settled as
+    soon as that one is (not at the end), and one that comes after it is decided by the
+    journal (done before: a copy, nothing paid)."""
+    max_calls_per_day: int | None = None
+    """At most this many paid calls in one local calendar day (then calls wait)."""
+    clock: Clock = SYSTEM_CLOCK
+    """The wall clock of the daily cap (injected by tests)."""
 
     @property
     def paid_failures_allowed(self) -> int | None:
@@ -215,3 +225,14 @@ class BatchResult:
 
 
 _OK = (Outcome.DONE, Outcome.SKIPPED)
+
+
+def paid_failures_left(config: BatchConfig, plan: Plan) -> int | None:
+    """Billed failures the input of ``plan`` may still cost (None: no cap)."""
+    allowed = config.paid_failures_allowed
+    if allowed is None:
+        return None
+    earlier = plan.entry.paid_failures + plan.lost if plan.entry is not None else 0
+    if config.retry_failed:
+        earlier = 0  # asked to pay again: a fresh allowance
+    return max(0, allowed - earlier)

@@ -585,7 +585,7 @@ def _walk_dir(root: Path, walk: _Walk, prefix: tuple[str, ...] = ()) -> Iterator
         here = root.joinpath(*parts)
         if not is_dir:
             images += 1
-            yield _found_file(here, parts, prefix)
+            yield found_file(here, parts, prefix)
             continue
         try:
             children = _listing(here, parts, walk)
@@ -643,7 +643,10 @@ def _followed(entry: os.DirEntry[str]) -> tuple[bool, bool]:
         return False, False
 
 
-def _found_file(found: Path, parts: tuple[str, ...], prefix: tuple[str, ...] = ()) -> InputItem:
+def found_file(found: Path, parts: tuple[str, ...], prefix: tuple[str, ...] = ()) -> InputItem:
+    """The item of an image file found in a folder (a walk, or the watcher of a hot
+    folder): ``parts`` its path under that folder, ``prefix`` the folder's own name when
+    several are given.  Refused (``error`` set) when it is no image the service takes."""
     source, path, relpath = str(found), found.resolve(), PurePosixPath(*prefix, *parts)
     try:
         head = _read_head(found)

@@ -316,13 +316,24 @@ def enhance(
         ),
     ] = D.verbose,
 ) -> None:
-    from zuotang_cli.app import settings
-    from zuotang_cli.cli.progress import say
     from zuotang_cli.cli.run import run_enhance
 
-    given = dict(locals())  # the parameters, by the names of EnhanceOptions' fields
+    options = options_from(ctx, dict(locals()))
     env = environment(ctx)
-    env.verbose = verbose
+    status = run_enhance(options, stdin=env.stdin, stdout=env.stdout, exit_on_signal=True)
+    raise typer.Exit(status)
+
+
+def options_from(ctx: typer.Context, given: dict[str, Any]) -> EnhanceOptions:
+    """:class:`EnhanceOptions` from the parameters of :func:`enhance` (by their names: those
+    of its fields), resolved with the environment and the config file; ``zuotang watch``
+    shares them."""
+    from zuotang_cli.app import settings
+    from zuotang_cli.cli.progress import say
+
+    env = environment(ctx)
+    env.verbose = given["verbose"]
+    json, print0, max_upload = given["json"], given["print0"], given["max_upload"]
     if json and print0:
         raise typer.BadParameter("--json and --print0 do not go together", param_hint="--print0")
     resolved = settings.load(
@@ -340,8 +351,8 @@ def enhance(
         )
     converted: dict[str, Any] = {
         "max_upload": int(max_upload * MB),  # the flag is in MB
-        "include": tuple(include or ()),
-        "exclude": tuple(exclude or ()),
+        "include": tuple(given["include"] or ()),
+        "exclude": tuple(given["exclude"] or ()),
         "type": resolved.type,
         "scale": resolved.scale_factor,
         "output_dir": resolved.output_dir,
@@ -356,9 +367,7 @@ def enhance(
         "format": format.value if format is not None else None,
     }
     as_given = {n: v for n, v in given.items() if n in _FIELDS and n not in converted}
-    options = dataclasses.replace(D, **as_given, **converted)
-    status = run_enhance(options, stdin=env.stdin, stdout=env.stdout, exit_on_signal=True)
-    raise typer.Exit(status)
+    return dataclasses.replace(D, **as_given, **converted)
 
 
 _FIELDS = frozenset(field.name for field in dataclasses.fields(EnhanceOptions))
