@@ -287,7 +287,7 @@ class Batch:
             if cfg.dry_run:
                 self._recovered[entry.key] = (item, plan)
                 continue
-            if not await self._free_slot():
+            if not await self.shared.take(self._slots):
                 break
             work = Work(item, entry.key, plan, paid_failures_left(self.config, plan), settling=True)
             started.append(self._start(work))
@@ -386,7 +386,7 @@ class Batch:
         """Start the work ``plan`` says for ``item`` in a free slot (a dry run: say it)."""
         if self.config.dry_run:
             self._plan_work(item, key, plan)
-        elif not await self._free_slot():
+        elif not await self.shared.take(self._slots):
             self._not_attempted(item)
         else:
             if self.config.stream and item.path is not None:
@@ -419,10 +419,6 @@ class Batch:
         )
         self.shared.result.counts[Outcome.DONE] += 1
         self._planned(item.source, plan.action.value, plan.reason)
-
-    async def _free_slot(self) -> bool:
-        """Wait for a slot; False (no slot taken) if the run stops meanwhile."""
-        return await self.shared.take(self._slots)
 
     async def _file_key(self, item: InputItem) -> str | None:
         """A local file's journal key (None: it cannot be read; its row is out)."""

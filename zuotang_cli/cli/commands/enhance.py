@@ -364,7 +364,7 @@ def options_from(ctx: typer.Context, given: dict[str, Any]) -> EnhanceOptions:
         "qps": resolved.qps,
         "billing": Billing(resolved.billing),
         "body": Body(resolved.body) if resolved.body else None,
-        "format": format.value if format is not None else None,
+        "format": given["format"].value if given["format"] is not None else None,
     }
     as_given = {n: v for n, v in given.items() if n in _FIELDS and n not in converted}
     return dataclasses.replace(D, **as_given, **converted)
