@@ -13,7 +13,7 @@ import io
 import json
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import httpx
 import pytest
@@ -99,7 +99,10 @@ def save(url: str, tmp_path: Path, **limits: float) -> tuple[Path | DownloadFail
         async with new_client(timeout=httpx.Timeout(10.0)) as client:
             downloader = Downloader(client, tmp_path, attempts=1, **limits)
             saved = await downloader.save(
-                url_item(), url, asyncio.get_running_loop().time() + 600, lambda w: w
+                url_item(),
+                url,
+                asyncio.get_running_loop().time() + 600,
+                lambda shape: PurePosixPath(f"r.{shape.ext}"),
             )
             return saved.path
 
