@@ -134,11 +134,8 @@ class Repeats:
             return record
         return self._deliver(duplicate.item, duplicate.key, entry, label)
 
-    def _deliver(self, item: InputItem, key: str, entry: Entry, label: str) -> Record:
-        """A ``skipped`` row for ``item`` whose result is ``entry``'s: at its own name (a
-        copy, made once and reserved) when that differs from the saved one's."""
-        source = self.journal.output_path(entry)
-        assert source is not None
+    def _skipped(self, item: InputItem, entry: Entry) -> Record:
+        """``entry``'s saved row as ``item``'s ``skipped`` one: nothing paid, no attempt."""
         record = self.journal.located(Record.from_dict(entry.record.as_dict()))
         record.input, record.outcome, record.attempts, record.elapsed = (
             item.source,
@@ -147,6 +144,14 @@ class Repeats:
             None,
         )
         record.paid_calls, record.error_class = 0, None
+        return record
+
+    def _deliver(self, item: InputItem, key: str, entry: Entry, label: str) -> Record:
+        """A ``skipped`` row for ``item`` whose result is ``entry``'s: at its own name (a
+        copy, made once and reserved) when that differs from the saved one's."""
+        source = self.journal.output_path(entry)
+        assert source is not None
+        record = self._skipped(item, entry)
         wanted = self.config.naming.relpath(item, source.suffix.lstrip(".") or "png")
         relpath = self.journal.names.claim(key, wanted)
         dest = naming.safe_join(self.config.output_dir, relpath)
@@ -186,14 +191,7 @@ class Repeats:
     def _convert(self, item: InputItem, key: str, entry: Entry, target: str) -> Record:
         """A ``skipped`` row for a saved result converted locally to ``target`` (nothing
         is called: converting again never pays); the journal records the new file."""
-        record = self.journal.located(Record.from_dict(entry.record.as_dict()))
-        record.input, record.outcome, record.attempts, record.elapsed = (
-            item.source,
-            Outcome.SKIPPED,
-            0,
-            None,
-        )
-        record.paid_calls, record.error_class = 0, None
+        record = self._skipped(item, entry)
         if self.config.dry_run:
             record.message = f"done in an earlier run: its result would be converted to {target}"
             return record
