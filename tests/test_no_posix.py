@@ -49,7 +49,7 @@ def add_signal_handler(self, sig, callback, *args):
 asyncio.AbstractEventLoop.add_signal_handler = add_signal_handler
 asyncio.SelectorEventLoop.add_signal_handler = add_signal_handler
 """
-RUN_CLI = BOOTSTRAP + "\nfrom zuotang_cli.cli.main import main\nmain()\n"
+RUN_CLI = BOOTSTRAP + "\nfrom zuotang_cli.cli.entry import main\nmain()\n"
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="this is Windows already")
 

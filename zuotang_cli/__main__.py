@@ -1,4 +1,4 @@
-from zuotang_cli.cli.main import main
+from zuotang_cli.cli.entry import main
 
 if __name__ == "__main__":
     main()
