@@ -201,9 +201,25 @@ def meaning(url: str) -> tuple[str, str, str, int | None, str, str]:
         unquote(parts.netloc.rpartition("@")[0]),
         _host(parts),
         port,
-        unquote(parts.path or "/", errors="replace"),
+        unquote(_without_dot_segments(parts.path or "/"), errors="replace"),
         unquote(parts.query, errors="replace"),
     )
+
+
+def _without_dot_segments(path: str) -> str:
+    """The path with its "." and ".." segments resolved (RFC 3986, 5.2.4), ``%2E`` read
+    as the dot it encodes (6.2.2.2): equal URLs are one input, sent normalized."""
+    segments = re.sub("%2[eE]", ".", path).split("/")[1:]
+    kept: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")
+    return "/" + "/".join(kept)
 
 
 # -- the property ---------------------------------------------------------------------------

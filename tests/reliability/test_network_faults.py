@@ -126,7 +126,7 @@ def test_endpoint_that_stalls_is_a_per_image_timeout(trial: Trial, tmp_path: Pat
     assert run.returncode == ExitStatus.SOME_FAILED
     rows = report_rows(out)
     assert [r["error_class"] for r in rows] == ["timeout"] * 3, rows
-    assert all(r["attempts"] == "2" and "Timeout" in r["message"] for r in rows), rows
+    assert all(r["attempts"] == "2" and "--timeout" in r["message"] for r in rows), rows
     assert len(arrivals) == 6
     assert run.seconds < 60
     for url in urls:
