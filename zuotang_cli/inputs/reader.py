@@ -21,6 +21,8 @@ from typing import BinaryIO
 from urllib.parse import quote, urlsplit
 
 from zuotang_cli.errors import UsageError
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.inputs.scan import (
     HIDDEN,
     NOT_REGULAR,
@@ -39,10 +41,13 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 MAX_LINE_BYTES = 64 * 1024
 """Longest list line read; longer lines are reported and skipped without being buffered."""
 
-NOT_FOUND = "no such file or directory; expected an http(s) URL, a list file, an image or a folder"
-NOT_AN_IMAGE = "not an image"
-GIF_REFUSED = "GIF is not supported (jpg, png, bmp, webp, tiff only)"
-NOT_UTF8_NAME = "file name is not valid UTF-8: rename it"
+NOT_FOUND = N_(
+    "no such file or directory; expected an http(s) URL, a list file, an image or a folder"
+)
+NOT_AN_IMAGE = N_("not an image")
+GIF_REFUSED = N_("GIF is not supported (jpg, png, bmp, webp, tiff only)")
+NOT_UTF8_NAME = N_("file name is not valid UTF-8: rename it")
+"""Reasons kept English in the report rows, translated where shown (``_(reason)``)."""
 
 _IMAGE_LIKE = IMAGE_SUFFIXES | {".gif"}
 _HEAD_BYTES = 32
@@ -245,7 +250,7 @@ def check_sources(sources: Sequence[str]) -> None:
         if source == "-" or not source or "://" in source:
             continue  # a URL, even a refused one, gets its own report row
         if not os.path.lexists(source):
-            raise UsageError(f"{source}: {NOT_FOUND}")
+            raise UsageError(_("{source}: {reason}").format(source=source, reason=_(NOT_FOUND)))
 
 
 def iter_inputs(

@@ -1,0 +1,91 @@
+"""Typer's command classes with the libraries' own words in the active language.
+
+Typer's help panels, "Error" and "[default: ...]" call the standard ``gettext`` and read
+zuotang's catalog once :func:`zuotang_cli.i18n.share_with_libraries` has run.  click's
+"Usage:" and the help texts the libraries give the options they add (``--help``,
+``--install-completion``) are written without gettext: these classes, given to Typer
+through its documented ``cls`` parameter, translate them, and the help of every option
+(marked with ``N_`` where declared) when it is shown.  What remains English is said in
+docs/i18n.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+import typer.core
+
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
+
+LIBRARY_HELP = (
+    N_("Show this message and exit."),
+    N_("Install completion for the current shell."),
+    N_("Show completion for the current shell, to copy it or customize the installation."),
+)
+"""The help texts click and Typer give the options they add themselves."""
+LIBRARY_WORDS = (
+    N_("Arguments"),
+    N_("Options"),
+    N_("Commands"),
+    N_("Error"),
+    N_("[default: {}]"),
+    N_("[env var: {}]"),
+    N_("[required]"),
+    N_("(deprecated) "),
+    N_("Aborted."),
+    N_("Aborted!"),
+    N_("Try [blue]'{command_path} {help_option}'[/] for help."),
+    N_("default: {default}"),
+    N_("env var: {var}"),
+    N_("required"),
+    N_("(dynamic)"),
+    N_("Missing command."),
+    N_("No such command {name!r}."),
+)
+"""What Typer itself passes through the standard ``gettext``: listed here so that the
+catalog has them (docs/i18n.md, "Typer's and click's own words")."""
+
+
+def _translated(params: list[Any]) -> list[Any]:
+    """The parameters, their help (marked with ``N_`` where declared, or given by the
+    libraries) in the active language: translated when shown, not when declared."""
+    for param in params:
+        help_text = getattr(param, "help", None)
+        if help_text:
+            param.help = _(help_text)
+    return params
+
+
+class Command(typer.core.TyperCommand):
+    """A Typer command whose "Usage:" and library-made option help are translated."""
+
+    def format_usage(self, ctx: Any, formatter: Any) -> None:
+        pieces = " ".join(self.collect_usage_pieces(ctx))
+        formatter.write_usage(ctx.command_path, pieces, prefix=_("Usage: "))
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _translated(super().get_params(ctx))
+
+
+class Group(typer.core.TyperGroup):
+    """The same for a group of commands (``zuotang``, ``zuotang config``)."""
+
+    def format_usage(self, ctx: Any, formatter: Any) -> None:
+        pieces = " ".join(self.collect_usage_pieces(ctx))
+        formatter.write_usage(ctx.command_path, pieces, prefix=_("Usage: "))
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _translated(super().get_params(ctx))
+
+
+def typer_app(**settings: Any) -> typer.Typer:
+    """A Typer application with zuotang's defaults and translated command classes."""
+    return typer.Typer(
+        cls=Group,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        **settings,
+    )
