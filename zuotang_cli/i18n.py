@@ -30,6 +30,7 @@ ENVIRONMENT_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 _TAG = re.compile(r"[A-Za-z]{1,8}([_-][A-Za-z0-9]{1,8})*(\.[A-Za-z0-9-]+)?(@[A-Za-z0-9]+)?")
 
 _active: _gettext.NullTranslations = _gettext.NullTranslations()
+_language = ENGLISH
 
 
 def is_language_tag(text: str) -> bool:
@@ -69,19 +70,19 @@ def _from_environment(environ: Mapping[str, str]) -> list[str]:
 def activate(language: str | None = None) -> str:
     """Speak ``language`` from now on (None: the environment's, as gettext reads it;
     ``en`` or ``C``: English); the language chosen."""
-    global _active
+    global _active, _language
     chosen = find(language, os.environ if language is None else None)
     if chosen == ENGLISH:
         _active = _gettext.NullTranslations()
     else:
         _active = _gettext.translation(DOMAIN, str(LOCALE_DIR), languages=[chosen])
+    _language = chosen
     return chosen
 
 
 def active() -> str:
     """The language spoken now: ``en`` or a catalog's name (``zh_CN``)."""
-    info = _active.info()
-    return info.get("language", ENGLISH) or ENGLISH
+    return _language
 
 
 def share_with_libraries(language: str) -> None:

@@ -20,7 +20,7 @@ NO_CREDENTIALS = N_(
     "no credentials: set ZUOTANG_APPCODE (or run 'zuotang config set-appcode'), or sign "
     "requests with ZUOTANG_APP_KEY and ZUOTANG_APP_SECRET ('zuotang config set app_key KEY' "
     "and 'zuotang config set-app-secret'); find them in the Alibaba Cloud console under "
-    "云市场 → 已购买的服务"
+    "Cloud Marketplace → Purchased Services"
 )
 
 

@@ -298,7 +298,9 @@ class Doctor:
                     _("refused (HTTP {http_status}): {message}").format(
                         http_status=reply.http_status, message=message
                     ),
-                    _("check the {what} in the console: 云市场 → 已购买的服务").format(what=what),
+                    _(
+                        "check the {what} in the console: Cloud Marketplace → Purchased Services"
+                    ).format(what=what),
                 ),
                 ExitStatus.HALTED,
             )

@@ -45,7 +45,8 @@ HALT_ADVICE = {
         "set-app-secret), or report the two strings to sign below as a bug: "
     ),
     "app-key": N_(
-        "the AppKey was refused; check it (云市场 → 已购买的服务) and that the API is purchased: "
+        "the AppKey was refused; check it (Cloud Marketplace → Purchased Services) and that the "
+        "API is purchased: "
     ),
     "clock-skew": N_(
         "the gateway refuses this computer's clock even corrected; set the system clock "
@@ -69,11 +70,11 @@ def halt_line(halt: Reply, translate: Callable[[str], str] = _) -> str:
     if halt.http_status is not None:
         known.append(f"HTTP {halt.http_status}")
     if halt.request_id:
-        known.append(translate("request id {id}").format(id=halt.request_id))
+        known.append(translate(N_("request id {id}")).format(id=halt.request_id))
     if known:
         detail += f" ({', '.join(known)})"
     advice = HALT_ADVICE.get(str(halt.error_class or ""))
-    return translate("halted: {advice}{detail}").format(
+    return translate(N_("halted: {advice}{detail}")).format(
         advice=translate(advice) if advice else "", detail=detail
     )
 

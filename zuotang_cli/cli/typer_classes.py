@@ -11,6 +11,7 @@ docs/i18n.md.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import typer
@@ -58,8 +59,21 @@ def _translated(params: list[Any]) -> list[Any]:
     return params
 
 
+def short_help(help_text: str | None, limit: int) -> str:
+    """The first sentence of ``help_text`` up to ``limit`` characters: click shortens by
+    words, and Chinese has no spaces between them (it would show only "...")."""
+    first = re.split(r"[。：:]", (help_text or "").strip(), maxsplit=1)[0]
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
 class Command(typer.core.TyperCommand):
     """A Typer command whose "Usage:" and library-made option help are translated."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        shown = super().get_short_help_str(limit)
+        if shown.endswith("...") and len(shown) <= 3 + limit // 2:
+            return short_help(self.help, limit)
+        return shown
 
     def format_usage(self, ctx: Any, formatter: Any) -> None:
         pieces = " ".join(self.collect_usage_pieces(ctx))
@@ -71,6 +85,12 @@ class Command(typer.core.TyperCommand):
 
 class Group(typer.core.TyperGroup):
     """The same for a group of commands (``zuotang``, ``zuotang config``)."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        shown = super().get_short_help_str(limit)
+        if shown.endswith("...") and len(shown) <= 3 + limit // 2:
+            return short_help(self.help, limit)
+        return shown
 
     def format_usage(self, ctx: Any, formatter: Any) -> None:
         pieces = " ".join(self.collect_usage_pieces(ctx))

@@ -24,8 +24,9 @@ HELP = N_(
     "The config file and the settings zuotang enhance uses. Each setting comes from, in "
     "order: its flag, its environment variable (ZUOTANG_APPCODE, ZUOTANG_APP_KEY, "
     "ZUOTANG_APP_SECRET, ZUOTANG_AUTH, ZUOTANG_ENDPOINT, ZUOTANG_QPS, ZUOTANG_TYPE, "
-    "ZUOTANG_SCALE, ZUOTANG_OUTPUT_DIR), the config file (flat TOML: appcode, app_key, "
-    "app_secret, auth, endpoint, qps, type, scale, output_dir), its default. The AppSecret "
+    "ZUOTANG_SCALE, ZUOTANG_OUTPUT_DIR, ZUOTANG_LANG), the config file (flat TOML: appcode, "
+    "app_key, app_secret, auth, endpoint, qps, type, scale, output_dir, lang), its default. "
+    "The AppSecret "
     "has no flag. ZUOTANG_CONFIG names another config file."
 )
 EPILOG = N_(
@@ -72,7 +73,7 @@ SET_APP_SECRET_EPILOG = N_(
 )
 SET_HELP = N_(
     "Save one setting in the config file (created 0600, other keys kept): endpoint, qps, "
-    "type, scale, output_dir, billing or body, checked as the file's keys are. The "
+    "type, scale, output_dir, billing, body or lang, checked as the file's keys are. The "
     "AppCode has its own command, set-appcode, which does not echo it."
 )
 SET_EPILOG = N_(
