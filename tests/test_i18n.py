@@ -202,13 +202,15 @@ def assert_no_chinese(text: str) -> None:
 
 
 def outside_text(out: Path) -> set[str]:
-    """What a run shows as it came: the inputs, outputs and messages of its report, and the
-    folders it wrote."""
+    """What a run shows as it came: the inputs and outputs of its report, the messages of
+    its failed rows (the service's), and the folders it wrote."""
     found = {str(out), "out"}
     report = out / "report.csv"
     if report.exists():
         for row in csv.DictReader(io.StringIO(report.read_text(encoding="utf-8"))):
-            found |= {row["input"], row["output"], row["message"]} - {""}
+            found |= {row["input"], row["output"]} - {""}
+            if row["outcome"] == "failed":  # the service's words; zuotang's own are translated
+                found.add(row["message"] or row["state_meaning"])
     return found
 
 

@@ -126,13 +126,13 @@ def is_canonical(text: str) -> bool:
 def _normalized(text: str) -> str:
     """:func:`normalize_url` of a stripped ``text``, the long way."""
     if _BAD_CHARS.search(text):
-        raise InvalidURL("URL contains control characters")
+        raise InvalidURL(N_("URL contains control characters"))
     try:
         parts = urlsplit(text)
     except ValueError as exc:
         raise InvalidURL(f"malformed URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
-        raise InvalidURL("not an http(s) URL")
+        raise InvalidURL(N_("not an http(s) URL"))
     netloc = _normalize_netloc(parts.netloc, parts.scheme)
     path = _remove_dot_segments(_encode(parts.path, _SAFE_PATH) or "/")
     query = _encode(parts.query, _SAFE_QUERY)
@@ -168,7 +168,7 @@ def _normalize_netloc(netloc: str, scheme: str) -> str:
     if hostport.startswith("["):
         address, bracket, port = hostport[1:].partition("]")
         if not bracket or (port and not port.startswith(":")):
-            raise InvalidURL("malformed URL")
+            raise InvalidURL(N_("malformed URL"))
         host = _ipv6_host(address)
         port = port[1:]
     else:
@@ -181,7 +181,7 @@ def _normalize_netloc(netloc: str, scheme: str) -> str:
 
 def _normalize_host(host: str) -> str:
     if not host:
-        raise InvalidURL("URL has no host")
+        raise InvalidURL(N_("URL has no host"))
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
