@@ -72,7 +72,8 @@ def halt_line(halt: Reply, translate: Callable[[str], str] = _) -> str:
     if halt.request_id:
         known.append(translate(N_("request id {id}")).format(id=halt.request_id))
     if known:
-        detail += f" ({', '.join(known)})"
+        joined = translate(N_(", ")).join(known)
+        detail += translate(N_(" ({details})")).format(details=joined)
     advice = HALT_ADVICE.get(str(halt.error_class or ""))
     return translate(N_("halted: {advice}{detail}")).format(
         advice=translate(advice) if advice else "", detail=detail
@@ -168,7 +169,7 @@ class RunSummary:
             n = self.paid_retries
             details.append(ngettext("{n} paid retry", "{n} paid retries", n).format(n=n))
         if details:
-            line += f" ({_(', ').join(details)})"
+            line += _(" ({details})").format(details=_(", ").join(details))
         if self.possibly_paid:
             line += _("; possibly paid: {n} (cut short or timed out after going out)").format(
                 n=self.possibly_paid
@@ -246,7 +247,9 @@ class RunSummary:
         total = sum(group.count for group in self.failures)
         lines = [_("problems by reason ({n}):").format(n=total)]
         for group in self.failures[:MAX_REASONS]:
-            example = f"{group.example}: {_(group.message)}" if group.message else group.example
+            example = group.example
+            if group.message:
+                example = _("{input}: {message}").format(input=example, message=_(group.message))
             lines.append(
                 "  "
                 + _("{reason}: {n} (e.g. {example})").format(

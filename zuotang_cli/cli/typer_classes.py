@@ -12,13 +12,17 @@ docs/i18n.md.
 from __future__ import annotations
 
 import re
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 import typer.core
 
 from zuotang_cli.i18n import N_
 from zuotang_cli.i18n import gettext as _
+
+_T = TypeVar("_T")
 
 LIBRARY_HELP = (
     N_("Show this message and exit."),
@@ -27,6 +31,8 @@ LIBRARY_HELP = (
 )
 """The help texts click and Typer give the options they add themselves."""
 LIBRARY_WORDS = (
+    N_("Try '{command} {option}' for help."),
+    N_("Error: {message}"),
     N_("Arguments"),
     N_("Options"),
     N_("Commands"),
@@ -66,8 +72,52 @@ def short_help(help_text: str | None, limit: int) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
+class TranslatedUsageError(typer.BadParameter):
+    """A usage error (exit 2) shown in the active language: the usage line, "Try ... for
+    help." and "Error: ..." around the message.  click's own message ("No such option",
+    "Missing argument") comes as click wrote it; Typer, with ``rich_markup_mode=None``,
+    shows usage errors through this ``show()``."""
+
+    def __init__(self, message: str, ctx: Any = None, exit_code: int = 2) -> None:
+        super().__init__(message, ctx=ctx)
+        self.exit_code = exit_code
+
+    def format_message(self) -> str:
+        return self.message
+
+    def show(self, file: Any = None) -> None:
+        stream = file if file is not None else sys.stderr
+        lines = []
+        ctx = self.ctx
+        if ctx is not None:
+            lines.append(ctx.get_usage())
+            if ctx.command.get_help_option(ctx) is not None:
+                option = ctx.help_option_names[0]
+                try_help = _("Try '{command} {option}' for help.")
+                lines.append(try_help.format(command=ctx.command_path, option=option))
+            lines.append("")
+        lines.append(_("Error: {message}").format(message=self.format_message()))
+        stream.write("\n".join(lines) + "\n")
+
+
+def _translated_errors(call: Callable[[], _T]) -> _T:
+    """``call()``, a usage error click raises on the way shown by
+    :class:`TranslatedUsageError` (the same message and exit code)."""
+    try:
+        return call()
+    except typer.TyperException as exc:  # the public base of click's exceptions in Typer
+        usage = getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message")
+        if not usage or isinstance(exc, TranslatedUsageError):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        raise TranslatedUsageError(exc.format_message(), ctx=ctx) from exc
+
+
 class Command(typer.core.TyperCommand):
     """A Typer command whose "Usage:" and library-made option help are translated."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return _translated_errors(lambda: super(Command, self).parse_args(ctx, args))
 
     def get_short_help_str(self, limit: int = 45) -> str:
         shown = super().get_short_help_str(limit)
@@ -85,6 +135,12 @@ class Command(typer.core.TyperCommand):
 
 class Group(typer.core.TyperGroup):
     """The same for a group of commands (``zuotang``, ``zuotang config``)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return _translated_errors(lambda: super(Group, self).parse_args(ctx, args))
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        return _translated_errors(lambda: super(Group, self).resolve_command(ctx, args))
 
     def get_short_help_str(self, limit: int = 45) -> str:
         shown = super().get_short_help_str(limit)

@@ -13,6 +13,7 @@ import typer
 
 from zuotang_cli.app.options import MAX_UPLOAD, EnhanceOptions
 from zuotang_cli.cli.environment import environment
+from zuotang_cli.cli.typer_classes import TranslatedUsageError
 from zuotang_cli.i18n import N_
 from zuotang_cli.i18n import gettext as _
 from zuotang_cli.protocol.rules import Billing, Body
@@ -376,7 +377,7 @@ def options_from(ctx: typer.Context, given: dict[str, Any]) -> EnhanceOptions:
     env.verbose = given["verbose"]
     json, print0, max_upload = given["json"], given["print0"], given["max_upload"]
     if json and print0:
-        raise typer.BadParameter(_("--json and --print0 do not go together"), param_hint="--print0")
+        raise TranslatedUsageError(_("--json and --print0 do not go together"), ctx=ctx)
     resolved = settings.load(
         {
             name: value.value if isinstance(value, enum.Enum) else value
@@ -387,10 +388,8 @@ def options_from(ctx: typer.Context, given: dict[str, Any]) -> EnhanceOptions:
     for warning in resolved.warnings:
         say(sys.stderr, _("warning: {warning}").format(warning=warning))
     if not math.isfinite(max_upload) or max_upload * MB > MAX_UPLOAD:
-        raise typer.BadParameter(
-            _("must be a number of MB up to {limit}").format(limit=MAX_UPLOAD // MB),
-            param_hint="--max-upload",
-        )
+        message = _("must be a number of MB up to {limit}").format(limit=MAX_UPLOAD // MB)
+        raise TranslatedUsageError(f"--max-upload: {message}", ctx=ctx)
     converted: dict[str, Any] = {
         "max_upload": int(max_upload * MB),  # the flag is in MB
         "include": tuple(given["include"] or ()),
