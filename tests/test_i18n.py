@@ -52,9 +52,13 @@ TOKENS = re.compile(
 
 def _extracted() -> dict[str, str | tuple[str, ...]]:
     found: dict[str, str | tuple[str, ...]] = {}
-    method_map = [("zuotang_cli/**.py", "python")]
+    method_map = [
+        ("zuotang_cli/**.py", "python"),
+        ("zuotang_cli/outputs/templates/**.j2", "jinja2"),
+    ]
+    options = {"zuotang_cli/outputs/templates/**.j2": {"extensions": "jinja2.ext.i18n"}}
     for _filename, _lineno, message, _comments, _context in extract_from_dir(
-        str(ROOT), method_map, keywords=KEYWORDS
+        str(ROOT), method_map, options, keywords=KEYWORDS
     ):
         key = message[0] if isinstance(message, tuple) else message
         if key:
@@ -63,7 +67,9 @@ def _extracted() -> dict[str, str | tuple[str, ...]]:
 
 
 def _fields(text: str) -> set[str]:
-    return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+    """``{name}`` fields (Python's format) and ``%(name)s`` ones (the gallery's template)."""
+    fields = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+    return fields | set(re.findall(r"%\((\w+)\)s", text))
 
 
 @pytest.fixture(scope="module")
@@ -395,3 +401,29 @@ def test_a_usage_error_is_framed_in_chinese_and_keeps_its_exit_code() -> None:
     proc = cli("--lang", "zh_CN", "enhance", "--no-such-flag", "x", env=C)
     assert proc.returncode == ExitStatus.USAGE
     assert "用法：zuotang enhance" in proc.stderr and "No such option" in proc.stderr
+
+
+def test_the_gallery_page_speaks_the_language_and_keeps_the_reports_words(
+    tmp_path: Path,
+) -> None:
+    """`zuotang gallery` under zh_CN: the page's own words in Chinese, the report's (error
+    classes, outcomes, messages) as the report has them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    fields = ["input", "outcome", "output", "http_status", "state", "message", "error_class"]
+    rows = [
+        ["https://example.com/a.png", "done", str(out / "a.png"), "200", "1", "", ""],
+        ["https://example.com/b.png", "failed", "", "200", "-7", "invalid image", "state-7"],
+    ]
+    with (out / "report.csv").open("w", encoding="utf-8", newline="") as stream:
+        csv.writer(stream).writerows([fields, *rows])
+    pages = {}
+    for name, language in (("zh", ZH), ("C", C)):
+        proc = cli("gallery", str(out), env=language)
+        assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+        pages[name] = (out / "index.html").read_text(encoding="utf-8")
+    zh, c = pages["zh"], pages["C"]
+    assert '<html lang="zh-CN">' in zh and "未完成" in zh and "处理后" in zh and "2 个输入" in zh
+    assert '<html lang="en">' in c and "Not done" in c and not CJK.search(c)
+    for machine in ("state-7", "invalid image", ">failed<", ">done<"):
+        assert machine in zh and machine in c

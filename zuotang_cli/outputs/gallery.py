@@ -29,6 +29,7 @@ import jinja2
 import markupsafe
 from PIL import Image
 
+from zuotang_cli import i18n
 from zuotang_cli.atomic import write_atomic
 from zuotang_cli.errors import UsageError
 from zuotang_cli.i18n import gettext as _
@@ -262,9 +263,10 @@ def render_page(items: list[Item], title: str, report: Path | None = None) -> st
     """The whole HTML document."""
     template = _environment().get_template(TEMPLATE)
     return template.render(
+        lang=i18n.active().replace("_", "-"),
         title=title,
         total=len(items),
-        report=None if report is None else str(report),
+        report=None if report is None else visible(str(report)),
         stamp=time.strftime("%Y-%m-%d %H:%M"),
         chips=summary_chips(items),
         cards=[item for item in items if item.ok],
@@ -283,6 +285,10 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    environment.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.gettext, i18n.ngettext, newstyle=True
     )
     environment.filters.update(
         url=_url, size=_format_size, factor=_format_factor, outcome_class=_css_class
