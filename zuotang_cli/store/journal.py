@@ -334,7 +334,9 @@ class Journal:
             db.executescript(_SCHEMA)
             _add_missing_columns(db)
         except sqlite3.Error as exc:
-            raise LocalError(f"cannot open the journal {path}: {exc}") from exc
+            raise LocalError(
+                _("cannot open the journal {path}: {reason}").format(path=path, reason=exc)
+            ) from exc
         journal = cls(db, path)
         if create and journal.setting("format") != str(FORMAT):
             journal._migrate()
@@ -359,7 +361,9 @@ class Journal:
             db.executescript(_SCHEMA)
             _add_missing_columns(db)
         except sqlite3.Error as exc:
-            raise LocalError(f"cannot read the journal {path}: {exc}") from exc
+            raise LocalError(
+                _("cannot read the journal {path}: {reason}").format(path=path, reason=exc)
+            ) from exc
         journal = cls(db, path)
         if journal.setting("format") != str(FORMAT):
             journal._migrate()

@@ -11,6 +11,7 @@ import typer
 
 from zuotang_cli.errors import UsageError
 from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 
 HELP = N_(
     "Run a faithful local stand-in for the Zuotang scale API: same path, auth, form and "
@@ -139,7 +140,10 @@ def emulator(
         from zuotang_cli.emulator import EmulatorConfig, serve_forever
     except ImportError as exc:
         raise UsageError(
-            f"the emulator needs the 'emulator' extra (pip install 'zuotang[emulator]'): {exc}"
+            _(
+                "the emulator needs the 'emulator' extra (pip install 'zuotang[emulator]'): "
+                "{reason}"
+            ).format(reason=exc)
         ) from None
     try:
         config = EmulatorConfig.from_options(
@@ -176,10 +180,14 @@ def emulator(
             orientation=orientation,
         )
     except ValueError as exc:
-        raise UsageError(f"emulator: {exc}") from None
+        raise UsageError(_("emulator: {reason}").format(reason=exc)) from None
     try:
         status = serve_forever(config, host=host, port=port)
     except OSError as exc:  # the port is taken, or the host is not ours: a usage problem
-        hint = "; pick another --port (0: any free port)" if exc.errno == errno.EADDRINUSE else ""
-        raise UsageError(f"emulator: {exc.strerror or exc}{hint}") from None
+        reason = exc.strerror or exc
+        if exc.errno == errno.EADDRINUSE:
+            said = _("emulator: {reason}; pick another --port (0: any free port)")
+        else:
+            said = _("emulator: {reason}")
+        raise UsageError(said.format(reason=reason)) from None
     raise typer.Exit(status)
