@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
 
 from zuotang_cli import i18n
 from zuotang_cli.app import options
@@ -562,6 +560,8 @@ def with_setting(old: str | None, name: str, value: str | float, path: Path) -> 
     line ending.  The result is parsed back with tomllib and must equal the old file
     plus the new key; otherwise :class:`UsageError` (the file is left alone).
     """
+    import tomlkit  # only to write: every command reads the file (the language) at start
+
     line = f"{name} = {tomlkit.item(value).as_string()}"
     if not old:
         return f"{_HEADER}{line}\n"
@@ -579,6 +579,9 @@ def with_setting(old: str | None, name: str, value: str | float, path: Path) -> 
 def _replaced(old: str, before: Mapping[str, Any], name: str, value: str | float) -> str | None:
     """``old`` with the value of its top-level ``name`` replaced by tomlkit; None when
     tomlkit cannot, or when ``name`` holds a table or an array (its content would go)."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
     if isinstance(before[name], dict | list):
         return None
     try:

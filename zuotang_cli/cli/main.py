@@ -1,7 +1,8 @@
-"""Command-line entry point: parses, dispatches, and maps errors to exit codes.
+"""Command-line entry point: chooses the language, dispatches, maps errors to exit codes.
 
-The commands live one per module in :mod:`zuotang_cli.cli.commands`; this module only wires
-them together and is the single boundary where exceptions become exit codes.
+The commands live one per module in :mod:`zuotang_cli.cli.commands`, wired together by
+:mod:`zuotang_cli.cli.app` once the language is chosen (docs/i18n.md); this module is the
+single boundary where exceptions become exit codes.
 """
 
 from __future__ import annotations
