@@ -21,7 +21,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from tests.helpers import APPCODE, Env, cli, write_list
-from zuotang_cli import i18n
+from zuotang_cli import i18n, reasons
 from zuotang_cli.app import settings
 from zuotang_cli.cli.main import _lang_flag
 from zuotang_cli.status import ExitStatus
@@ -173,6 +173,31 @@ def test_the_locale_is_read_as_gettext_reads_it(environ: dict[str, str], expecte
     assert i18n.find(None, environ) == expected
 
 
+@pytest.fixture
+def chinese() -> Iterator[None]:
+    """This process speaks Chinese for the test, English again after it."""
+    i18n.activate("zh_CN")
+    try:
+        yield
+    finally:
+        i18n.activate("en")
+
+
+def test_a_reason_from_a_report_row_is_shown_translated_with_its_values(chinese: None) -> None:
+    assert reasons.shown("not attempted (max-calls 42 reached)") == "未尝试（已达到 max-calls 42）"
+    assert reasons.shown("halted: auth") == "已中止：auth"
+    assert reasons.shown("processing failed") == "修复失败"
+    assert reasons.shown("Invalid AppCode `not exists`") == "Invalid AppCode `not exists`"
+    assert reasons.shown("") == ""
+
+
+def test_in_english_a_reason_is_shown_as_the_report_has_it() -> None:
+    assert i18n.active() == "en"
+    assert reasons.shown("not attempted (max-calls 42 reached)") == (
+        "not attempted (max-calls 42 reached)"
+    )
+
+
 @pytest.mark.parametrize("tag", ["zh_CN", "zh-CN", "zh-cn", "zh_CN.UTF-8", "zh"])
 def test_every_spelling_of_chinese_chooses_the_catalog(tag: str) -> None:
     assert i18n.find(tag) == "zh_CN"
@@ -267,7 +292,8 @@ def some_failures(emulator: Any, tmp: Path) -> tuple[list[str], Env]:
 
 def wrong_appcode(emulator: Any, _tmp: Path) -> tuple[list[str], Env]:
     emu = emulator(cheap=True, qps=100, appcodes=frozenset({"the-right-one"}))
-    return ["enhance", *_urls(emu, "c1.png", "c2.png"), "-o", "out"], _env(emu)
+    urls = _urls(emu, "c1.png", "c2.png", "c3.png", "c4.png")
+    return ["enhance", *urls, "-o", "out", "--concurrency", "1"], _env(emu)
 
 
 def missing_appcode(emulator: Any, _tmp: Path) -> tuple[list[str], Env]:

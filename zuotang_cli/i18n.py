@@ -14,10 +14,12 @@ See docs/i18n.md.
 
 from __future__ import annotations
 
+import functools
 import gettext as _gettext
 import os
 import re
-from collections.abc import Mapping
+import string
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 DOMAIN = "zuotang"
@@ -29,7 +31,8 @@ ENVIRONMENT_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 """Where gettext looks for the language, in its order (the first one set wins)."""
 _TAG = re.compile(r"[A-Za-z]{1,8}([_-][A-Za-z0-9]{1,8})*(\.[A-Za-z0-9-]+)?(@[A-Za-z0-9]+)?")
 
-_active: _gettext.NullTranslations = _gettext.NullTranslations()
+_ENGLISH = _gettext.NullTranslations()
+_active: _gettext.NullTranslations = _ENGLISH
 _language = ENGLISH
 
 
@@ -73,7 +76,7 @@ def activate(language: str | None = None) -> str:
     global _active, _language
     chosen = find(language, os.environ if language is None else None)
     if chosen == ENGLISH:
-        _active = _gettext.NullTranslations()
+        _active = _ENGLISH
     else:
         _active = _gettext.translation(DOMAIN, str(LOCALE_DIR), languages=[chosen])
     _language = chosen
@@ -107,6 +110,30 @@ _ = gettext
 def ngettext(singular: str, plural: str, count: int) -> str:
     """The form of ``singular`` / ``plural`` that ``count`` takes in the active language."""
     return _active.ngettext(singular, plural, count)
+
+
+def known(text: str, templates: Iterable[str]) -> str:
+    """``text`` in the active language: as the catalog has it, or, when it is one of
+    ``templates`` filled in (``not attempted (max-calls 5 reached)``), that template's
+    translation filled in with the same values; else as it is (a server's words)."""
+    translated = gettext(text)
+    if translated != text or _active is _ENGLISH:
+        return translated
+    for template in templates:
+        match = _pattern(template).fullmatch(text)
+        if match is not None:
+            return gettext(template).format(**match.groupdict())
+    return text
+
+
+@functools.cache
+def _pattern(template: str) -> re.Pattern[str]:
+    parts = []
+    for literal, field, _spec, _conversion in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append(f"(?P<{field}>.+?)")
+    return re.compile("".join(parts), re.DOTALL)
 
 
 def N_(message: str) -> str:

@@ -15,6 +15,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
+from zuotang_cli import reasons
 from zuotang_cli.i18n import N_, ngettext
 from zuotang_cli.i18n import gettext as _
 from zuotang_cli.models import InputItem, Outcome, Record, Row
@@ -69,8 +70,7 @@ engine's reason is translated when the catalog has it, a server's shown as it ca
 
 
 def describe_failure(record: Record) -> str:
-    reason = record.message or record.state_meaning or record.error_class or ""
-    reason = _(reason)
+    reason = reasons.shown(record.message or record.state_meaning or record.error_class or "")
     label = record.error_class or record.outcome.value
     template = PROBLEM_LINES.get(record.outcome, N_("{outcome}: {input}: {label}: {reason}"))
     return _(template).format(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zuotang_cli import reasons
 from zuotang_cli.atomic import write_atomic
 from zuotang_cli.engine.backlog import Pace
 from zuotang_cli.engine.batch import BatchResult
@@ -228,7 +229,9 @@ class RunSummary:
                 ).format(n=self.hidden_lines, report=self.report)
             )
         for reason, n in self.not_attempted.items():
-            lines.append(_("not attempted: {n} ({reason})").format(n=n, reason=_(reason)))
+            lines.append(
+                _("not attempted: {n} ({reason})").format(n=n, reason=reasons.shown(reason))
+            )
         if self.skipped_files:
             parts = _(", ").join(f"{n} {_(reason)}" for reason, n in self.skipped_files.items())
             total = sum(self.skipped_files.values())
@@ -249,7 +252,8 @@ class RunSummary:
         for group in self.failures[:MAX_REASONS]:
             example = group.example
             if group.message:
-                example = _("{input}: {message}").format(input=example, message=_(group.message))
+                message = reasons.shown(group.message)
+                example = _("{input}: {message}").format(input=example, message=message)
             lines.append(
                 "  "
                 + _("{reason}: {n} (e.g. {example})").format(

@@ -14,6 +14,7 @@ import time
 
 import httpx
 
+from zuotang_cli import reasons
 from zuotang_cli.engine.backlog import Backlog
 from zuotang_cli.engine.rows import (
     ENDPOINT_REFUSALS,
@@ -260,11 +261,11 @@ class Calls:
 
     def _max_calls_reached(self, work: Work, record: Record, *, tried: bool) -> None:
         limit = self.config.max_calls
-        work.paid_note = f"--max-calls {limit} reached"
+        work.paid_note = reasons.MAX_CALLS_NOTE.format(limit=limit)
         if tried:
             return  # the input keeps its last failure, with the note
         record.outcome = Outcome.NOT_ATTEMPTED
-        record.message = f"not attempted (max-calls {limit} reached)"
+        record.message = reasons.NOT_ATTEMPTED_MAX_CALLS.format(limit=limit)
         record.error_class = ErrorClass.MAX_CALLS
 
     def _send_again(self, reply: Reply, corrections: int) -> bool:
