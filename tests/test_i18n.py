@@ -128,6 +128,9 @@ def test_the_glossary_terms_are_the_catalogs(catalog: Any) -> None:
         "could not download image_url": "image_url 下载失败",
     }.items():
         assert by_id[english] == chinese and chinese in glossary
+    translations = "\n".join(str(m.string) for m in catalog if m.id)
+    for term in ("已购买的服务", "签名", "任务记录", "计费调用", "限流", "欠费", "调用额度"):
+        assert term in glossary and term in translations, term
 
 
 # -- which language -------------------------------------------------------------------------
