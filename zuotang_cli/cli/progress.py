@@ -248,7 +248,7 @@ class RichDisplay(PlainDisplay):
             MofNCompleteColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
+            TextColumn(_("ETA")),
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
