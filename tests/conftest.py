@@ -70,6 +70,9 @@ def isolated_config(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
     for name in ENV_VARS.values():  # every setting a run reads from the environment
         monkeypatch.delenv(name, raising=False)
+    # English whatever the locale of whoever runs the tests (docs/i18n.md); a test that
+    # wants another language says so (tests/test_i18n.py).
+    monkeypatch.setenv(ENV_VARS["lang"], "en")
     return home
 
 

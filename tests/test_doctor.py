@@ -59,7 +59,7 @@ def test_wrong_appcode_exit_3(gateway: Any) -> None:
     proc = doctor(gateway, ZUOTANG_APPCODE="doctor-WRONG-appcode")
     assert proc.returncode == ExitStatus.HALTED, proc.stdout
     assert "Invalid AppCode" in rows(proc)["credentials accepted"]
-    assert "已购买的服务" in proc.stdout
+    assert "Purchased Services" in proc.stdout
     assert gateway.stats()["billed"] == 0
 
 
@@ -111,7 +111,7 @@ def test_closed_port_exit_4() -> None:
 def test_no_credentials_exit_2_saying_where_to_find_them() -> None:
     proc = doctor(None, ZUOTANG_ENDPOINT=CLOSED_PORT)
     assert proc.returncode == ExitStatus.USAGE
-    assert "云市场" in proc.stderr and "Traceback" not in proc.stderr
+    assert "Purchased Services" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_service_reading_multipart_only_is_found_out_for_free(emulator: Any) -> None:

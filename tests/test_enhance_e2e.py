@@ -334,7 +334,7 @@ def test_report_shows_input_and_output_sizes_and_warns_once_about_scale(
     assert rows["huge.png"]["error_class"] == "preflight"
     assert emu.stats()["calls"] == 3
     warnings = [line for line in proc.stderr.splitlines() if "--scale 2 does not apply" in line]
-    assert len(warnings) == 1 and "2 image(s)" in warnings[0]
+    assert len(warnings) == 1 and "2 images" in warnings[0]
 
 
 def test_probe_refuses_a_remote_image_the_service_would_refuse(

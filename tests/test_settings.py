@@ -66,6 +66,7 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "app_key": ("flag-key-1", "env-key-1", "file-key-1", None),
     "app_secret": ("flag-secret-1", "env-secret-1", "file-secret-1", None),
     "auth": ("signature", "appcode", "signature", None),
+    "lang": ("zh_CN", "en", "zh-CN", None),
 }
 EXPECTED: dict[str, dict[Source, object | None]] = {
     "appcode": {Source.FLAG: "flagcode-1234", Source.ENV: "envcode-12345",
@@ -88,6 +89,7 @@ EXPECTED: dict[str, dict[Source, object | None]] = {
                    Source.FILE: "file-secret-1", Source.DEFAULT: None},
     "auth": {Source.FLAG: "signature", Source.ENV: "appcode", Source.FILE: "signature",
              Source.DEFAULT: None},
+    "lang": {Source.FLAG: "zh_CN", Source.ENV: "en", Source.FILE: "zh-CN", Source.DEFAULT: None},
 }  # fmt: skip
 
 # (flag given, env given, file given) -> the source that wins

@@ -140,7 +140,7 @@ def test_credentials_choose_signatures_when_the_pair_is_set() -> None:
         choose("code-1234", None, None, "signature")
     with pytest.raises(UsageError) as refused:
         choose(None, None, None, None)
-    assert "已购买的服务" in str(refused.value)
+    assert "Purchased Services" in str(refused.value)
     assert SECRET not in repr(choose(None, KEY, SECRET, None))
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import enum
 
+from zuotang_cli.i18n import N_
+
 
 class ExitStatus(enum.IntEnum):
     """Process exit codes of every ``zuotang`` command."""
@@ -32,10 +34,11 @@ class ExitStatus(enum.IntEnum):
     the calls in flight were cut short and the report written first."""
 
 
-EXIT_CODES_HELP = (
+EXIT_CODES_HELP = N_(
     "Exit codes: 0 all done; 1 some images failed (or --max-calls reached): routine; "
     "2 usage or input error; 3 halted by the account (AppCode, AppKey or signature refused, "
     "quota, arrears); "
     "4 halted by trouble on the way (unreachable, disk, journal): retry later; "
     "130 interrupted (Ctrl-C); 143 stopped by SIGTERM. Alert on 2 or more."
 )
+"""Translated where shown (``_(EXIT_CODES_HELP)``)."""

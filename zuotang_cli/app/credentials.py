@@ -12,13 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zuotang_cli.errors import UsageError
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.protocol.signing import AppKey
 
-NO_CREDENTIALS = (
+NO_CREDENTIALS = N_(
     "no credentials: set ZUOTANG_APPCODE (or run 'zuotang config set-appcode'), or sign "
     "requests with ZUOTANG_APP_KEY and ZUOTANG_APP_SECRET ('zuotang config set app_key KEY' "
     "and 'zuotang config set-app-secret'); find them in the Alibaba Cloud console under "
-    "云市场 → 已购买的服务"
+    "Cloud Marketplace → Purchased Services"
 )
 
 
@@ -52,19 +54,25 @@ def choose(
     has_pair = bool(app_key and app_secret)
     if auth is None and not has_pair and (app_key or app_secret) and not appcode:
         missing = "ZUOTANG_APP_SECRET" if app_key else "ZUOTANG_APP_KEY"
-        raise UsageError(f"signed requests need both the AppKey and the AppSecret: set {missing}")
+        raise UsageError(
+            _("signed requests need both the AppKey and the AppSecret: set {missing}").format(
+                missing=missing
+            )
+        )
     wants_signature = auth == "signature" or (auth is None and has_pair)
     if wants_signature:
         if not has_pair:
             raise UsageError(
-                "--auth signature needs the AppKey and the AppSecret: set ZUOTANG_APP_KEY "
-                "and ZUOTANG_APP_SECRET, or 'zuotang config set app_key KEY' and "
-                "'zuotang config set-app-secret'"
+                _(
+                    "--auth signature needs the AppKey and the AppSecret: set ZUOTANG_APP_KEY "
+                    "and ZUOTANG_APP_SECRET, or 'zuotang config set app_key KEY' and 'zuotang "
+                    "config set-app-secret'"
+                )
             )
         assert app_key is not None and app_secret is not None
         return Credentials(appcode or "", AppKey(app_key, str(app_secret)))
     if not appcode and required:
         if auth == "appcode":
-            raise UsageError("--auth appcode needs the AppCode: set ZUOTANG_APPCODE")
-        raise UsageError(NO_CREDENTIALS)
+            raise UsageError(_("--auth appcode needs the AppCode: set ZUOTANG_APPCODE"))
+        raise UsageError(_(NO_CREDENTIALS))
     return Credentials(appcode or "")

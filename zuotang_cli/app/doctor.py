@@ -25,6 +25,8 @@ import httpx
 
 from zuotang_cli.app.credentials import Credentials
 from zuotang_cli.engine.http_pool import new_client
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.models import ErrorClass, InputItem, InputKind
 from zuotang_cli.protocol import api, signing
 from zuotang_cli.protocol.api import CallSpec, Reply, Verdict
@@ -115,7 +117,7 @@ class Doctor:
     async def _send(self, make: Callable[[], httpx.Request]) -> Answer:
         """A request made by ``make`` and signed now (a fresh nonce and timestamp each
         time), spaced by ``--qps``, its reply classified; throttles waited out."""
-        for _ in range(THROTTLE_TRIES):
+        for _attempt in range(THROTTLE_TRIES):
             await self._space()
             request = make()
             signed = self.spec.authorize(request)
@@ -211,33 +213,39 @@ class Doctor:
         else:
             self.diagnosis.add(
                 Check(
-                    "sync/async",
+                    N_("sync/async"),
                     Result.SKIPPED,
-                    "sync=1 is sent with every call; how this listing answers needs a paid call",
-                    "zuotang doctor --paid-check IMAGE_URL (one paid call)",
+                    _("sync=1 is sent with every call; how this listing answers needs a paid call"),
+                    _("zuotang doctor --paid-check IMAGE_URL (one paid call)"),
                 )
             )
 
     def _credentials_line(self) -> None:
         creds = self.credentials
         if creds.app_key is not None:
-            detail = f"AppKey {creds.app_key.key} with its AppSecret (signed requests)"
+            detail = _("AppKey {key} with its AppSecret (signed requests)").format(
+                key=creds.app_key.key
+            )
         else:
-            detail = "AppCode (sent in the Authorization header)"
-        self.diagnosis.add(Check("credentials", Result.OK, f"found: {detail}"))
+            detail = _("AppCode (sent in the Authorization header)")
+        self.diagnosis.add(
+            Check(N_("credentials"), Result.OK, _("found: {detail}").format(detail=detail))
+        )
 
     def _reached(self, answer: Answer) -> bool:
         reply = answer.reply
         if reply.http_status is not None:
             where = urllib.parse.urlsplit(self.spec.endpoint).netloc
-            self.diagnosis.add(Check("reachable", Result.OK, f"{where} answered"))
+            self.diagnosis.add(
+                Check(N_("reachable"), Result.OK, _("{where} answered").format(where=where))
+            )
             return True
         self.diagnosis.add(
             Check(
-                "reachable",
+                N_("reachable"),
                 Result.FAIL,
-                f"no reply: {visible(reply.message)}",
-                "check --endpoint (ZUOTANG_ENDPOINT), the network and any proxy",
+                _("no reply: {message}").format(message=visible(reply.message)),
+                _("check --endpoint (ZUOTANG_ENDPOINT), the network and any proxy"),
             ),
             ExitStatus.TROUBLE,
         )
@@ -246,24 +254,34 @@ class Doctor:
     def _clock(self, answer: Answer) -> None:
         clock = self.spec.clock
         if answer.server_time is None:
-            detail = "the gateway sent no Date header: not checked"
-            self.diagnosis.add(Check("clock", Result.SKIPPED, detail))
+            detail = _("the gateway sent no Date header: not checked")
+            self.diagnosis.add(Check(N_("clock"), Result.SKIPPED, detail))
             return
         off = clock.offset if clock.corrections else answer.server_time - answer.received_at
-        shown = f"{abs(off):.0f} s {'behind' if off > 0 else 'ahead of'} the gateway's"
+        seconds = f"{abs(off):.0f}"
+        if off > 0:
+            shown = _("{seconds} s behind the gateway's").format(seconds=seconds)
+        else:
+            shown = _("{seconds} s ahead of the gateway's").format(seconds=seconds)
         if abs(off) <= CLOCK_WARN:
-            self.diagnosis.add(Check("clock", Result.OK, f"within {CLOCK_WARN:g} s ({shown})"))
+            self.diagnosis.add(
+                Check(
+                    N_("clock"),
+                    Result.OK,
+                    _("within {limit:g} s ({shown})").format(limit=CLOCK_WARN, shown=shown),
+                )
+            )
             return
         if self.spec.signed:
-            effect = "each run corrects its timestamps by the gateway's Date"
+            effect = _("each run corrects its timestamps by the gateway's Date")
         else:
-            effect = "the AppCode does not depend on it"
+            effect = _("the AppCode does not depend on it")
         self.diagnosis.add(
             Check(
-                "clock",
+                N_("clock"),
                 Result.WARN,
-                f"this computer's clock is {shown}; {effect}",
-                "set the system clock right (NTP): signatures allow 15 minutes",
+                _("this computer's clock is {shown}; {effect}").format(shown=shown, effect=effect),
+                _("set the system clock right (NTP): signatures allow 15 minutes"),
             )
         )
 
@@ -275,10 +293,14 @@ class Doctor:
             what = "AppKey / AppSecret" if self.spec.signed else "AppCode"
             self.diagnosis.add(
                 Check(
-                    "credentials accepted",
+                    N_("credentials accepted"),
                     Result.FAIL,
-                    f"refused (HTTP {reply.http_status}): {message}",
-                    f"check the {what} in the console: 云市场 → 已购买的服务",
+                    _("refused (HTTP {http_status}): {message}").format(
+                        http_status=reply.http_status, message=message
+                    ),
+                    _(
+                        "check the {what} in the console: Cloud Marketplace → Purchased Services"
+                    ).format(what=what),
                 ),
                 ExitStatus.HALTED,
             )
@@ -286,62 +308,72 @@ class Doctor:
         if reply.error_class in ENDPOINT_REFUSALS:
             self.diagnosis.add(
                 Check(
-                    "endpoint path",
+                    N_("endpoint path"),
                     Result.FAIL,
-                    f"refused (HTTP {reply.http_status}): {message}",
-                    "check --endpoint: the path is /tasks/visual/scale",
+                    _("refused (HTTP {http_status}): {message}").format(
+                        http_status=reply.http_status, message=message
+                    ),
+                    _("check --endpoint: the path is /tasks/visual/scale"),
                 ),
                 ExitStatus.USAGE,
             )
             return False
         if reply.error_class is ErrorClass.CLOCK_SKEW:
             self.diagnosis.add(
-                Check("credentials accepted", Result.FAIL, message, "set the clock right (NTP)"),
+                Check(
+                    N_("credentials accepted"), Result.FAIL, message, _("set the clock right (NTP)")
+                ),
                 ExitStatus.TROUBLE,
             )
             return False
         if reply.http_status is not None and reply.http_status >= 500:
             self.diagnosis.add(
                 Check(
-                    "endpoint path",
+                    N_("endpoint path"),
                     Result.FAIL,
-                    f"HTTP {reply.http_status}: {message}",
-                    "the service is in trouble: try again later",
+                    _("HTTP {http_status}: {message}").format(
+                        http_status=reply.http_status, message=message
+                    ),
+                    _("the service is in trouble: try again later"),
                 ),
                 ExitStatus.TROUBLE,
             )
             return False
         if reply.http_status == 200:
-            note = "answered HTTP 200 to a call without image_url: that reply may be billed"
-            self.diagnosis.add(Check("credentials accepted", Result.WARN, note))
+            note = _("answered HTTP 200 to a call without image_url: that reply may be billed")
+            self.diagnosis.add(Check(N_("credentials accepted"), Result.WARN, note))
         else:
-            self.diagnosis.add(Check("credentials accepted", Result.OK, "the gateway let it in"))
-        self.diagnosis.add(Check("endpoint path", Result.OK, "the service answered"))
+            self.diagnosis.add(
+                Check(N_("credentials accepted"), Result.OK, _("the gateway let it in"))
+            )
+        self.diagnosis.add(Check(N_("endpoint path"), Result.OK, _("the service answered")))
         return True
 
     async def _body(self, answer: Answer) -> None:
         """Form fields read when the service's refusal names ``image_url``, not ``type``."""
         if _names_image_url(answer.reply):
-            self.diagnosis.add(Check("body encoding", Result.OK, "form fields are read"))
+            self.diagnosis.add(Check(N_("body encoding"), Result.OK, _("form fields are read")))
             return
         multipart = await self._probe(Body.MULTIPART)
         if _names_image_url(multipart.reply):
             self.spec = dataclasses.replace(self.spec, body=Body.MULTIPART)  # for --paid-check
             self.diagnosis.add(
                 Check(
-                    "body encoding",
+                    N_("body encoding"),
                     Result.WARN,
-                    "form fields are not read, multipart ones are",
-                    "zuotang config set body multipart (or --body multipart)",
+                    _("form fields are not read, multipart ones are"),
+                    _("zuotang config set body multipart (or --body multipart)"),
                 )
             )
             return
         self.diagnosis.add(
             Check(
-                "body encoding",
+                N_("body encoding"),
                 Result.WARN,
-                f"not learnt: {visible(answer.reply.message or 'no message')}",
-                "zuotang doctor --paid-check IMAGE_URL shows a real call",
+                _("not learnt: {value}").format(
+                    value=visible(answer.reply.message or _("no message"))
+                ),
+                _("zuotang doctor --paid-check IMAGE_URL shows a real call"),
             )
         )
 
@@ -355,16 +387,18 @@ class Doctor:
         )
         served = answer.reply.http_status is not None and isinstance(answer.payload, dict)
         if served:
-            detail = "served: an asynchronous task can be fetched by its id"
-            self.diagnosis.add(Check("task path", Result.OK, detail))
+            detail = _("served: an asynchronous task can be fetched by its id")
+            self.diagnosis.add(Check(N_("task path"), Result.OK, detail))
             return
-        message = visible(answer.reply.message or "no reply")
+        message = visible(answer.reply.message or _("no reply"))
         self.diagnosis.add(
             Check(
-                "task path",
+                N_("task path"),
                 Result.WARN,
-                f"not served ({message}): only synchronous replies can work",
-                "nothing, if --paid-check shows synchronous replies",
+                _("not served ({message}): only synchronous replies can work").format(
+                    message=message
+                ),
+                _("nothing, if --paid-check shows synchronous replies"),
             )
         )
 
@@ -373,25 +407,34 @@ class Doctor:
         assert self.client is not None
         item = InputItem(0, image_url, InputKind.URL, url=image_url)
         started = time.monotonic()
-        for _ in range(THROTTLE_TRIES):
+        for _attempt in range(THROTTLE_TRIES):
             await self._space()
             reply = await api.call_once(self.client, self.spec, item, deadline=PAID_TIMEOUT)
             if reply.verdict is not Verdict.THROTTLE:
                 break
             await asyncio.sleep(reply.retry_after or 1.0)
-        mode = "synchronous"
+        mode = _("synchronous")
         if reply.verdict is Verdict.PENDING and reply.task_id:
-            mode = "asynchronous"
+            mode = _("asynchronous")
             reply = await self._fetch(reply.task_id, started)
         took = time.monotonic() - started
         message = visible(reply.message or str(reply.error_class or ""))
         if reply.verdict is Verdict.SUCCESS:
-            detail = f"{mode}: the result came in {took:.1f} s (state 1)"
-            self.diagnosis.add(Check("paid call", Result.OK, detail))
+            detail = _("{mode}: the result came in {seconds} s (state 1)").format(
+                mode=mode, seconds=f"{took:.1f}"
+            )
+            self.diagnosis.add(Check(N_("paid call"), Result.OK, detail))
             return
-        detail = f"{mode}: HTTP {reply.http_status}, state {reply.state}: {message}"
+        detail = _("{mode}: HTTP {http_status}, state {state}: {message}").format(
+            mode=mode, http_status=reply.http_status, state=reply.state, message=message
+        )
         self.diagnosis.add(
-            Check("paid call", Result.FAIL, detail, "see the message; the image may be at fault"),
+            Check(
+                N_("paid call"),
+                Result.FAIL,
+                detail,
+                _("see the message; the image may be at fault"),
+            ),
             ExitStatus.SOME_FAILED,
         )
 
@@ -427,7 +470,9 @@ def diagnose(
     call before it is made."""
     if paid_check is not None and announce is not None:
         announce(
-            f"one paid call follows (--paid-check): {visible(paid_check)} is sent to "
-            f"{visible(endpoint)} once the free checks pass"
+            _(
+                "one paid call follows (--paid-check): {image} is sent to {endpoint} once "
+                "the free checks pass"
+            ).format(image=visible(paid_check), endpoint=visible(endpoint))
         )
     return asyncio.run(Doctor(credentials, endpoint, qps=qps).run(paid_check))

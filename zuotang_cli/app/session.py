@@ -42,6 +42,7 @@ from zuotang_cli.engine.batch import (
 )
 from zuotang_cli.engine.budget import SYSTEM_CLOCK, Clock
 from zuotang_cli.errors import UsageError
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.inputs.reader import check_sources, iter_inputs
 from zuotang_cli.inputs.scan import Patterns, ScanTally
 from zuotang_cli.inputs.watch import DoneMover, Watcher
@@ -60,14 +61,18 @@ from zuotang_cli.store.naming import Naming, Template, TemplateError
 def check_endpoint(endpoint: str) -> str:
     parts = urllib.parse.urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--endpoint must be an http(s) URL, not {endpoint!r}")
+        raise UsageError(
+            _("--endpoint must be an http(s) URL, not {endpoint!r}").format(endpoint=endpoint)
+        )
     return endpoint
 
 
 def _prepare_output(output_dir: Path) -> Path:
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(
-            f"cannot write to output directory {output_dir}: it is a file; pick another -o"
+            _(
+                "cannot write to output directory {output_dir}: it is a file; pick another -o"
+            ).format(output_dir=output_dir)
         )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +81,9 @@ def _prepare_output(output_dir: Path) -> Path:
         probe.unlink()
     except OSError as exc:
         raise UsageError(
-            f"cannot write to output directory {output_dir}: {exc.strerror or exc}"
+            _("cannot write to output directory {output_dir}: {reason}").format(
+                output_dir=output_dir, reason=exc.strerror or exc
+            )
         ) from exc
     return output_dir.resolve()
 
@@ -104,8 +111,11 @@ def check_numbers(options: EnhanceOptions) -> None:
             continue  # not set: the default
         number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
         if number is None or not math.isfinite(number) or not low <= number <= high:
-            upper = "" if math.isinf(high) else f" and at most {high:g}"
-            raise UsageError(f"{flag} must be a number of at least {low:g}{upper}, not {value!r}")
+            if math.isinf(high):
+                said = _("{flag} must be a number of at least {low:g}, not {value!r}")
+            else:
+                said = _("{flag} must be a number from {low:g} to {high:g}, not {value!r}")
+            raise UsageError(said.format(flag=flag, low=low, high=high, value=value))
 
 
 def _check_writable(path: Path, flag: str) -> None:
@@ -113,14 +123,20 @@ def _check_writable(path: Path, flag: str) -> None:
     place, or a folder that cannot be created or written to.  A probe file is created
     beside it and removed; the file itself is left as it is until written."""
     if path.is_dir():
-        raise UsageError(f"cannot write {flag} {path}: it is a folder")
+        raise UsageError(
+            _("cannot write {flag} {path}: it is a folder").format(flag=flag, path=path)
+        )
     probe = path.with_name(f".{path.name}.zuotang-write-test")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"cannot write {flag} {path}: {exc.strerror or exc}") from exc
+        raise UsageError(
+            _("cannot write {flag} {path}: {reason}").format(
+                flag=flag, path=path, reason=exc.strerror or exc
+            )
+        ) from exc
 
 
 def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
@@ -178,7 +194,11 @@ def results_options(options: EnhanceOptions) -> tuple[Naming, Finish]:
     """How results are named and finished (``--name``, ``--format``, ``--quality``,
     ``--strip-gps``); UsageError for a template that could leave the output directory."""
     if options.format is not None and options.format not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {options.format!r}")
+        raise UsageError(
+            _("--format must be one of {formats}, not {format!r}").format(
+                formats=", ".join(FORMATS), format=options.format
+            )
+        )
     try:
         template = Template(options.name) if options.name is not None else None
     except TemplateError as exc:
@@ -260,13 +280,21 @@ def check_watch(options: EnhanceOptions, watch: WatchOptions) -> None:
     folder inside another's way: results or moved originals landing in a watched folder
     would be taken as new photos (and paid for)."""
     if not 0 <= watch.settle <= MAX_SETTLE or not math.isfinite(watch.settle):
-        raise UsageError(f"--settle must be a number of seconds from 0 to {MAX_SETTLE:g}")
+        raise UsageError(
+            _("--settle must be a number of seconds from 0 to {MAX_SETTLE:g}").format(
+                MAX_SETTLE=MAX_SETTLE
+            )
+        )
     if watch.max_calls_per_day is not None and watch.max_calls_per_day < 1:
-        raise UsageError("--max-calls-per-day must be at least 1")
+        raise UsageError(_("--max-calls-per-day must be at least 1"))
     folders = [Path(source) for source in options.inputs]
     for folder in folders:
         if not folder.is_dir():
-            raise UsageError(f"{folder}: not a folder: zuotang watch takes folders to watch")
+            raise UsageError(
+                _("{folder}: not a folder: zuotang watch takes folders to watch").format(
+                    folder=folder
+                )
+            )
     places = {"--output-dir": options.output_dir}
     if watch.move_done is not None:
         places["--move-done"] = watch.move_done
@@ -275,8 +303,10 @@ def check_watch(options: EnhanceOptions, watch: WatchOptions) -> None:
         for folder in (f.resolve() for f in folders):
             if _inside(where, folder) or _inside(folder, where):
                 raise UsageError(
-                    f"{flag} {place} and the watched folder {folder} must not be inside one "
-                    "another: what lands there would be taken as new photos"
+                    _(
+                        "{flag} {place} and the watched folder {folder} must not be inside one "
+                        "another: what lands there would be taken as new photos"
+                    ).format(flag=flag, place=place, folder=folder)
                 )
 
 

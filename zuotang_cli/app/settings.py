@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
 
+from zuotang_cli import i18n
 from zuotang_cli.app import options
 from zuotang_cli.atomic import write_atomic
 from zuotang_cli.errors import UsageError
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.protocol import rules
 
 if sys.version_info >= (3, 11):
@@ -53,6 +53,7 @@ NAMES = (
     "output_dir",
     "billing",
     "body",
+    "lang",
 )
 """The settings, in display order; also the keys the config file may hold."""
 ENV_VARS = {name: f"ZUOTANG_{name.upper()}" for name in NAMES}
@@ -69,6 +70,7 @@ DEFAULTS: dict[str, object | None] = {
     "output_dir": Path("out"),
     "billing": "every-200",
     "body": None,
+    "lang": None,
 }
 CONFIG_ENV_VAR = "ZUOTANG_CONFIG"
 CONFIG_NAME = "config.toml"
@@ -168,7 +170,7 @@ class _Place:
 
 
 def _bad(place: _Place, problem: str) -> UsageError:
-    return UsageError(f"{place.label}: {problem}")
+    return UsageError(_("{label}: {problem}").format(label=place.label, problem=problem))
 
 
 _APPCODE_RE = re.compile(r"[\x21-\x7e]+")
@@ -177,7 +179,7 @@ _APPCODE_RE = re.compile(r"[\x21-\x7e]+")
 def _check_appcode(raw: object, place: _Place) -> str:
     # Never put the value in the message: it is a secret.
     if not isinstance(raw, str) or not _APPCODE_RE.fullmatch(raw):
-        raise _bad(place, "the AppCode must be non-empty printable ASCII without spaces")
+        raise _bad(place, _("the AppCode must be non-empty printable ASCII without spaces"))
     return raw
 
 
@@ -192,14 +194,14 @@ class _Hidden(str):
 
 def _check_app_key(raw: object, place: _Place) -> str:
     if not isinstance(raw, str) or not _APPCODE_RE.fullmatch(raw):
-        raise _bad(place, "the AppKey must be non-empty printable ASCII without spaces")
+        raise _bad(place, _("the AppKey must be non-empty printable ASCII without spaces"))
     return raw
 
 
 def _check_app_secret(raw: object, place: _Place) -> str:
     # Never put the value in the message: it is a secret.
     if not isinstance(raw, str) or not _APPCODE_RE.fullmatch(raw):
-        raise _bad(place, "the AppSecret must be non-empty printable ASCII without spaces")
+        raise _bad(place, _("the AppSecret must be non-empty printable ASCII without spaces"))
     return _Hidden(raw)
 
 
@@ -208,7 +210,7 @@ def _check_endpoint(raw: object, place: _Place) -> str:
         parts = urllib.parse.urlsplit(raw)
         if parts.scheme in ("http", "https") and parts.hostname:
             return raw
-    raise _bad(place, f"must be an http(s) URL, not {raw!r}")
+    raise _bad(place, _("must be an http(s) URL, not {raw!r}").format(raw=raw))
 
 
 def _check_qps(raw: object, place: _Place) -> float:
@@ -221,7 +223,12 @@ def _check_qps(raw: object, place: _Place) -> float:
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
         value = float(raw)
     if value is None or not math.isfinite(value) or value < MIN_QPS:
-        raise _bad(place, f"must be a number of at least {MIN_QPS:g}, not {raw!r}")
+        raise _bad(
+            place,
+            _("must be a number of at least {MIN_QPS:g}, not {raw!r}").format(
+                MIN_QPS=MIN_QPS, raw=raw
+            ),
+        )
     return value
 
 
@@ -232,7 +239,10 @@ def _check_choice(choices: tuple[str, ...]) -> Callable[[object, _Place], str]:
             value = str(value)  # scale = 2 in the file, or an int flag
         if isinstance(value, str) and value in choices:
             return value
-        raise _bad(place, f"must be one of {', '.join(choices)}, not {raw!r}")
+        raise _bad(
+            place,
+            _("must be one of {value}, not {raw!r}").format(value=", ".join(choices), raw=raw),
+        )
 
     return check
 
@@ -241,9 +251,15 @@ def _check_output_dir(raw: object, place: _Place) -> Path:
     if isinstance(raw, os.PathLike) and not isinstance(raw, str):
         raw = os.fspath(raw)
     if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
-        raise _bad(place, f"must be a folder path, not {raw!r}")
+        raise _bad(place, _("must be a folder path, not {raw!r}").format(raw=raw))
     path = Path(raw)
     return path if place.source is Source.FLAG else path.expanduser()
+
+
+def _check_lang(raw: object, place: _Place) -> str:
+    if isinstance(raw, str) and i18n.is_language_tag(raw):
+        return raw
+    raise _bad(place, _("must be a language such as zh_CN or en, not {raw!r}").format(raw=raw))
 
 
 _CHECKS: dict[str, Callable[[object, _Place], object]] = {
@@ -258,6 +274,7 @@ _CHECKS: dict[str, Callable[[object, _Place], object]] = {
     "output_dir": _check_output_dir,
     "billing": _check_choice(("every-200", "success-only")),
     "body": _check_choice(("form", "multipart")),
+    "lang": _check_lang,
 }
 
 
@@ -295,7 +312,11 @@ def read_config(path: Path) -> ConfigFile:
     except FileNotFoundError:
         return ConfigFile(path)
     except OSError as exc:
-        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+        raise UsageError(
+            _("cannot read config file {path}: {reason}").format(
+                path=path, reason=exc.strerror or exc
+            )
+        ) from exc
     raw = parse_toml(_decode(data, path), path)
     values, warnings = _validate(raw, path)
     if SECRETS & set(values):
@@ -307,7 +328,7 @@ def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"config file {path}: not UTF-8 text") from None
+        raise UsageError(_("config file {path}: not UTF-8 text").format(path=path)) from None
 
 
 def _validate(raw: Mapping[str, Any], path: Path) -> tuple[dict[str, Setting], list[str]]:
@@ -315,9 +336,13 @@ def _validate(raw: Mapping[str, Any], path: Path) -> tuple[dict[str, Setting], l
     warnings: list[str] = []
     for key, value in raw.items():
         if key not in _CHECKS:
-            warnings.append(f"config file {path}: unknown key {key!r} ignored")
+            warnings.append(
+                _("config file {path}: unknown key {key!r} ignored").format(path=path, key=key)
+            )
             continue
-        place = _Place(f"config file {path}: key {key!r}", Source.FILE, str(path))
+        place = _Place(
+            _("config file {path}: key {key!r}").format(path=path, key=key), Source.FILE, str(path)
+        )
         values[key] = check(key, value, place)
     return values, warnings
 
@@ -329,7 +354,11 @@ def _exposure_warning(path: Path) -> list[str]:
     except OSError:
         return []
     if os.name == "posix" and mode & 0o077:
-        return [f"config file {path} holds a secret and is readable by others: chmod 600 it"]
+        return [
+            _("config file {path} holds a secret and is readable by others: chmod 600 it").format(
+                path=path
+            )
+        ]
     return []
 
 
@@ -363,7 +392,9 @@ def _resolve_one(
         return check(name, flag, _Place(FLAGS[name], Source.FLAG, FLAGS[name]))
     variable = ENV_VARS[name]
     if env.get(variable):
-        place = _Place(f"environment variable {variable}", Source.ENV, variable)
+        place = _Place(
+            _("environment variable {variable}").format(variable=variable), Source.ENV, variable
+        )
         return check(name, env[variable], place)
     if name in file_values:
         return file_values[name]
@@ -458,6 +489,19 @@ def load(
     return Resolved(resolve(flags or {}, env, file), file)
 
 
+def language(flag: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """The language asked for: ``--lang``, ``ZUOTANG_LANG``, the config file's ``lang``;
+    None when none says (the locale's variables decide, docs/i18n.md).  A config file
+    that cannot be read is left to the command to report."""
+    env = os.environ if env is None else env
+    try:
+        file = read_config(config_path(env))
+    except UsageError:
+        file = ConfigFile(config_path(env))
+    value = _resolve_one("lang", flag, env, file.values).value
+    return value if isinstance(value, str) else None
+
+
 # ---------------------------------------------------------------------------------------
 # Writing the AppCode
 
@@ -470,7 +514,7 @@ def save_appcode(path: Path, appcode: str) -> Path:
     followed.  Returns the path written.  Raises :class:`UsageError` for an empty or
     malformed code, or a file that cannot be read, parsed or safely updated.
     """
-    _check_appcode(appcode, _Place("AppCode", Source.FLAG, ""))
+    _check_appcode(appcode, _Place(_("AppCode"), Source.FLAG, ""))
     target = Path(os.path.realpath(path))
     old = _read_existing(target)
     new = with_appcode(old, appcode, target)
@@ -484,7 +528,11 @@ def _read_existing(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+        raise UsageError(
+            _("cannot read config file {path}: {reason}").format(
+                path=path, reason=exc.strerror or exc
+            )
+        ) from exc
 
 
 _HEADER = "# zuotang settings: see `zuotang config show`\n"
@@ -492,7 +540,7 @@ _HEADER = "# zuotang settings: see `zuotang config show`\n"
 
 def save_app_secret(path: Path, secret: str) -> Path:
     """Set ``app_secret`` in the config file at ``path`` (as :func:`save_appcode`)."""
-    _check_app_secret(secret, _Place("AppSecret", Source.FLAG, ""))
+    _check_app_secret(secret, _Place(_("AppSecret"), Source.FLAG, ""))
     target = Path(os.path.realpath(path))
     _write_private(target, with_setting(_read_existing(target), "app_secret", secret, target))
     return target
@@ -512,19 +560,28 @@ def with_setting(old: str | None, name: str, value: str | float, path: Path) -> 
     line ending.  The result is parsed back with tomllib and must equal the old file
     plus the new key; otherwise :class:`UsageError` (the file is left alone).
     """
+    import tomlkit  # only to write: every command reads the file (the language) at start
+
     line = f"{name} = {tomlkit.item(value).as_string()}"
     if not old:
         return f"{_HEADER}{line}\n"
     before = parse_toml(old, path)
     new = _inserted(old, line) if name not in before else _replaced(old, before, name, value)
     if new is None or _parse_quietly(new) != {**before, name: value}:
-        raise UsageError(f"cannot update config file {path} safely: set {name} there by hand")
+        raise UsageError(
+            _("cannot update config file {path} safely: set {name} there by hand").format(
+                path=path, name=name
+            )
+        )
     return new
 
 
 def _replaced(old: str, before: Mapping[str, Any], name: str, value: str | float) -> str | None:
     """``old`` with the value of its top-level ``name`` replaced by tomlkit; None when
     tomlkit cannot, or when ``name`` holds a table or an array (its content would go)."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
     if isinstance(before[name], dict | list):
         return None
     try:
@@ -558,13 +615,17 @@ def save_setting(path: Path, name: str, raw: str) -> tuple[Path, Setting]:
     """``zuotang config set NAME VALUE``: check ``raw`` as the config file's key ``name``
     is checked, and set it in the file at ``path`` (as :func:`save_appcode` does)."""
     if name == SECRET:
-        raise UsageError("use 'zuotang config set-appcode': it reads the AppCode unechoed")
+        raise UsageError(_("use 'zuotang config set-appcode': it reads the AppCode unechoed"))
     if name in SECRETS:
-        raise UsageError("use 'zuotang config set-app-secret': it reads the AppSecret unechoed")
+        raise UsageError(_("use 'zuotang config set-app-secret': it reads the AppSecret unechoed"))
     if name not in _CHECKS:
         known = ", ".join(n for n in NAMES if n not in SECRETS)
-        raise UsageError(f"unknown setting {name!r}: one of {known}")
-    setting = check(name, raw, _Place(f"config set {name}", Source.ENV, "command line"))
+        raise UsageError(
+            _("unknown setting {name!r}: one of {known}").format(name=name, known=known)
+        )
+    setting = check(
+        name, raw, _Place(_("config set {name}").format(name=name), Source.ENV, "command line")
+    )
     value: str | float = setting.value if isinstance(setting.value, float) else raw
     target = Path(os.path.realpath(path))
     _write_private(target, with_setting(_read_existing(target), name, value, target))
@@ -584,7 +645,11 @@ def _write_private(path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomic(path, text, mode=0o600)
     except OSError as exc:
-        raise UsageError(f"cannot write config file {path}: {exc.strerror or exc}") from exc
+        raise UsageError(
+            _("cannot write config file {path}: {reason}").format(
+                path=path, reason=exc.strerror or exc
+            )
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------
@@ -596,7 +661,9 @@ def parse_toml(text: str, path: Path) -> dict[str, Any]:
     try:
         result: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config file {path}: not valid TOML: {exc}") from None
+        raise UsageError(
+            _("config file {path}: not valid TOML: {exc}").format(path=path, exc=exc)
+        ) from None
     return result
 
 

@@ -1,7 +1,8 @@
-"""Command-line entry point: parses, dispatches, and maps errors to exit codes.
+"""Command-line entry point: chooses the language, dispatches, maps errors to exit codes.
 
-The commands live one per module in :mod:`zuotang_cli.cli.commands`; this module only wires
-them together and is the single boundary where exceptions become exit codes.
+The commands live one per module in :mod:`zuotang_cli.cli.commands`, wired together by
+:mod:`zuotang_cli.cli.app` once the language is chosen (docs/i18n.md); this module is the
+single boundary where exceptions become exit codes.
 """
 
 from __future__ import annotations
@@ -11,64 +12,58 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import typer
-
-from zuotang_cli import __version__
-from zuotang_cli.cli.commands import config as config_cmd
-from zuotang_cli.cli.commands import doctor as doctor_cmd
-from zuotang_cli.cli.commands import emulator as emulator_cmd
-from zuotang_cli.cli.commands import enhance as enhance_cmd
-from zuotang_cli.cli.commands import gallery as gallery_cmd
-from zuotang_cli.cli.commands import report as report_cmd
-from zuotang_cli.cli.commands import watch as watch_cmd
+from zuotang_cli import i18n
 from zuotang_cli.cli.environment import Environment
 from zuotang_cli.cli.progress import say, write_stderr
 from zuotang_cli.errors import ZuotangError
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.sanitize import visible
-from zuotang_cli.status import EXIT_CODES_HELP, ExitStatus
+from zuotang_cli.status import ExitStatus
 
-app = typer.Typer(
-    name="zuotang",
-    help=(
-        "Batch client for the Zuotang (佐糖) photo clarity / upscale API "
-        "on the Alibaba Cloud marketplace.\n\n" + EXIT_CODES_HELP
-    ),
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+if TYPE_CHECKING:
+    import typer
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"zuotang {__version__}")
-        raise typer.Exit()
+def __getattr__(name: str) -> typer.Typer:
+    """``main.app``: the application, declared in the active language (English unless
+    :func:`main` chose another)."""
+    if name == "app":
+        from zuotang_cli.cli import app
+
+        return app.build()
+    raise AttributeError(name)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
-    ),
-) -> None:
-    """Batch client for the Zuotang photo clarity / upscale API."""
+def speak(argv: Sequence[str]) -> str:
+    """Choose the language before the commands are declared: ``--lang`` among the options
+    before the command, ``ZUOTANG_LANG``, the config file's ``lang``, the locale
+    (docs/i18n.md); the language chosen."""
+    from zuotang_cli.app import settings
+
+    language = i18n.activate(settings.language(_lang_flag(argv)))
+    i18n.share_with_libraries(language)
+    return language
 
 
-app.command("enhance", help=enhance_cmd.HELP, epilog=enhance_cmd.EPILOG)(enhance_cmd.enhance)
-app.command("watch", help=watch_cmd.HELP, epilog=watch_cmd.EPILOG)(watch_cmd.watch)
-app.command("report", help=report_cmd.HELP, epilog=report_cmd.EPILOG)(report_cmd.report)
-app.command("emulator", help=emulator_cmd.HELP, epilog=emulator_cmd.EPILOG)(emulator_cmd.emulator)
-app.command("gallery", help=gallery_cmd.HELP, epilog=gallery_cmd.EPILOG)(gallery_cmd.gallery)
-app.command("doctor", help=doctor_cmd.HELP, epilog=doctor_cmd.EPILOG)(doctor_cmd.doctor)
-app.add_typer(config_cmd.app, name="config")
+def _lang_flag(argv: Sequence[str]) -> str | None:
+    """The value of ``--lang`` among the leading options (those of ``zuotang`` itself)."""
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg.startswith("--lang="):
+            value = arg.partition("=")[2]
+            return value if i18n.is_language_tag(value) else None
+        if arg == "--lang":
+            value = args[i + 1] if i + 1 < len(args) else ""
+            return value if i18n.is_language_tag(value) else None
+        if not arg.startswith("-") or arg == "--":
+            return None
+    return None
 
 
 def _error(message: str) -> None:
-    say(sys.stderr, f"error: {message}")
+    say(sys.stderr, _("error: {message}").format(message=message))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -79,9 +74,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     Commands end with ``raise typer.Exit(status)``.
     """
     _hold_standard_descriptors()
+    args = sys.argv[1:] if argv is None else list(argv)
+    speak(args)
+    from zuotang_cli.cli.app import build
+
     env = Environment()
     try:
-        app(args=argv, prog_name="zuotang", obj=env)
+        build()(args=args, prog_name="zuotang", obj=env)
     except ZuotangError as exc:
         _fail(env, exc, str(exc), exc.exit_status)
     except OSError as exc:

@@ -15,6 +15,9 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
+from zuotang_cli import reasons
+from zuotang_cli.i18n import N_, ngettext
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.models import InputItem, Outcome, Record, Row
 from zuotang_cli.outputs.report import Summary
 from zuotang_cli.sanitize import visible
@@ -38,6 +41,14 @@ class Counter:
     def line(self) -> str:
         return self.summary.line()
 
+    def status(self, *, seconds: bool = False) -> str:
+        """``3 done, 1 failed · 5 calls · 1.20/s`` (and `` · 4 s``), in the active language."""
+        calls = ngettext("{n} call", "{n} calls", self.calls).format(n=self.calls)
+        parts = [self.line(), calls, f"{self.rate:.2f}/s"]
+        if seconds:
+            parts.append(f"{self.elapsed:.0f} s")
+        return " · ".join(parts)
+
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started_at
@@ -49,10 +60,22 @@ class Counter:
         return self.summary.counts[Outcome.DONE] / elapsed if elapsed > 0 else 0.0
 
 
+PROBLEM_LINES = {
+    Outcome.FAILED: N_("failed: {input}: {label}: {reason}"),
+    Outcome.INVALID: N_("invalid: {input}: {label}: {reason}"),
+    Outcome.NOT_ATTEMPTED: N_("not attempted: {input}: {label}: {reason}"),
+}
+"""A problem line per outcome: the error class (``label``) stays as the report has it; an
+engine's reason is translated when the catalog has it, a server's shown as it came."""
+
+
 def describe_failure(record: Record) -> str:
-    reason = record.message or record.state_meaning or record.error_class or ""
+    reason = reasons.shown(record.message or record.state_meaning or record.error_class or "")
     label = record.error_class or record.outcome.value
-    return f"{record.outcome.value}: {record.input}: {label}: {reason}"
+    template = PROBLEM_LINES.get(record.outcome, N_("{outcome}: {input}: {label}: {reason}"))
+    return _(template).format(
+        outcome=record.outcome.value, input=record.input, label=label, reason=reason
+    )
 
 
 def say(stream: TextIO | None, message: str) -> bool:
@@ -78,6 +101,9 @@ def write_stderr(stream: TextIO | None, text: str) -> bool:
         return False
     return True
 
+
+OUTCOME_WORDS = {Outcome.DONE: N_("done"), Outcome.SKIPPED: N_("skipped")}
+"""``--verbose``'s word for an input saved or already there."""
 
 MAX_PROBLEM_LINES = 20
 """Per-input problem lines shown without --verbose (a screenful); the rest are counted."""
@@ -173,16 +199,14 @@ class PlainDisplay(NullDisplay):
     def _tick(self) -> None:
         while not self._stop.wait(self.stats_interval):
             counter = self.counter
-            self.log(
-                f"progress: {counter.line()} · {counter.calls} calls · "
-                f"{counter.rate:.2f}/s · {counter.elapsed:.0f} s"
-            )
+            self.log(_("progress: {status}").format(status=counter.status(seconds=True)))
 
     def record(self, record: Row) -> None:
         super().record(record)
         if record.ok:
             if self.verbose:
-                self.log(f"{record.outcome.value}: {record.input} -> {record.output}")
+                done = _(OUTCOME_WORDS.get(record.outcome, record.outcome.value))
+                self.log(f"{done}: {record.input} -> {record.output}")
         elif self.verbose:
             self.log(describe_failure(record.full()))
         elif record.outcome is Outcome.NOT_ATTEMPTED:
@@ -224,7 +248,7 @@ class RichDisplay(PlainDisplay):
             MofNCompleteColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
+            TextColumn(_("ETA")),
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
@@ -243,8 +267,7 @@ class RichDisplay(PlainDisplay):
             self._progress.stop()
 
     def _description(self) -> str:
-        counter = self.counter
-        return f"{counter.line()} · {counter.calls} calls · {counter.rate:.2f}/s"
+        return self.counter.status()
 
     def _refresh(self) -> None:
         if self._progress is not None and self._task is not None:

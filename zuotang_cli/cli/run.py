@@ -21,9 +21,11 @@ from zuotang_cli.app.options import EnhanceOptions, WatchOptions
 from zuotang_cli.app.session import Session
 from zuotang_cli.app.stop_signals import SIGTERM, StopSignals
 from zuotang_cli.cli.progress import NullDisplay, PlainDisplay, RichDisplay, write_stderr
-from zuotang_cli.cli.summary import Tally, halt_line, plural, summarize
+from zuotang_cli.cli.summary import Tally, halt_line, summarize
 from zuotang_cli.engine.batch import BatchResult
 from zuotang_cli.engine.pump import aiter_in_thread
+from zuotang_cli.i18n import N_, ngettext
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.inputs.scan import ScanTally
 from zuotang_cli.inputs.watch import Watcher
 from zuotang_cli.models import InputItem, Row
@@ -182,16 +184,16 @@ def _enhance(
     host = urllib.parse.urlsplit(endpoint).hostname or ""
     signed = session.config.spec.signed  # the AppSecret never travels
     if endpoint.startswith("http://") and not _is_loopback(host) and not signed:
-        display.error("warning: --endpoint is plain http: the AppCode travels unencrypted")
+        display.error(_("warning: --endpoint is plain http: the AppCode travels unencrypted"))
     if session.note is not None:
-        display.error(f"note: {session.note}")
+        display.error(_("note: {note}").format(note=_(session.note)))
     scan = ScanTally()
     if watch is None:
         feed: AsyncIterator[list[InputItem]] = aiter_in_thread(session.inputs(stdin, scan))
         if display.wants_total and all(_read_twice_safely(source) for source in options.inputs):
             count_inputs_ahead(session, display)
         if "-" in options.inputs and _isatty(stdin):
-            display.error("reading the list of inputs from stdin (one a line; end with Ctrl-D)")
+            display.error(_("reading the list of inputs from stdin (one a line; end with Ctrl-D)"))
     with (
         session.opened() as journal,
         ReportSet.open(report_paths) as reports,
@@ -221,19 +223,22 @@ def _enhance(
     )
     if options.verbose:
         for reason, path in scan.skipped:
-            display.log(f"not taken: {path}: {reason}")
+            display.log(_("not taken: {path}: {reason}").format(path=path, reason=_(reason)))
     for hint in scan.hints():
-        display.log(f"hint: {hint}")
+        display.log(_("hint: {hint}").format(hint=hint))
     for line in summary.lines():
         display.log(line)
     if options.gallery:
         from zuotang_cli.outputs.gallery import gallery_from_report
 
-        display.log(f"gallery: {gallery_from_report(output_dir)}")
+        display.log(_("gallery: {path}").format(path=gallery_from_report(output_dir)))
     if result.scale_not_applied:
-        display.log(f"warning: {preflight.scale_note(options.scale, result.scale_not_applied)}")
+        note = preflight.scale_note(options.scale, result.scale_not_applied)
+        display.log(_("warning: {note}").format(note=note))
     if result.factor_uncertain:
-        display.log(f"note: {preflight.uncertain_note(result.factor_uncertain)}")
+        display.log(
+            _("note: {note}").format(note=preflight.uncertain_note(result.factor_uncertain))
+        )
     if result.halt is not None:
         display.error(halt_line(result.halt))  # the first and the last thing said
     if options.summary_json is not None:
@@ -241,7 +246,11 @@ def _enhance(
     if options.json:
         write_stderr(sys.stderr, summary.json() + "\n")
     if watcher is not None and watcher.failure is not None:
-        display.error(f"stopped watching: {watcher.failure}; try again once it is back")
+        display.error(
+            _("stopped watching: {reason}; try again once it is back").format(
+                reason=watcher.failure
+            )
+        )
         return max(result.exit_status, ExitStatus.TROUBLE)
     return result.exit_status
 
@@ -255,10 +264,17 @@ def _watching(
     assert watch is not None
     mover = session.mover(watcher, display.error)
     folders = ", ".join(str(root) for root in watcher.roots)
-    how = "what is there, then ends" if watch.once else "until Ctrl-C or SIGTERM"
+    how = _("what is there, then ends") if watch.once else _("until Ctrl-C or SIGTERM")
     display.log(
-        f"watching {folders} ({'polled' if watch.poll else 'events'}; a file is taken once "
-        f"unchanged for {watch.settle:g} s): {how}"
+        _(
+            "watching {folders} ({how_seen}; a file is taken once unchanged for {settle} s): "
+            "{until}"
+        ).format(
+            folders=folders,
+            how_seen=_("polled") if watch.poll else _("events"),
+            settle=f"{watch.settle:g}",
+            until=how,
+        )
     )
     if mover is None:
         return emitter
@@ -318,21 +334,27 @@ def dry_run(session: Session, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
     capped = counts["not-attempted"] > 0
     eta = calls / options.qps
     if not options.quiet:
-        parts = ", ".join(_planned(action, n) for action, n in sorted(counts.items()))
-        write_stderr(
-            sys.stderr,
-            f"zuotang: dry run: {parts or 'no inputs'}; {plural(calls, 'paid call')} would "
-            f"take about {_duration(eta)} at --qps {options.qps:g} (plus the last call's "
-            "1-30 s)\n",
+        parts = _(", ").join(_planned(action, n) for action, n in sorted(counts.items()))
+        paid = ngettext("{n} paid call", "{n} paid calls", calls).format(n=calls)
+        plan = _(
+            "dry run: {plan}; {calls} would take about {duration} at --qps {qps} (plus the "
+            "last call's 1-30 s)"
+        ).format(
+            plan=parts or _("no inputs"),
+            calls=paid,
+            duration=_duration(eta),
+            qps=f"{options.qps:g}",
         )
+        write_stderr(sys.stderr, f"zuotang: {plan}\n")
         retry_cost = _retry_cost(options, calls)
         if retry_cost:
             write_stderr(sys.stderr, f"zuotang: {retry_cost}\n")
         if not_applied:
-            note = preflight.scale_note(scale, not_applied)
-            write_stderr(sys.stderr, f"zuotang: warning: {note}\n")
+            note = _("warning: {note}").format(note=preflight.scale_note(scale, not_applied))
+            write_stderr(sys.stderr, f"zuotang: {note}\n")
         if uncertain:
-            write_stderr(sys.stderr, f"zuotang: note: {preflight.uncertain_note(uncertain)}\n")
+            note = _("note: {note}").format(note=preflight.uncertain_note(uncertain))
+            write_stderr(sys.stderr, f"zuotang: {note}\n")
     # The code the real run would end with, were every call to succeed.
     if capped or counts["invalid"] or counts[Action.SKIP_FAILED.value]:
         return ExitStatus.SOME_FAILED
@@ -340,19 +362,22 @@ def dry_run(session: Session, *, stdin: BinaryIO, stdout: TextIO) -> ExitStatus:
 
 
 _PLANNED = {
-    Action.CALL.value: "to call",
-    Action.DOWNLOAD.value: "to download (paid before)",
-    Action.POLL.value: "to fetch (paid before)",
-    Action.SKIP.value: "to skip (done)",
-    Action.SKIP_FAILED.value: "to skip (failed before)",
-    "copy": "to copy (a duplicate)",
-    "invalid": "invalid",
-    "not-attempted": "not attempted (--max-calls)",
+    Action.CALL.value: N_("{n} to call"),
+    Action.DOWNLOAD.value: N_("{n} to download (paid before)"),
+    Action.POLL.value: N_("{n} to fetch (paid before)"),
+    Action.SKIP.value: N_("{n} to skip (done)"),
+    Action.SKIP_FAILED.value: N_("{n} to skip (failed before)"),
+    "copy": N_("{n} to copy (a duplicate)"),
+    "invalid": N_("{n} invalid"),
+    "not-attempted": N_("{n} not attempted (--max-calls)"),
 }
+"""The dry run's counts as a person reads them (stdout's plan lines keep the action
+words, English)."""
 
 
 def _planned(action: str, count: int) -> str:
-    return f"{count} {_PLANNED.get(action, action)}"
+    template = _PLANNED.get(action)
+    return _(template).format(n=count) if template else f"{count} {action}"
 
 
 def _retry_cost(options: EnhanceOptions, calls: int) -> str:
@@ -360,14 +385,17 @@ def _retry_cost(options: EnhanceOptions, calls: int) -> str:
     if options.billing is Billing.SUCCESS_ONLY or not calls:
         return ""
     if options.paid_retries == 0:
-        return "a failed call is billed and never paid for again (--paid-retries 0)"
+        return _("a failed call is billed and never paid for again (--paid-retries 0)")
     worst = calls * options.paid_retries
     if options.max_calls is not None:
         worst = max(0, min(worst, options.max_calls - calls))
-    return (
-        f"every HTTP-200 reply is billed: retries of failed calls (state -1/-2/-8, "
-        f"timeouts) may add up to {worst} paid calls (--paid-retries {options.paid_retries})"
-    )
+    return ngettext(
+        "every HTTP-200 reply is billed: retries of failed calls (state -1/-2/-8, timeouts) "
+        "may add up to {n} paid call (--paid-retries {retries})",
+        "every HTTP-200 reply is billed: retries of failed calls (state -1/-2/-8, timeouts) "
+        "may add up to {n} paid calls (--paid-retries {retries})",
+        worst,
+    ).format(n=worst, retries=options.paid_retries)
 
 
 def _print_plan(stdout: TextIO, source: str, action: str, reason: str, *, as_json: bool) -> None:
@@ -420,13 +448,24 @@ def _run_batch(
             if terminated or batch.result.interrupted:
                 cut = True
                 batch.cut_short(terminated=terminated)
-                why = "SIGTERM" if terminated else "interrupted again"
-                display.error(f"{why}: cutting the calls in flight short; writing the report")
+                if terminated:
+                    said = _("SIGTERM: cutting the calls in flight short; writing the report")
+                else:
+                    said = _(
+                        "interrupted again: cutting the calls in flight short; writing the report"
+                    )
+                display.error(said)
                 return
             batch.request_stop()
+            n = batch.calls_in_flight
             display.error(
-                f"interrupted: finishing the {plural(batch.calls_in_flight, 'call')} in "
-                "flight (Ctrl-C again cuts them short, and they may still be billed)"
+                ngettext(
+                    "interrupted: finishing the {n} call in flight (Ctrl-C again cuts them "
+                    "short, and they may still be billed)",
+                    "interrupted: finishing the {n} calls in flight (Ctrl-C again cuts them "
+                    "short, and they may still be billed)",
+                    n,
+                ).format(n=n)
             )
 
         signals.attach(loop, on_signal)

@@ -8,14 +8,19 @@ as one JSON object (``--json``, ``--summary-json``), so scripts need not parse t
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zuotang_cli import reasons
 from zuotang_cli.atomic import write_atomic
 from zuotang_cli.engine.backlog import Pace
 from zuotang_cli.engine.batch import BatchResult
+from zuotang_cli.i18n import N_, ngettext
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.models import Outcome, Row
+from zuotang_cli.outputs.report import counted
 from zuotang_cli.protocol.api import Reply
 from zuotang_cli.protocol.rules import Billing
 from zuotang_cli.sanitize import json_text
@@ -26,42 +31,54 @@ MAX_REASONS = 10
 """Failure reasons listed one a line in the text summary; the rest are counted."""
 
 HALT_ADVICE = {
-    "auth": "the AppCode was refused; check it and that the API is purchased: ",
-    "quota-exhausted": "the call quota is used up; buy more calls: ",
-    "quota-expired": "the subscription has expired; renew it: ",
-    "arrears": "the account is in arrears; top it up: ",
-    "forbidden": "the gateway refused the account: ",
-    "endpoint-not-found": "the endpoint does not exist; check --endpoint: ",
-    "endpoint-refused": "the gateway refused the endpoint (wrong URL, path or method); "
-    "check --endpoint: ",
-    "unreachable": "cannot reach the endpoint; check --endpoint and the network: ",
-    "signature": "the gateway refused the signature; check the AppSecret (zuotang config "
-    "set-app-secret), or report the two strings to sign below as a bug: ",
-    "app-key": "the AppKey was refused; check it (云市场 → 已购买的服务) and that the API is "
-    "purchased: ",
-    "clock-skew": "the gateway refuses this computer's clock even corrected; set the system "
-    "clock right (NTP): ",
-    "disk-error": "cannot save results (disk full or not writable); fix it and re-run: ",
+    "auth": N_("the AppCode was refused; check it and that the API is purchased: "),
+    "quota-exhausted": N_("the call quota is used up; buy more calls: "),
+    "quota-expired": N_("the subscription has expired; renew it: "),
+    "arrears": N_("the account is in arrears; top it up: "),
+    "forbidden": N_("the gateway refused the account: "),
+    "endpoint-not-found": N_("the endpoint does not exist; check --endpoint: "),
+    "endpoint-refused": N_(
+        "the gateway refused the endpoint (wrong URL, path or method); check --endpoint: "
+    ),
+    "unreachable": N_("cannot reach the endpoint; check --endpoint and the network: "),
+    "signature": N_(
+        "the gateway refused the signature; check the AppSecret (zuotang config "
+        "set-app-secret), or report the two strings to sign below as a bug: "
+    ),
+    "app-key": N_(
+        "the AppKey was refused; check it (Cloud Marketplace → Purchased Services) and that the "
+        "API is purchased: "
+    ),
+    "clock-skew": N_(
+        "the gateway refuses this computer's clock even corrected; set the system clock "
+        "right (NTP): "
+    ),
+    "disk-error": N_("cannot save results (disk full or not writable); fix it and re-run: "),
 }
 
 
 def plural(count: int, noun: str, plural_form: str | None = None) -> str:
-    """``1 paid call``, ``6 paid calls``."""
+    """``1 paid call``, ``6 paid calls`` (English: the JSON summary's words)."""
     return f"{count} {noun if count == 1 else (plural_form or noun + 's')}"
 
 
-def halt_line(halt: Reply) -> str:
+def halt_line(halt: Reply, translate: Callable[[str], str] = _) -> str:
     """The halt's reason in one line: advice, the message, the HTTP status and request id
-    (each only when known)."""
+    (each only when known); in the active language unless ``translate`` says otherwise
+    (the JSON summary keeps English: ``translate=str``)."""
     detail = halt.message or str(halt.error_class or "")
     known = []
     if halt.http_status is not None:
         known.append(f"HTTP {halt.http_status}")
     if halt.request_id:
-        known.append(f"request id {halt.request_id}")
+        known.append(translate(N_("request id {id}")).format(id=halt.request_id))
     if known:
-        detail += f" ({', '.join(known)})"
-    return f"halted: {HALT_ADVICE.get(str(halt.error_class or ''), '')}{detail}"
+        joined = translate(N_(", ")).join(known)
+        detail += translate(N_(" ({details})")).format(details=joined)
+    advice = HALT_ADVICE.get(str(halt.error_class or ""))
+    return translate(N_("halted: {advice}{detail}")).format(
+        advice=translate(advice) if advice else "", detail=detail
+    )
 
 
 @dataclass
@@ -89,7 +106,7 @@ class Tally:
             return
         record = row.full()
         if record.outcome is Outcome.NOT_ATTEMPTED:
-            self.not_attempted[record.message or "not attempted"] += 1
+            self.not_attempted[record.message or N_("not attempted")] += 1
         elif record.outcome in (Outcome.FAILED, Outcome.INVALID):
             reason = str(record.error_class or record.outcome.value)
             group = self.groups.get(reason)
@@ -130,79 +147,128 @@ class RunSummary:
 
     def counts_line(self) -> str:
         parts = [
-            f"{n} {outcome.replace('-', ' ')}"
+            counted(Outcome(outcome), n)
             for outcome, n in self.counts.items()
             if outcome == Outcome.DONE.value or n
         ]
         rate = self.counts[Outcome.DONE.value] / self.elapsed if self.elapsed > 0 else 0.0
-        return (
-            f"{', '.join(parts)} in {self.elapsed:.1f} s ({plural(self.calls, 'call')}, "
-            f"{rate:.2f} images/s); report: {self.report}"
+        return _("{counts} in {seconds} s ({calls}, {rate} images/s); report: {report}").format(
+            counts=_(", ").join(parts),
+            seconds=f"{self.elapsed:.1f}",
+            calls=ngettext("{n} call", "{n} calls", self.calls).format(n=self.calls),
+            rate=f"{rate:.2f}",
+            report=self.report,
         )
 
     def money_line(self) -> str:
         """What the run cost: paid calls, the part of them that brought nothing, retries."""
-        line = f"paid calls: {self.paid_calls}"
+        line = _("paid calls: {n}").format(n=self.paid_calls)
         details = []
         if self.paid_failures:
-            details.append(f"{self.paid_failures} without a result")
+            details.append(_("{n} without a result").format(n=self.paid_failures))
         if self.paid_retries:
-            details.append(plural(self.paid_retries, "paid retry", "paid retries"))
+            n = self.paid_retries
+            details.append(ngettext("{n} paid retry", "{n} paid retries", n).format(n=n))
         if details:
-            line += f" ({', '.join(details)})"
+            line += _(" ({details})").format(details=_(", ").join(details))
         if self.possibly_paid:
-            line += (
-                f"; possibly paid: {self.possibly_paid} (cut short or timed out after going out)"
+            line += _("; possibly paid: {n} (cut short or timed out after going out)").format(
+                n=self.possibly_paid
             )
         if self.expired_links:
-            line += f"; results lost to an expired link: {self.expired_links}"
+            line += _("; results lost to an expired link: {n}").format(n=self.expired_links)
         if self.polls:
-            line += f"; task fetches: {self.polls}"
-        rule = "every HTTP-200 reply" if self.billing is Billing.EVERY_200 else "successes only"
-        return f"{line} [billing: {rule}]"
+            line += _("; task fetches: {n}").format(n=self.polls)
+        if self.billing is Billing.EVERY_200:
+            return line + _(" [billing: every HTTP-200 reply]")
+        return line + _(" [billing: successes only]")
 
     def lines(self) -> list[str]:
-        """The text summary, one stderr line each (the halt's reason is not among them:
-        the caller prints it last)."""
+        """The text summary, one stderr line each, in the active language (the halt's
+        reason is not among them: the caller prints it last)."""
         lines = [self.counts_line(), self.money_line()]
         if self.recovered or self.recovered_unlisted:
+            n = self.recovered
             lines.append(
-                f"recovered: {plural(self.recovered, 'paid result')} of earlier runs saved "
-                f"before any new call ({self.recovered_unlisted} not in this run's list)"
+                ngettext(
+                    "recovered: {n} paid result of earlier runs saved before any new call "
+                    "({unlisted} not in this run's list)",
+                    "recovered: {n} paid results of earlier runs saved before any new call "
+                    "({unlisted} not in this run's list)",
+                    n,
+                ).format(n=n, unlisted=self.recovered_unlisted)
             )
         pace = self.download_pace
         if pace is not None:
             lines.append(
-                f"downloads: new calls were held back {pace.held_seconds:.0f} s so that no "
-                f"paid result's link expired waiting (downloads at {pace.per_second:.2f}/s, "
-                f"{pace.bytes_per_second / 1e6:.2f} MB/s)"
+                _(
+                    "downloads: new calls were held back {held} s so that no paid result's "
+                    "link expired waiting (downloads at {rate}/s, {speed} MB/s)"
+                ).format(
+                    held=f"{pace.held_seconds:.0f}",
+                    rate=f"{pace.per_second:.2f}",
+                    speed=f"{pace.bytes_per_second / 1e6:.2f}",
+                )
             )
         if self.throttled:
+            n = self.throttled
             lines.append(
-                f"warning: {plural(self.throttled, 'throttle reply', 'throttle replies')}: the "
-                "account allows fewer starts a second than --qps; lower --qps"
+                ngettext(
+                    "warning: {n} throttle reply: the account allows fewer starts a second "
+                    "than --qps; lower --qps",
+                    "warning: {n} throttle replies: the account allows fewer starts a second "
+                    "than --qps; lower --qps",
+                    n,
+                ).format(n=n)
             )
-        if self.failures:
-            total = sum(group.count for group in self.failures)
-            lines.append(f"problems by reason ({total}):")
-            for group in self.failures[:MAX_REASONS]:
-                example = f"{group.example}: {group.message}" if group.message else group.example
-                lines.append(f"  {group.reason}: {group.count} (e.g. {example})")
-            rest = self.failures[MAX_REASONS:]
-            if rest:
-                more = sum(group.count for group in rest)
-                lines.append(f"  {len(rest)} more reasons ({more} inputs): see the report")
+        lines.extend(self._failure_lines())
         if self.hidden_lines:
             lines.append(
-                f"{self.hidden_lines} more problem lines not shown (-v shows all): see the "
-                f"report {self.report}"
+                _(
+                    "{n} more problem lines not shown (-v shows all): see the report {report}"
+                ).format(n=self.hidden_lines, report=self.report)
             )
         for reason, n in self.not_attempted.items():
-            lines.append(f"not attempted: {n} ({reason})")
+            lines.append(
+                _("not attempted: {n} ({reason})").format(n=n, reason=reasons.shown(reason))
+            )
         if self.skipped_files:
-            parts = ", ".join(f"{n} {reason}" for reason, n in self.skipped_files.items())
+            parts = _(", ").join(f"{n} {_(reason)}" for reason, n in self.skipped_files.items())
             total = sum(self.skipped_files.values())
-            lines.append(f"folders: {plural(total, 'file')} not taken: {parts} (-v lists them)")
+            lines.append(
+                ngettext(
+                    "folders: {n} file not taken: {parts} (-v lists them)",
+                    "folders: {n} files not taken: {parts} (-v lists them)",
+                    total,
+                ).format(n=total, parts=parts)
+            )
+        return lines
+
+    def _failure_lines(self) -> list[str]:
+        if not self.failures:
+            return []
+        total = sum(group.count for group in self.failures)
+        lines = [_("problems by reason ({n}):").format(n=total)]
+        for group in self.failures[:MAX_REASONS]:
+            example = group.example
+            if group.message:
+                message = reasons.shown(group.message)
+                example = _("{input}: {message}").format(input=example, message=message)
+            lines.append(
+                "  "
+                + _("{reason}: {n} (e.g. {example})").format(
+                    reason=group.reason, n=group.count, example=example
+                )
+            )
+        rest = self.failures[MAX_REASONS:]
+        if rest:
+            more = sum(group.count for group in rest)
+            lines.append(
+                "  "
+                + _("{n} more reasons ({inputs} inputs): see the report").format(
+                    n=len(rest), inputs=more
+                )
+            )
         return lines
 
     # -- JSON --------------------------------------------------------------------------
@@ -240,7 +306,7 @@ class RunSummary:
             if halt is None
             else {
                 "reason": str(halt.error_class or ""),
-                "message": halt_line(halt),
+                "message": halt_line(halt, translate=str),
                 "http_status": halt.http_status,
                 "request_id": halt.request_id,
             },

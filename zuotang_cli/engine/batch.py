@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
+from zuotang_cli import reasons
 from zuotang_cli.engine.backlog import Backlog
 from zuotang_cli.engine.calls import Calls
 from zuotang_cli.engine.http_pool import new_client
@@ -146,7 +147,7 @@ class Batch:
         """First Ctrl-C: start nothing new, let what is in flight finish; the inputs not
         yet started get their rows as not attempted."""
         self.shared.result.interrupted = True
-        self._stop("interrupted")
+        self._stop(reasons.INTERRUPTED)
 
     @property
     def calls_in_flight(self) -> int:
@@ -160,7 +161,7 @@ class Batch:
         the inputs is not waited for (a FIFO or a stdin nobody closes)."""
         self.shared.result.interrupted = True
         self.shared.result.terminated = self.shared.result.terminated or terminated
-        self._stop("interrupted")
+        self._stop(reasons.INTERRUPTED)
         _stop_reading(self._items, 0)
         for task in list(self._tasks):
             task.cancel()
@@ -177,7 +178,7 @@ class Batch:
             )
         if self.shared.result.halt is None:
             self.shared.result.halt = reply
-            self._stop(f"halted: {reply.error_class}")
+            self._stop(reasons.HALTED.format(reason=reply.error_class))
             if self.shared.hooks.on_halt is not None:
                 self.shared.hooks.on_halt(reply)
         self.shared.gate.close()
@@ -451,7 +452,7 @@ class Batch:
         if not task.cancelled() and task.exception() is not None and self._fatal is None:
             # Only the sink (report / stdout) can fail here: nothing more can be recorded.
             self._fatal = task.exception()
-            self._stop("the report could not be written")
+            self._stop(reasons.REPORT_LOST)
             if self._feeder is not None:
                 self._feeder.cancel()
 

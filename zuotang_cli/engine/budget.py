@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from zuotang_cli.i18n import gettext as _
+
 DAY_CHECK = 60.0
 """While the day's calls are spent: seconds between two looks at the clock (a clock set
 forward, a machine woken from sleep, are noticed within this)."""
@@ -75,7 +77,11 @@ class DailyBudget:
         self.day, self.spent = today, 0
         if self._waiting_for_tomorrow:
             self._waiting_for_tomorrow = False
-            self._say(f"a new day ({today}): calls resume (--max-calls-per-day {self.limit})")
+            self._say(
+                _("a new day ({today}): calls resume (--max-calls-per-day {limit})").format(
+                    today=today, limit=self.limit
+                )
+            )
 
     def _say(self, message: str) -> None:
         if self._notice is not None:
@@ -100,8 +106,10 @@ class DailyBudget:
                 if not self._waiting_for_tomorrow:
                     self._waiting_for_tomorrow = True
                     self._say(
-                        f"--max-calls-per-day {self.limit} reached for {self.day}: new calls "
-                        "wait until midnight (local time); files are still taken in"
+                        _(
+                            "--max-calls-per-day {limit} reached for {day}: new calls wait "
+                            "until midnight (local time); files are still taken in"
+                        ).format(limit=self.limit, day=self.day)
                     )
                 await self._either(self.clock.sleep(min(DAY_CHECK, self._until_tomorrow())))
             else:  # the calls in flight may end unpaid

@@ -14,6 +14,7 @@ import time
 
 import httpx
 
+from zuotang_cli import reasons
 from zuotang_cli.engine.backlog import Backlog
 from zuotang_cli.engine.rows import (
     ENDPOINT_REFUSALS,
@@ -23,6 +24,8 @@ from zuotang_cli.engine.rows import (
 )
 from zuotang_cli.engine.shared import Shared
 from zuotang_cli.engine.state import BODY_SETTING, UNREACHABLE_AFTER, Work
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.models import ErrorClass, Outcome, Record
 from zuotang_cli.protocol import api
 from zuotang_cli.protocol.api import Reply, Verdict
@@ -38,11 +41,17 @@ may be refused once more); after that, the usual retries."""
 
 def skew_notice(offset: float) -> str:
     """Said once a run, when the clock was first corrected."""
-    way = "behind" if offset > 0 else "ahead of"
-    return (
-        f"the local clock is {abs(offset):.0f} s {way} the gateway's: signature timestamps "
-        "are corrected by that for the rest of this run (set the system clock right: NTP)"
-    )
+    if offset > 0:
+        said = _(
+            "the local clock is {seconds} s behind the gateway's: signature timestamps are "
+            "corrected by that for the rest of this run (set the system clock right: NTP)"
+        )
+    else:
+        said = _(
+            "the local clock is {seconds} s ahead of the gateway's: signature timestamps are "
+            "corrected by that for the rest of this run (set the system clock right: NTP)"
+        )
+    return said.format(seconds=f"{abs(offset):.0f}")
 
 
 class Calls:
@@ -252,11 +261,11 @@ class Calls:
 
     def _max_calls_reached(self, work: Work, record: Record, *, tried: bool) -> None:
         limit = self.config.max_calls
-        work.paid_note = f"--max-calls {limit} reached"
+        work.paid_note = reasons.MAX_CALLS_NOTE.format(limit=limit)
         if tried:
             return  # the input keeps its last failure, with the note
         record.outcome = Outcome.NOT_ATTEMPTED
-        record.message = f"not attempted (max-calls {limit} reached)"
+        record.message = reasons.NOT_ATTEMPTED_MAX_CALLS.format(limit=limit)
         record.error_class = ErrorClass.MAX_CALLS
 
     def _send_again(self, reply: Reply, corrections: int) -> bool:
@@ -294,7 +303,7 @@ class Calls:
                     "files cannot be sent: host them and pass their URLs"
                 )
                 return False
-            return self._switch_body(Body.FORM, reply, "refuses multipart bodies")
+            return self._switch_body(Body.FORM, reply, N_("refuses multipart bodies"))
         if reply.error_class is not ErrorClass.PARAMS_NOT_SEEN:
             return False
         if work.item.path is not None:
@@ -303,7 +312,7 @@ class Calls:
                 f"files cannot be sent: {reply.message}"
             )
             return False
-        return self._switch_body(Body.MULTIPART, reply, "did not read the form fields")
+        return self._switch_body(Body.MULTIPART, reply, N_("did not read the form fields"))
 
     def _switch_body(self, body: Body, reply: Reply, why: str) -> bool:
         if self.shared.spec.body is body:
@@ -320,8 +329,10 @@ class Calls:
         self.journal.remember(BODY_SETTING, body.value)
         if self.shared.hooks.notice is not None:
             self.shared.hooks.notice(
-                f"the endpoint {why} ({reply.message}): sending {body.value} bodies from now "
-                "on (remembered for this output directory; --body sets it)"
+                _(
+                    "the endpoint {why} ({message}): sending {body} bodies from now on "
+                    "(remembered for this output directory; --body sets it)"
+                ).format(why=_(why), message=reply.message, body=body.value)
             )
         return True
 

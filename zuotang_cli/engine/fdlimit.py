@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zuotang_cli.i18n import gettext as _
+
 RESERVED = 40
 """Descriptors kept for everything but sockets and results: stdio, the journal (SQLite and
 its WAL), reports, the lock, the event loop, threads' files, Pillow."""
@@ -65,9 +67,15 @@ def fit(calls: int, downloads: int, limit: int | None) -> Fit:
     room = max(limit - RESERVED, MIN_CALLS + PER_DOWNLOAD * MIN_DOWNLOADS)
     new_downloads = max(MIN_DOWNLOADS, min(downloads, room // (4 * PER_DOWNLOAD)))
     new_calls = max(MIN_CALLS, min(calls, room - PER_DOWNLOAD * new_downloads))
-    note = (
-        f"the open-file limit is {limit}: at most {new_calls} calls in flight "
-        f"(not {calls}) and {new_downloads} downloads at once (not {downloads}); "
-        "raise it (ulimit -n) for the full rate"
+    note = _(
+        "the open-file limit is {limit}: at most {new_calls} calls in flight (not {calls}) "
+        "and {new_downloads} downloads at once (not {downloads}); raise it (ulimit -n) for "
+        "the full rate"
+    ).format(
+        limit=limit,
+        new_calls=new_calls,
+        calls=calls,
+        new_downloads=new_downloads,
+        downloads=downloads,
     )
     return Fit(new_calls, new_downloads, note)

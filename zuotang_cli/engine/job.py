@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import time
 
+from zuotang_cli import reasons
 from zuotang_cli.engine.calls import Calls
 from zuotang_cli.engine.rows import DOWNLOADS_LATER, PAID_NOT_SAVED, fill, restore
 from zuotang_cli.engine.saving import Saver
@@ -104,18 +105,15 @@ class Job:
             self.calls.count_paid(work, record, certain=False)
             self.calls.settle(work, record, Reply(Verdict.RETRY), billed=True)
         if paid:
-            record.message = "interrupted: paid, not saved yet; the next run fetches it"
+            record.message = reasons.INTERRUPTED_PAID
         elif went_out:
-            record.message = (
-                "interrupted after the call went out (possibly paid): the next run calls it "
-                "again, within --paid-retries"
-            )
+            record.message = reasons.INTERRUPTED_WENT_OUT
         elif record.attempts:
-            record.message = "interrupted before its call went out: the next run calls it"
+            record.message = reasons.INTERRUPTED_BEFORE
         record.outcome, record.error_class = Outcome.FAILED, ErrorClass.INTERRUPTED
         if not paid and not record.attempts:
             record.outcome, record.error_class = Outcome.NOT_ATTEMPTED, ErrorClass.NOT_ATTEMPTED
-            record.message = "interrupted"
+            record.message = reasons.INTERRUPTED
         self.journal.failed(work.key, record)  # keeps a paid link or task for the next run
         return record
 

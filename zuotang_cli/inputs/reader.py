@@ -21,6 +21,8 @@ from typing import BinaryIO
 from urllib.parse import quote, urlsplit
 
 from zuotang_cli.errors import UsageError
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.inputs.scan import (
     HIDDEN,
     NOT_REGULAR,
@@ -39,10 +41,13 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 MAX_LINE_BYTES = 64 * 1024
 """Longest list line read; longer lines are reported and skipped without being buffered."""
 
-NOT_FOUND = "no such file or directory; expected an http(s) URL, a list file, an image or a folder"
-NOT_AN_IMAGE = "not an image"
-GIF_REFUSED = "GIF is not supported (jpg, png, bmp, webp, tiff only)"
-NOT_UTF8_NAME = "file name is not valid UTF-8: rename it"
+NOT_FOUND = N_(
+    "no such file or directory; expected an http(s) URL, a list file, an image or a folder"
+)
+NOT_AN_IMAGE = N_("not an image")
+GIF_REFUSED = N_("GIF is not supported (jpg, png, bmp, webp, tiff only)")
+NOT_UTF8_NAME = N_("file name is not valid UTF-8: rename it")
+"""Reasons kept English in the report rows, translated where shown (``_(reason)``)."""
 
 _IMAGE_LIKE = IMAGE_SUFFIXES | {".gif"}
 _HEAD_BYTES = 32
@@ -121,13 +126,13 @@ def is_canonical(text: str) -> bool:
 def _normalized(text: str) -> str:
     """:func:`normalize_url` of a stripped ``text``, the long way."""
     if _BAD_CHARS.search(text):
-        raise InvalidURL("URL contains control characters")
+        raise InvalidURL(N_("URL contains control characters"))
     try:
         parts = urlsplit(text)
     except ValueError as exc:
         raise InvalidURL(f"malformed URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
-        raise InvalidURL("not an http(s) URL")
+        raise InvalidURL(N_("not an http(s) URL"))
     netloc = _normalize_netloc(parts.netloc, parts.scheme)
     path = _remove_dot_segments(_encode(parts.path, _SAFE_PATH) or "/")
     query = _encode(parts.query, _SAFE_QUERY)
@@ -163,7 +168,7 @@ def _normalize_netloc(netloc: str, scheme: str) -> str:
     if hostport.startswith("["):
         address, bracket, port = hostport[1:].partition("]")
         if not bracket or (port and not port.startswith(":")):
-            raise InvalidURL("malformed URL")
+            raise InvalidURL(N_("malformed URL"))
         host = _ipv6_host(address)
         port = port[1:]
     else:
@@ -176,7 +181,7 @@ def _normalize_netloc(netloc: str, scheme: str) -> str:
 
 def _normalize_host(host: str) -> str:
     if not host:
-        raise InvalidURL("URL has no host")
+        raise InvalidURL(N_("URL has no host"))
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
@@ -245,7 +250,7 @@ def check_sources(sources: Sequence[str]) -> None:
         if source == "-" or not source or "://" in source:
             continue  # a URL, even a refused one, gets its own report row
         if not os.path.lexists(source):
-            raise UsageError(f"{source}: {NOT_FOUND}")
+            raise UsageError(_("{source}: {reason}").format(source=source, reason=_(NOT_FOUND)))
 
 
 def iter_inputs(

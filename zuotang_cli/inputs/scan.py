@@ -9,13 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-HIDDEN = "hidden"
-UNSUPPORTED = "unsupported extension"
-NOT_REGULAR = "not a regular file"
-SYMLINKED_FOLDER = "symlinked folder (not followed)"
-SUBFOLDER = "subfolder (no --recursive)"
-EXCLUDED = "excluded by --exclude"
-NOT_INCLUDED = "not matched by --include"
+from zuotang_cli.i18n import N_, ngettext
+
+HIDDEN = N_("hidden")
+UNSUPPORTED = N_("unsupported extension")
+NOT_REGULAR = N_("not a regular file")
+SYMLINKED_FOLDER = N_("symlinked folder (not followed)")
+SUBFOLDER = N_("subfolder (no --recursive)")
+EXCLUDED = N_("excluded by --exclude")
+NOT_INCLUDED = N_("not matched by --include")
+"""Why a file was not taken: English in the summary JSON, translated where shown."""
 
 MAX_LISTED = 1000
 """Skipped paths kept for ``-v``; beyond that they are only counted."""
@@ -65,7 +68,12 @@ class ScanTally:
         return dict(self._counts.most_common())
 
     def hints(self) -> list[str]:
+        """Human lines, in the active language."""
         return [
-            f"{folder}: {n} subfolder{'s' if n != 1 else ''} not scanned: add --recursive"
+            ngettext(
+                "{folder}: {n} subfolder not scanned: add --recursive",
+                "{folder}: {n} subfolders not scanned: add --recursive",
+                n,
+            ).format(folder=folder, n=n)
             for folder, n in self._unscanned.items()
         ]

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from zuotang_cli.errors import one_line
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.inputs.reader import IMAGE_SUFFIXES, found_file
 from zuotang_cli.inputs.scan import Patterns
 from zuotang_cli.models import InputItem, Row
@@ -301,7 +302,7 @@ class Watcher(AsyncIterator[list[InputItem]]):
         except OSError:
             self._settler.gone(str(path))
             if not parts:
-                self._fail(f"the folder {root} is gone")
+                self._fail(_("the folder {root} is gone").format(root=root))
             return
         if stat.S_ISDIR(mode):
             if self._recursive and parts and not _hidden(parts):
@@ -373,7 +374,11 @@ class DoneMover:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(source, dest)
         except OSError as exc:
-            self.notice(f"--move-done: cannot move {source}: {exc.strerror or exc}")
+            self.notice(
+                _("--move-done: cannot move {source}: {reason}").format(
+                    source=source, reason=exc.strerror or exc
+                )
+            )
             return
         self.watcher.forget(str(source))
 

@@ -29,8 +29,10 @@ import jinja2
 import markupsafe
 from PIL import Image
 
+from zuotang_cli import i18n
 from zuotang_cli.atomic import write_atomic
 from zuotang_cli.errors import UsageError
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.models import Outcome, Record
 from zuotang_cli.outputs.report import read_report
 from zuotang_cli.sanitize import visible
@@ -53,7 +55,7 @@ def gallery_from_report(out_dir: Path, report: Path | None = None) -> Path:
     path = report if report is not None else Layout(out_dir).report
     rows = _read_rows(path)
     if not rows:
-        raise UsageError(f"report {path} has no rows: nothing to show")
+        raise UsageError(_("report {path} has no rows: nothing to show").format(path=path))
     return write_gallery(out_dir, rows, report=path)
 
 
@@ -62,12 +64,14 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         return read_report(path)
     except FileNotFoundError:
         raise UsageError(
-            f"no report at {path} (run zuotang enhance first, or give --report)"
+            _("no report at {path} (run zuotang enhance first, or give --report)").format(path=path)
         ) from None
     except OSError as exc:
-        raise UsageError(f"cannot read report {path}: {exc.strerror or exc}") from None
+        raise UsageError(
+            _("cannot read report {path}: {reason}").format(path=path, reason=exc.strerror or exc)
+        ) from None
     except (ValueError, KeyError):
-        raise UsageError(f"report {path} is not a readable report") from None
+        raise UsageError(_("report {path} is not a readable report").format(path=path)) from None
 
 
 def write_gallery(
@@ -99,7 +103,9 @@ def _write_page(target: Path, page: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, page)
     except OSError as exc:
-        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise UsageError(
+            _("cannot write {target}: {reason}").format(target=target, reason=exc.strerror or exc)
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------
@@ -257,9 +263,10 @@ def render_page(items: list[Item], title: str, report: Path | None = None) -> st
     """The whole HTML document."""
     template = _environment().get_template(TEMPLATE)
     return template.render(
+        lang=i18n.active().replace("_", "-"),
         title=title,
         total=len(items),
-        report=None if report is None else str(report),
+        report=None if report is None else visible(str(report)),
         stamp=time.strftime("%Y-%m-%d %H:%M"),
         chips=summary_chips(items),
         cards=[item for item in items if item.ok],
@@ -278,6 +285,10 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    environment.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.gettext, i18n.ngettext, newstyle=True
     )
     environment.filters.update(
         url=_url, size=_format_size, factor=_format_factor, outcome_class=_css_class

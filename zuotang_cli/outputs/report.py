@@ -20,6 +20,8 @@ from typing import Any, TextIO, TypeVar
 
 from zuotang_cli.cells import QUOTING, csv_cell, quoted_cell
 from zuotang_cli.errors import LocalError, UsageError
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.models import REPORT_FIELDS, DoneRow, Outcome, Record, Row
 from zuotang_cli.sanitize import from_spreadsheet_cell, json_text
 
@@ -31,7 +33,11 @@ def report_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         shown = suffix or "(none)"
-        raise UsageError(f"unsupported report format '{shown}': use .csv, .json or .jsonl")
+        raise UsageError(
+            _("unsupported report format '{suffix}': use .csv, .json or .jsonl").format(
+                suffix=shown
+            )
+        )
     return suffix
 
 
@@ -180,7 +186,9 @@ def open_report(path: Path) -> ReportWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         stream = path.open("w", encoding="utf-8", newline="")
     except OSError as exc:
-        raise UsageError(f"cannot write report {path}: {exc.strerror or exc}") from exc
+        raise UsageError(
+            _("cannot write report {path}: {reason}").format(path=path, reason=exc.strerror or exc)
+        ) from exc
     return writer_class(stream, path)
 
 
@@ -190,7 +198,9 @@ def stream_report(fmt: str, stream: TextIO) -> ReportWriter:
     try:
         writer_class = _WRITERS[f".{fmt}"]
     except KeyError:
-        raise UsageError(f"unsupported report format '{fmt}': use csv, json or jsonl") from None
+        raise UsageError(
+            _("unsupported report format '{suffix}': use csv, json or jsonl").format(suffix=fmt)
+        ) from None
     return writer_class(stream, owned=False)
 
 
@@ -323,13 +333,30 @@ class Summary:
         return sum(self.counts.values())
 
     def line(self) -> str:
-        """E.g. ``12 done, 1 skipped, 2 failed``: zero counts left out, except done."""
+        """E.g. ``12 done, 1 skipped, 2 failed``: zero counts left out, except done (human
+        text, in the active language)."""
         parts = [
-            f"{self.counts[outcome]} {outcome.value.replace('-', ' ')}"
+            counted(outcome, self.counts[outcome])
             for outcome in Outcome
             if outcome is Outcome.DONE or self.counts[outcome]
         ]
-        return ", ".join(parts)
+        return _(", ").join(parts)
+
+
+OUTCOME_COUNTS = {
+    Outcome.DONE: N_("{n} done"),
+    Outcome.SKIPPED: N_("{n} skipped"),
+    Outcome.FAILED: N_("{n} failed"),
+    Outcome.INVALID: N_("{n} invalid"),
+    Outcome.NOT_ATTEMPTED: N_("{n} not attempted"),
+}
+"""How a count of each outcome reads to a person (the outcome words of the reports and
+the JSON stay English)."""
+
+
+def counted(outcome: Outcome, n: int) -> str:
+    """``12 done`` in the active language."""
+    return _(OUTCOME_COUNTS[outcome]).format(n=n)
 
 
 def summary_by_reason(reasons: Iterable[str]) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zuotang_cli.i18n import ngettext
 from zuotang_cli.protocol import rules
 
 if TYPE_CHECKING:
@@ -184,16 +185,23 @@ def _total_size(response: httpx.Response) -> int | None:
 def scale_note(requested: int | None, skipped: int) -> str:
     """The once-per-batch warning when a requested --scale did not apply to some images."""
     lo, hi = rules.REQUESTED_SCALE_RANGES[requested or 1]
-    return (
-        f"--scale {requested} does not apply to {skipped} image(s): the service applies "
-        f"x{requested} only to a long side of {lo}-{hi} px (they stay x1)"
-    )
+    return ngettext(
+        "--scale {factor} does not apply to {n} image: the service applies x{factor} only "
+        "to a long side of {low}-{high} px (they stay x1)",
+        "--scale {factor} does not apply to {n} images: the service applies x{factor} only "
+        "to a long side of {low}-{high} px (they stay x1)",
+        skipped,
+    ).format(factor=requested, n=skipped, low=lo, high=hi)
 
 
 def uncertain_note(count: int) -> str:
     """The once-per-batch note for images whose factor the documents disagree on."""
-    return (
-        f"{count} image(s) have a long side of 501-512 or 1001-1024 px, where the "
-        "marketplace's document and the vendor's disagree on the factor (x4 or x2, x2 or "
-        "x1): the report's factor column is measured from the result"
-    )
+    return ngettext(
+        "{n} image has a long side of 501-512 or 1001-1024 px, where the marketplace's "
+        "document and the vendor's disagree on the factor (x4 or x2, x2 or x1): the "
+        "report's factor column is measured from the result",
+        "{n} images have a long side of 501-512 or 1001-1024 px, where the marketplace's "
+        "document and the vendor's disagree on the factor (x4 or x2, x2 or x1): the "
+        "report's factor column is measured from the result",
+        count,
+    ).format(n=count)

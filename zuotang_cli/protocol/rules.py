@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from zuotang_cli.i18n import N_
+
 DEFAULT_ENDPOINT = "https://scale.market.alicloudapi.com/tasks/visual/scale"
 SCALE_PATH = "/tasks/visual/scale"
 
@@ -31,18 +33,19 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"})
 
 STATE_DONE = 1
 STATE_MEANINGS: dict[int, str] = {
-    1: "done",
-    0: "queued (not finished)",
-    2: "preparing (not finished)",
-    3: "waiting (not finished)",
-    4: "processing (not finished)",
-    -1: "processing failed",
-    -2: "result upload failed",
-    -3: "could not download image_url",
-    -5: "image over 15 MB",
-    -7: "invalid image (format or resolution)",
-    -8: "timed out (over 30 s)",
+    1: N_("done"),
+    0: N_("queued (not finished)"),
+    2: N_("preparing (not finished)"),
+    3: N_("waiting (not finished)"),
+    4: N_("processing (not finished)"),
+    -1: N_("processing failed"),
+    -2: N_("result upload failed"),
+    -3: N_("could not download image_url"),
+    -5: N_("image over 15 MB"),
+    -7: N_("invalid image (format or resolution)"),
+    -8: N_("timed out (over 30 s)"),
 }
+"""The report keeps these English; a person is shown them translated (``_(meaning)``)."""
 UNFINISHED_STATES = frozenset({0, 2, 3, 4})
 RETRYABLE_STATES = frozenset({-1, -2, -8})
 FINAL_STATES = frozenset({-3, -5, -7})

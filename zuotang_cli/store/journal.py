@@ -43,6 +43,7 @@ from typing import Any
 
 from zuotang_cli.cells import stored_cells
 from zuotang_cli.errors import LocalError, UsageError
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.inputs.reader import InvalidURL, looks_like_url, normalize_url
 from zuotang_cli.models import ErrorClass, InputItem, InputKind, Outcome, Record
 from zuotang_cli.protocol import rules
@@ -320,7 +321,11 @@ class Journal:
     def open(cls, output_dir: Path, *, create: bool = True) -> Journal:
         path = Layout(output_dir).journal
         if not create and not path.exists():
-            raise UsageError(f"no journal in {output_dir}: run 'zuotang enhance -o {output_dir}'")
+            raise UsageError(
+                _("no journal in {output_dir}: run 'zuotang enhance -o {output_dir}'").format(
+                    output_dir=output_dir
+                )
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
@@ -329,7 +334,9 @@ class Journal:
             db.executescript(_SCHEMA)
             _add_missing_columns(db)
         except sqlite3.Error as exc:
-            raise LocalError(f"cannot open the journal {path}: {exc}") from exc
+            raise LocalError(
+                _("cannot open the journal {path}: {reason}").format(path=path, reason=exc)
+            ) from exc
         journal = cls(db, path)
         if create and journal.setting("format") != str(FORMAT):
             journal._migrate()
@@ -354,7 +361,9 @@ class Journal:
             db.executescript(_SCHEMA)
             _add_missing_columns(db)
         except sqlite3.Error as exc:
-            raise LocalError(f"cannot read the journal {path}: {exc}") from exc
+            raise LocalError(
+                _("cannot read the journal {path}: {reason}").format(path=path, reason=exc)
+            ) from exc
         journal = cls(db, path)
         if journal.setting("format") != str(FORMAT):
             journal._migrate()

@@ -17,6 +17,7 @@ from pathlib import Path
 import filelock
 
 from zuotang_cli.errors import UsageError
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.store.layout import Layout
 
 
@@ -30,8 +31,10 @@ def output_lock(output_dir: Path, *, wait: bool = False) -> Iterator[None]:
         lock.acquire(timeout=-1 if wait else 0)
     except filelock.Timeout:
         raise UsageError(
-            f"{output_dir} is in use by another zuotang run (pid {_holder(output_dir)}); "
-            "wait for it, pass --wait-lock, or use another --output-dir"
+            _(
+                "{output_dir} is in use by another zuotang run (pid {value}); wait for "
+                "it, pass --wait-lock, or use another --output-dir"
+            ).format(output_dir=output_dir, value=_holder(output_dir))
         ) from None
     try:
         with contextlib.suppress(OSError):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.inputs.reader import IMAGE_SUFFIXES
 from zuotang_cli.models import InputItem
 
@@ -132,18 +133,30 @@ def check_template(text: str) -> None:
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise TemplateError(f"--name {text!r}: {exc}") from None
+        raise TemplateError(_("--name {text!r}: {exc}").format(text=text, exc=exc)) from None
     for _literal, field, spec, conversion in parsed:
         if field is not None and (field not in PLACEHOLDERS or spec or conversion):
             known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
-            raise TemplateError(f"--name {text!r}: unknown placeholder {{{field}}} (use {known})")
+            raise TemplateError(
+                _("--name {text!r}: unknown placeholder {{{field}}} (use {known})").format(
+                    text=text, field=field, known=known
+                )
+            )
     probe = text.format_map(dict.fromkeys(PLACEHOLDERS, "x")).replace("\\", "/")
     if any(part in ("..", ".") for part in probe.split("/")):
-        raise TemplateError(f"--name {text!r}: '.' and '..' would leave the output directory")
+        raise TemplateError(
+            _("--name {text!r}: '.' and '..' would leave the output directory").format(text=text)
+        )
     if text.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", text):
-        raise TemplateError(f"--name {text!r}: the name must be relative to the output directory")
+        raise TemplateError(
+            _("--name {text!r}: the name must be relative to the output directory").format(
+                text=text
+            )
+        )
     if not any(field for _, field, _, _ in parsed) or "\x00" in text:
-        raise TemplateError(f"--name {text!r}: use at least one placeholder, e.g. {{stem}}")
+        raise TemplateError(
+            _("--name {text!r}: use at least one placeholder, e.g. {{stem}}").format(text=text)
+        )
 
 
 def output_relpath(

@@ -17,16 +17,19 @@ import typer
 
 from zuotang_cli.app import settings
 from zuotang_cli.errors import UsageError
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 
-HELP = (
+HELP = N_(
     "The config file and the settings zuotang enhance uses. Each setting comes from, in "
     "order: its flag, its environment variable (ZUOTANG_APPCODE, ZUOTANG_APP_KEY, "
     "ZUOTANG_APP_SECRET, ZUOTANG_AUTH, ZUOTANG_ENDPOINT, ZUOTANG_QPS, ZUOTANG_TYPE, "
-    "ZUOTANG_SCALE, ZUOTANG_OUTPUT_DIR), the config file (flat TOML: appcode, app_key, "
-    "app_secret, auth, endpoint, qps, type, scale, output_dir), its default. The AppSecret "
+    "ZUOTANG_SCALE, ZUOTANG_OUTPUT_DIR, ZUOTANG_LANG), the config file (flat TOML: appcode, "
+    "app_key, app_secret, auth, endpoint, qps, type, scale, output_dir, lang), its default. "
+    "The AppSecret "
     "has no flag. ZUOTANG_CONFIG names another config file."
 )
-EPILOG = (
+EPILOG = N_(
     "Examples:\n\n\b\n"
     "  zuotang config set-appcode          # asks for the AppCode, input hidden\n"
     "  zuotang config set app_key 2034...  # signed requests: the AppKey,\n"
@@ -35,77 +38,68 @@ EPILOG = (
     "  zuotang config show\n"
     '  $EDITOR "$(zuotang config path)"'
 )
-SHOW_HELP = (
+SHOW_HELP = N_(
     "Show every setting zuotang enhance would use, its value and its source (flag, env, "
     "file or default), and the config file. The AppCode is masked, the AppSecret never "
     "shown. Give enhance's flags "
     "to see what they change."
 )
-SHOW_EPILOG = (
+SHOW_EPILOG = N_(
     "Examples:\n\n\b\n"
     "  zuotang config show\n"
     "  ZUOTANG_QPS=5 zuotang config show --scale 2\n"
     "  zuotang config show --json | jq -r .settings.qps.source"
 )
-SET_APPCODE_HELP = (
+SET_APPCODE_HELP = N_(
     "Save the AppCode in the config file (created 0600, other keys kept). It is read "
     "without echo from the terminal, or from stdin when stdin is not a terminal."
 )
-SET_APPCODE_EPILOG = (
+SET_APPCODE_EPILOG = N_(
     "Examples:\n\n\b\n"
     "  zuotang config set-appcode\n"
     "  pass show zuotang/appcode | zuotang config set-appcode\n"
     "  ZUOTANG_CONFIG=./ci.toml zuotang config set-appcode < appcode.txt"
 )
-SET_APP_SECRET_HELP = (
+SET_APP_SECRET_HELP = N_(
     "Save the AppSecret (signed requests, with the AppKey) in the config file (created "
     "0600, other keys kept). It is read without echo from the terminal, or from stdin "
     "when stdin is not a terminal; there is no flag for it."
 )
-SET_APP_SECRET_EPILOG = (
+SET_APP_SECRET_EPILOG = N_(
     "Examples:\n\n\b\n"
     "  zuotang config set app_key 203xxxxx\n"
     "  zuotang config set-app-secret\n"
     "  pass show zuotang/app-secret | zuotang config set-app-secret"
 )
-SET_HELP = (
+SET_HELP = N_(
     "Save one setting in the config file (created 0600, other keys kept): endpoint, qps, "
-    "type, scale, output_dir, billing or body, checked as the file's keys are. The "
+    "type, scale, output_dir, billing, body or lang, checked as the file's keys are. The "
     "AppCode has its own command, set-appcode, which does not echo it."
 )
-SET_EPILOG = (
+SET_EPILOG = N_(
     "Examples:\n\n\b\n"
     "  zuotang config set qps 5\n"
     "  zuotang config set output_dir ~/enhanced\n"
     "  zuotang config set endpoint http://127.0.0.1:8080/tasks/visual/scale"
 )
-PATH_HELP = "Print the path of the config file (it may not exist yet)."
-PATH_EPILOG = 'Examples:\n\n\b\n  zuotang config path\n  $EDITOR "$(zuotang config path)"'
-
-app = typer.Typer(
-    name="config",
-    help=HELP,
-    epilog=EPILOG,
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+ENV_WINS = N_("{variable} is set in this environment and takes precedence over the file")
+PATH_HELP = N_("Print the path of the config file (it may not exist yet).")
+PATH_EPILOG = N_('Examples:\n\n\b\n  zuotang config path\n  $EDITOR "$(zuotang config path)"')
 
 
-@app.command("show", help=SHOW_HELP, epilog=SHOW_EPILOG)
 def show(
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_out: bool = typer.Option(False, "--json", help=N_("Print one JSON object.")),
     appcode: str | None = typer.Option(
-        None, help="As enhance --appcode (prefer ZUOTANG_APPCODE).", show_default=False
+        None, help=N_("As enhance --appcode (prefer ZUOTANG_APPCODE)."), show_default=False
     ),
-    app_key: str | None = typer.Option(None, help="As enhance --app-key.", show_default=False),
-    auth: str | None = typer.Option(None, help="As enhance --auth.", show_default=False),
-    endpoint: str | None = typer.Option(None, help="As enhance --endpoint."),
-    qps: float | None = typer.Option(None, help="As enhance --qps."),
-    type_: str | None = typer.Option(None, "--type", "-t", help="As enhance --type."),
-    scale: str | None = typer.Option(None, "--scale", "-s", help="As enhance --scale."),
+    app_key: str | None = typer.Option(None, help=N_("As enhance --app-key."), show_default=False),
+    auth: str | None = typer.Option(None, help=N_("As enhance --auth."), show_default=False),
+    endpoint: str | None = typer.Option(None, help=N_("As enhance --endpoint.")),
+    qps: float | None = typer.Option(None, help=N_("As enhance --qps.")),
+    type_: str | None = typer.Option(None, "--type", "-t", help=N_("As enhance --type.")),
+    scale: str | None = typer.Option(None, "--scale", "-s", help=N_("As enhance --scale.")),
     output_dir: Path | None = typer.Option(
-        None, "--output-dir", "-o", help="As enhance --output-dir."
+        None, "--output-dir", "-o", help=N_("As enhance --output-dir.")
     ),
 ) -> None:
     flags = {
@@ -133,8 +127,8 @@ _NAMED = (settings.Source.FLAG, settings.Source.ENV)  # sources whose name adds 
 
 def render(values: Mapping[str, settings.Setting], file: settings.ConfigFile) -> str:
     """The settings as an aligned table under the config file's path."""
-    state = "exists" if file.exists else "not found"
-    lines = [f"config file: {file.path} ({state})"]
+    state = _("exists") if file.exists else _("not found")
+    lines = [_("config file: {path} ({state})").format(path=file.path, state=state)]
     width = max(len(setting.shown()) for setting in values.values())
     for name, setting in values.items():
         origin = f" ({setting.origin})" if setting.source in _NAMED else ""
@@ -143,13 +137,12 @@ def render(values: Mapping[str, settings.Setting], file: settings.ConfigFile) ->
     return "\n".join(lines) + "\n"
 
 
-@app.command("set-appcode", help=SET_APPCODE_HELP, epilog=SET_APPCODE_EPILOG)
 def set_appcode() -> None:
     code = read_appcode(sys.stdin)
     path = settings.save_appcode(settings.config_path(), code)
-    typer.echo(f"AppCode saved to {path}")
+    typer.echo(_("AppCode saved to {path}").format(path=path))
     if os.environ.get(settings.ENV_VARS["appcode"]):
-        warn(["ZUOTANG_APPCODE is set in this environment and takes precedence over the file"])
+        warn([_(ENV_WINS).format(variable="ZUOTANG_APPCODE")])
     raise typer.Exit(0)
 
 
@@ -165,42 +158,58 @@ def read_secret(stdin: TextIO | None, what: str) -> str:
     else:
         code = getpass.getpass(f"{what} (input hidden): ").strip()
     if not code:
-        raise UsageError(f"empty {what}: nothing was written")
+        raise UsageError(_("empty {what}: nothing was written").format(what=what))
     return code
 
 
-@app.command("set-app-secret", help=SET_APP_SECRET_HELP, epilog=SET_APP_SECRET_EPILOG)
 def set_app_secret() -> None:
     secret = read_secret(sys.stdin, "AppSecret")
     path = settings.save_app_secret(settings.config_path(), secret)
-    typer.echo(f"AppSecret saved to {path}")
+    typer.echo(_("AppSecret saved to {path}").format(path=path))
     if os.environ.get(settings.ENV_VARS["app_secret"]):
-        warn(["ZUOTANG_APP_SECRET is set in this environment and takes precedence over the file"])
+        warn([_(ENV_WINS).format(variable="ZUOTANG_APP_SECRET")])
     raise typer.Exit(0)
 
 
-@app.command("set", help=SET_HELP, epilog=SET_EPILOG)
 def set_(
-    key: str = typer.Argument(..., metavar="KEY", help="Setting name, as in the config file."),
-    value: str = typer.Argument(..., metavar="VALUE", help="Its value."),
+    key: str = typer.Argument(..., metavar="KEY", help=N_("Setting name, as in the config file.")),
+    value: str = typer.Argument(..., metavar="VALUE", help=N_("Its value.")),
 ) -> None:
     name = key.replace("-", "_")
     path, setting = settings.save_setting(settings.config_path(), name, value)
-    typer.echo(f"{name} = {setting.shown()} saved to {path}")
+    typer.echo(
+        _("{name} = {value} saved to {path}").format(name=name, value=setting.shown(), path=path)
+    )
     variable = settings.ENV_VARS.get(name, "")
     if variable and os.environ.get(variable):
-        warn([f"{variable} is set in this environment and takes precedence over the file"])
+        warn([_(ENV_WINS).format(variable=variable)])
     raise typer.Exit(0)
 
 
-@app.command("path", help=PATH_HELP, epilog=PATH_EPILOG)
 def path() -> None:
     typer.echo(str(settings.config_path()))
     raise typer.Exit(0)
+
+
+def build() -> typer.Typer:
+    """``zuotang config`` and its commands, their help in the active language."""
+    from zuotang_cli.cli.typer_classes import Command, typer_app
+
+    app = typer_app(name="config", help=_(HELP), epilog=_(EPILOG))
+    commands = (
+        ("show", show, SHOW_HELP, SHOW_EPILOG),
+        ("set-appcode", set_appcode, SET_APPCODE_HELP, SET_APPCODE_EPILOG),
+        ("set-app-secret", set_app_secret, SET_APP_SECRET_HELP, SET_APP_SECRET_EPILOG),
+        ("set", set_, SET_HELP, SET_EPILOG),
+        ("path", path, PATH_HELP, PATH_EPILOG),
+    )
+    for name, function, help_text, epilog in commands:
+        app.command(name, cls=Command, help=_(help_text), epilog=_(epilog))(function)
+    return app
 
 
 def warn(messages: tuple[str, ...] | list[str]) -> None:
     from zuotang_cli.cli.progress import say
 
     for message in messages:
-        say(sys.stderr, f"warning: {message}")
+        say(sys.stderr, _("warning: {warning}").format(warning=message))

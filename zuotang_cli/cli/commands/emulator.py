@@ -10,13 +10,15 @@ import errno
 import typer
 
 from zuotang_cli.errors import UsageError
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 
-HELP = (
+HELP = N_(
     "Run a faithful local stand-in for the Zuotang scale API: same path, auth, form and "
     "multipart bodies, JSON replies, state codes, gateway errors, strict QPS, quota, "
     "expiring result links and injectable faults. Prints its URL on one line."
 )
-EPILOG = (
+EPILOG = N_(
     "Examples:\n\n\b\n"
     "  zuotang emulator --port 0 --serve samples/ --appcode demo\n"
     "  zuotang emulator --app-key demo-key:demo-secret --clock-offset 1200\n"
@@ -26,106 +28,122 @@ EPILOG = (
 
 
 def emulator(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
-    port: int = typer.Option(8000, help="Port to listen on; 0 picks a free one."),
-    qps: float = typer.Option(2.0, help="Accepted calls per AppCode in any 1 s window."),
-    latency: str = typer.Option("1-2", help="Per-call processing time range MIN-MAX, seconds."),
-    link_ttl: float = typer.Option(3600.0, help="Seconds a result link stays valid."),
+    host: str = typer.Option("127.0.0.1", help=N_("Address to listen on (loopback by default).")),
+    port: int = typer.Option(8000, help=N_("Port to listen on; 0 picks a free one.")),
+    qps: float = typer.Option(2.0, help=N_("Accepted calls per AppCode in any 1 s window.")),
+    latency: str = typer.Option("1-2", help=N_("Per-call processing time range MIN-MAX, seconds.")),
+    link_ttl: float = typer.Option(3600.0, help=N_("Seconds a result link stays valid.")),
     quota: int | None = typer.Option(
-        None, help="Billed calls (per --billing) allowed before 403 Quota Exhausted."
+        None, help=N_("Billed calls (per --billing) allowed before 403 Quota Exhausted.")
     ),
     appcode: list[str] = typer.Option(
-        [], help="Accepted AppCode (repeatable). Default: any non-empty code is accepted."
+        [], help=N_("Accepted AppCode (repeatable). Default: any non-empty code is accepted.")
     ),
     app_key: list[str] = typer.Option(
         [],
         metavar="KEY:SECRET",
-        help="Accept requests signed with this AppKey and AppSecret (repeatable); they are "
-        "checked as the gateway does: 15-minute timestamps, nonces used once.",
+        help=N_(
+            "Accept requests signed with this AppKey and AppSecret (repeatable); they are "
+            "checked as the gateway does: 15-minute timestamps, nonces used once."
+        ),
     ),
     clock_offset: float = typer.Option(
-        0.0, help="Seconds the emulator's clock is ahead of this machine's (negative: behind)."
+        0.0, help=N_("Seconds the emulator's clock is ahead of this machine's (negative: behind).")
     ),
-    serve: str | None = typer.Option(None, help="Serve this folder's files under /files/."),
+    serve: str | None = typer.Option(None, help=N_("Serve this folder's files under /files/.")),
     faults: str = typer.Option(
-        "", help="Fault probabilities, e.g. 429=0.05,500=0.02,reset=0.01,breaker=0.01."
+        "", help=N_("Fault probabilities, e.g. 429=0.05,500=0.02,reset=0.01,breaker=0.01.")
     ),
     fault_caps: str = typer.Option(
-        "", help="Most times a fault kind is injected, e.g. breaker=1 (the breaker opens once)."
+        "", help=N_("Most times a fault kind is injected, e.g. breaker=1 (the breaker opens once).")
     ),
-    seed: int | None = typer.Option(None, help="Seed for latency and fault draws."),
+    seed: int | None = typer.Option(None, help=N_("Seed for latency and fault draws.")),
     fail_first: str | None = typer.Option(
-        None, help="A state fault (e.g. state-8) that every input's first call answers."
+        None, help=N_("A state fault (e.g. state-8) that every input's first call answers.")
     ),
-    throttle_style: str = typer.Option("429", help="Throttle reply: 429 (newer gateway) or 403."),
+    throttle_style: str = typer.Option(
+        "429", help=N_("Throttle reply: 429 (newer gateway) or 403.")
+    ),
     return_type: int = typer.Option(
-        1, help="1: result as a URL; 2: as base64 data; 3: a sync reply is the image itself."
+        1, help=N_("1: result as a URL; 2: as base64 data; 3: a sync reply is the image itself.")
     ),
     cheap: bool = typer.Option(
-        False, help="Skip fetching and resizing; answer a small fixed image (benchmarks only)."
+        False, help=N_("Skip fetching and resizing; answer a small fixed image (benchmarks only).")
     ),
     slow_seconds: float = typer.Option(
-        120.0, help="How long a 'slow' fault holds a call before its gateway 504."
+        120.0, help=N_("How long a 'slow' fault holds a call before its gateway 504.")
     ),
     download_latency: float = typer.Option(
-        0.0, help="Seconds each result download waits before answering (slow storage)."
+        0.0, help=N_("Seconds each result download waits before answering (slow storage).")
     ),
     gateway_style: str = typer.Option(
         "modern",
-        help="modern: X-Ca-Error-Code on gateway errors; classic: message only, "
-        "bad AppCode 400, throttling 403, wrong path 400 Invalid Url.",
+        help=N_(
+            "modern: X-Ca-Error-Code on gateway errors; classic: message only, "
+            "bad AppCode 400, throttling 403, wrong path 400 Invalid Url."
+        ),
     ),
     refuse_with: str | None = typer.Option(
         None,
-        help="Refuse every scale call with 'STATUS MESSAGE[|CODE]', "
-        "e.g. '403 User Arrears' or '403 Quota Exhausted|B403MQ'.",
+        help=N_(
+            "Refuse every scale call with 'STATUS MESSAGE[|CODE]', "
+            "e.g. '403 User Arrears' or '403 Quota Exhausted|B403MQ'."
+        ),
     ),
     billing: str = typer.Option(
-        "every-200", help="every-200: every HTTP-200 reply is billed; success-only: state 1 only."
+        "every-200",
+        help=N_("every-200: every HTTP-200 reply is billed; success-only: state 1 only."),
     ),
     replies: str = typer.Option(
         "sync",
-        help="sync; async-unless-sync: a task id unless the body has sync=1; async: always.",
+        help=N_("sync; async-unless-sync: a task id unless the body has sync=1; async: always."),
     ),
     task_path: bool = typer.Option(
-        True, help="Serve GET /tasks/visual/scale/{task_id} (polling a task)."
+        True, help=N_("Serve GET /tasks/visual/scale/{task_id} (polling a task).")
     ),
     polls_count_qps: bool = typer.Option(
-        True, "--polls-count-qps/--polls-free", help="Polls take a place in the QPS window."
+        True, "--polls-count-qps/--polls-free", help=N_("Polls take a place in the QPS window.")
     ),
     body_accept: str = typer.Option(
-        "both", help="Body encodings the service reads: both, form or multipart."
+        "both", help=N_("Body encodings the service reads: both, form or multipart.")
     ),
     gateway_multipart: bool = typer.Option(
-        True, help="Without it the gateway refuses multipart bodies (400 Unsupported Multipart)."
+        True,
+        help=N_("Without it the gateway refuses multipart bodies (400 Unsupported Multipart)."),
     ),
     body_limit: int = typer.Option(
         8 * 1024 * 1024,
-        help="Bodies over this many bytes get 413 (8 MiB serverless; 33554432 dedicated).",
+        help=N_("Bodies over this many bytes get 413 (8 MiB serverless; 33554432 dedicated)."),
     ),
     breaker_seconds: float = typer.Option(
-        90.0, help="How long the circuit breaker (fault 'breaker') stays open."
+        90.0, help=N_("How long the circuit breaker (fault 'breaker') stays open.")
     ),
     breaker_retry_after: bool = typer.Option(
-        False, help="The breaker's 503 carries Retry-After (seconds left)."
+        False, help=N_("The breaker's 503 carries Retry-After (seconds left).")
     ),
     reply_shape: str = typer.Option(
-        "real", help="real: replies as seen in the wild; doc: as the marketplace document shows."
+        "real",
+        help=N_("real: replies as seen in the wild; doc: as the marketplace document shows."),
     ),
     link_style: str = typer.Option(
-        "oss", help="Result links: oss (Expires=), oss-v4 (x-oss-date/x-oss-expires) or plain."
+        "oss", help=N_("Result links: oss (Expires=), oss-v4 (x-oss-date/x-oss-expires) or plain.")
     ),
     orientation: str = typer.Option(
         "ignore",
-        help="A source's EXIF orientation: ignore (the stored pixels) or apply (turned "
-        "upright first).",
+        help=N_(
+            "A source's EXIF orientation: ignore (the stored pixels) or apply (turned "
+            "upright first)."
+        ),
     ),
 ) -> None:
     try:
         from zuotang_cli.emulator import EmulatorConfig, serve_forever
     except ImportError as exc:
         raise UsageError(
-            f"the emulator needs the 'emulator' extra (pip install 'zuotang[emulator]'): {exc}"
+            _(
+                "the emulator needs the 'emulator' extra (pip install 'zuotang[emulator]'): "
+                "{reason}"
+            ).format(reason=exc)
         ) from None
     try:
         config = EmulatorConfig.from_options(
@@ -162,10 +180,14 @@ def emulator(
             orientation=orientation,
         )
     except ValueError as exc:
-        raise UsageError(f"emulator: {exc}") from None
+        raise UsageError(_("emulator: {reason}").format(reason=exc)) from None
     try:
         status = serve_forever(config, host=host, port=port)
     except OSError as exc:  # the port is taken, or the host is not ours: a usage problem
-        hint = "; pick another --port (0: any free port)" if exc.errno == errno.EADDRINUSE else ""
-        raise UsageError(f"emulator: {exc.strerror or exc}{hint}") from None
+        reason = exc.strerror or exc
+        if exc.errno == errno.EADDRINUSE:
+            said = _("emulator: {reason}; pick another --port (0: any free port)")
+        else:
+            said = _("emulator: {reason}")
+        raise UsageError(said.format(reason=reason)) from None
     raise typer.Exit(status)

@@ -13,19 +13,21 @@ import typer
 
 from zuotang_cli.app.options import MAX_UPLOAD, EnhanceOptions
 from zuotang_cli.cli.environment import environment
+from zuotang_cli.cli.typer_classes import TranslatedUsageError
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.protocol.rules import Billing, Body
-from zuotang_cli.status import EXIT_CODES_HELP
 
-HELP = (
+HELP = N_(
     "Enhance / upscale images through the Zuotang API: URLs, list files ('-' for stdin), "
     "local images or folders, sent concurrently at the account's QPS. Results are saved "
     "in the output directory with a report of every input. stdout carries one line per "
     "saved image (its path), or one JSON record per input with --json. stderr has the "
     "progress, the first 20 problems and a summary: counts, paid calls, throttle replies, "
     "failures by reason. Safe to re-run: a journal in the output directory skips what is "
-    "done and downloads what was paid for, so no image is paid for twice.\n\n" + EXIT_CODES_HELP
+    "done and downloads what was paid for, so no image is paid for twice."
 )
-EPILOG = (
+EPILOG = N_(
     "Examples:\n\n\b\n"
     "  export ZUOTANG_APPCODE=...   # your AppCode (Alibaba Cloud console)\n"
     "  zuotang enhance urls.txt --type clean --scale 2 -o out/\n"
@@ -81,34 +83,36 @@ def enhance(
         list[str],
         typer.Argument(
             metavar="INPUT",
-            help="http(s) URL, list file of URLs, '-' (list on stdin), image file or folder.",
+            help=N_("http(s) URL, list file of URLs, '-' (list on stdin), image file or folder."),
             show_default=False,
         ),
     ],
     type: Annotated[
         ImageType | None,
-        Opt("--type", "-t", help="clean or face [default: clean].", show_default=False),
+        Opt("--type", "-t", help=N_("clean or face [default: clean]."), show_default=False),
     ] = None,
     scale: Annotated[
         Scale | None,
-        Opt("--scale", "-s", help="auto, 1, 2 or 4 [default: auto].", show_default=False),
+        Opt("--scale", "-s", help=N_("auto, 1, 2 or 4 [default: auto]."), show_default=False),
     ] = None,
     output_dir: Annotated[
         Path | None,
-        Opt("--output-dir", "-o", help="Where results go [default: out].", show_default=False),
+        Opt("--output-dir", "-o", help=N_("Where results go [default: out]."), show_default=False),
     ] = None,
     report: Annotated[
-        Path | None, Opt(help="Also write the report here (.csv, .json or .jsonl).")
+        Path | None, Opt(help=N_("Also write the report here (.csv, .json or .jsonl)."))
     ] = D.report,
-    recursive: Annotated[bool, Opt("--recursive", "-r", help="Descend into folders.")] = (
+    recursive: Annotated[bool, Opt("--recursive", "-r", help=N_("Descend into folders."))] = (
         D.recursive
     ),
     include: Annotated[
         list[str] | None,
         Opt(
             metavar="GLOB",
-            help="In folders, take only files matching this glob (name or relative path); "
-            "repeatable.",
+            help=N_(
+                "In folders, take only files matching this glob (name or relative path); "
+                "repeatable."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -116,83 +120,99 @@ def enhance(
         list[str] | None,
         Opt(
             metavar="GLOB",
-            help="In folders, leave out files matching this glob (name or relative path); "
-            "repeatable.",
+            help=N_(
+                "In folders, leave out files matching this glob (name or relative path); "
+                "repeatable."
+            ),
             show_default=False,
         ),
     ] = None,
     appcode: Annotated[
         str | None,
         Opt(
-            help="AppCode; prefer ZUOTANG_APPCODE or 'zuotang config set-appcode' (a flag "
-            "shows in ps).",
+            help=N_(
+                "AppCode; prefer ZUOTANG_APPCODE or 'zuotang config set-appcode' (a flag "
+                "shows in ps)."
+            ),
             show_default=False,
         ),
     ] = None,
     app_key: Annotated[
         str | None,
         Opt(
-            help="AppKey: sign every request with it and the AppSecret (ZUOTANG_APP_SECRET "
-            "or 'zuotang config set-app-secret'; never a flag) [default: ZUOTANG_APP_KEY].",
+            help=N_(
+                "AppKey: sign every request with it and the AppSecret (ZUOTANG_APP_SECRET "
+                "or 'zuotang config set-app-secret'; never a flag) [default: ZUOTANG_APP_KEY]."
+            ),
             show_default=False,
         ),
     ] = None,
     auth: Annotated[
         AuthChoice | None,
         Opt(
-            help="appcode or signature, when both are set [default: signature when an AppKey "
-            "and AppSecret are set, else appcode].",
+            help=N_(
+                "appcode or signature, when both are set [default: signature when an AppKey "
+                "and AppSecret are set, else appcode]."
+            ),
             show_default=False,
         ),
     ] = None,
     endpoint: Annotated[
         str | None,
-        Opt(help="Scale endpoint URL [default: the marketplace URL].", show_default=False),
+        Opt(help=N_("Scale endpoint URL [default: the marketplace URL]."), show_default=False),
     ] = None,
     qps: Annotated[
         float | None,
         Opt(
             min=0.01,
-            help=f"Request starts per second: the account's limit [default: {D.qps:g}].",
+            help=N_("Request starts per second: the account's limit [default: 2]."),
             show_default=False,
         ),
     ] = None,
     concurrency: Annotated[
-        int | None, Opt(min=1, help="Calls in flight [default: enough for qps at 30 s a call].")
+        int | None, Opt(min=1, help=N_("Calls in flight [default: enough for qps at 30 s a call]."))
     ] = D.concurrency,
     retries: Annotated[
-        int, Opt(min=0, help="Retries after a transient failure that was not billed.")
+        int, Opt(min=0, help=N_("Retries after a transient failure that was not billed."))
     ] = D.retries,
     timeout: Annotated[
         float,
         Opt(
             min=1.0,
-            help="A call's total deadline in seconds, first byte sent to last byte received: "
-            "well above the service's 30 s, since a call may queue first, and an abandoned "
-            "call may still be billed. Downloads must move 8 KiB/s over min(30, this) s.",
+            help=N_(
+                "A call's total deadline in seconds, first byte sent to last byte received: "
+                "well above the service's 30 s, since a call may queue first, and an abandoned "
+                "call may still be billed. Downloads must move 8 KiB/s over min(30, this) s."
+            ),
         ),
     ] = D.timeout,
     paid_retries: Annotated[
         int,
         Opt(
             min=0,
-            help="Paid calls an input may make again after a billed failure (state "
-            "-1/-2/-8, a timeout), over all runs.",
+            help=N_(
+                "Paid calls an input may make again after a billed failure (state "
+                "-1/-2/-8, a timeout), over all runs."
+            ),
         ),
     ] = D.paid_retries,
     billing: Annotated[
         BillingChoice | None,
         Opt(
-            help="Which replies are billed: every-200 (the marketplace's rule) or "
-            "success-only [default: every-200].",
+            help=N_(
+                "Which replies are billed: every-200 (the marketplace's rule) or "
+                "success-only [default: every-200]."
+            ),
             show_default=False,
         ),
     ] = None,
     body: Annotated[
         BodyChoice | None,
         Opt(
-            help="Encoding of URL calls: form or multipart [default: form, switched to "
-            "multipart when the endpoint does not read form fields].",
+            help=N_(
+                "Encoding of URL calls: form or multipart [default: form, switched to "
+                "multipart when the endpoint does not read form fields]."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -200,52 +220,63 @@ def enhance(
         float,
         Opt(
             min=0.1,
-            help="Largest request body in MB the gateway takes (32 on a dedicated gateway); "
-            "bigger local files are refused unsent.",
+            help=N_(
+                "Largest request body in MB the gateway takes (32 on a dedicated gateway); "
+                "bigger local files are refused unsent."
+            ),
         ),
     ] = D.max_upload / MB,
     polls_free: Annotated[
         bool,
         Opt(
             "--polls-free",
-            help="Fetches of asynchronous tasks do not count against --qps (by default they "
-            "pass the rate gate like calls).",
+            help=N_(
+                "Fetches of asynchronous tasks do not count against --qps (by default they "
+                "pass the rate gate like calls)."
+            ),
         ),
     ] = D.polls_free,
     dry_run: Annotated[
         bool,
-        Opt("--dry-run", help="Say what would be called, downloaded, copied and skipped; no call."),
+        Opt(
+            "--dry-run",
+            help=N_("Say what would be called, downloaded, copied and skipped; no call."),
+        ),
     ] = D.dry_run,
     force: Annotated[
         bool,
         Opt(
             "--force",
-            help="Process again (paid) what earlier runs saved, except results edited since; "
-            "failed inputs need --retry-failed.",
+            help=N_(
+                "Process again (paid) what earlier runs saved, except results edited since; "
+                "failed inputs need --retry-failed."
+            ),
         ),
     ] = D.force,
     retry_failed: Annotated[
         bool,
         Opt(
             "--retry-failed",
-            help="Try again inputs that failed for good, or spent their paid retries.",
+            help=N_("Try again inputs that failed for good, or spent their paid retries."),
         ),
     ] = D.retry_failed,
     max_calls: Annotated[
-        int | None, Opt(min=0, help="At most N paid calls in this run (a cost cap).")
+        int | None, Opt(min=0, help=N_("At most N paid calls in this run (a cost cap)."))
     ] = D.max_calls,
     probe: Annotated[
         bool,
-        Opt("--probe", help="Check remote images' format and size (ranged GET) before a call."),
+        Opt("--probe", help=N_("Check remote images' format and size (ranged GET) before a call.")),
     ] = D.probe,
     name: Annotated[
         str | None,
         Opt(
             "--name",
             metavar="TEMPLATE",
-            help="Name results by a template: {stem} {ext} {type} {scale} {factor} {hash} "
-            "{host} {path}, e.g. '{stem}-{type}-x{factor}.{ext}' or '{host}/{path}/{stem}' "
-            "(default: the source's own name).",
+            help=N_(
+                "Name results by a template: {stem} {ext} {type} {scale} {factor} {hash} "
+                "{host} {path}, e.g. '{stem}-{type}-x{factor}.{ext}' or '{host}/{path}/{stem}' "
+                "(default: the source's own name)."
+            ),
             show_default=False,
         ),
     ] = D.name,
@@ -253,8 +284,10 @@ def enhance(
         FormatChoice | None,
         Opt(
             "--format",
-            help="Convert results locally to jpg, png or webp, or 'same' as the source "
-            "(default: as the service returns them). A re-run converts, never pays.",
+            help=N_(
+                "Convert results locally to jpg, png or webp, or 'same' as the source "
+                "(default: as the service returns them). A re-run converts, never pays."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -263,29 +296,33 @@ def enhance(
         Opt(
             min=1,
             max=100,
-            help="JPEG / WebP quality of converted results (default 92).",
+            help=N_("JPEG / WebP quality of converted results (default 92)."),
             show_default=False,
         ),
     ] = D.quality,
     strip_gps: Annotated[
         bool,
-        Opt("--strip-gps", help="Leave the GPS position out of the EXIF carried to results."),
+        Opt("--strip-gps", help=N_("Leave the GPS position out of the EXIF carried to results.")),
     ] = D.strip_gps,
     wait_lock: Annotated[
-        bool, Opt("--wait-lock", help="Wait for another run on the same output directory.")
+        bool, Opt("--wait-lock", help=N_("Wait for another run on the same output directory."))
     ] = D.wait_lock,
     json: Annotated[
         bool,
         Opt(
             "--json",
-            help="One JSON record per input on stdout, and the summary as one JSON object, "
-            "the last line on stderr.",
+            help=N_(
+                "One JSON record per input on stdout, and the summary as one JSON object, "
+                "the last line on stderr."
+            ),
         ),
     ] = D.json,
     summary_json: Annotated[
         Path | None,
         Opt(
-            help="Also write the summary (counts, paid calls, failures by reason) as JSON here.",
+            help=N_(
+                "Also write the summary (counts, paid calls, failures by reason) as JSON here."
+            ),
             show_default=False,
         ),
     ] = D.summary_json,
@@ -293,26 +330,31 @@ def enhance(
         float,
         Opt(
             min=0.0,
-            help="When stderr is not a terminal (cron, logs): a progress line every N "
-            "seconds; 0 turns it off.",
+            help=N_(
+                "When stderr is not a terminal (cron, logs): a progress line every N "
+                "seconds; 0 turns it off."
+            ),
         ),
     ] = D.stats_interval,
     print0: Annotated[
-        bool, Opt("--print0", help="Saved paths on stdout end with NUL, not newline (xargs -0).")
+        bool,
+        Opt("--print0", help=N_("Saved paths on stdout end with NUL, not newline (xargs -0).")),
     ] = D.print0,
     gallery: Annotated[
-        bool, Opt("--gallery", help="Also write OUTPUT_DIR/index.html: before/after, failures.")
+        bool, Opt("--gallery", help=N_("Also write OUTPUT_DIR/index.html: before/after, failures."))
     ] = D.gallery,
     quiet: Annotated[
-        bool, Opt("--quiet", "-q", help="Only errors on stderr (and the --json summary).")
+        bool, Opt("--quiet", "-q", help=N_("Only errors on stderr (and the --json summary)."))
     ] = D.quiet,
     verbose: Annotated[
         bool,
         Opt(
             "--verbose",
             "-v",
-            help="Every image, every problem (not only the first 20), files folders left "
-            "out, HTTP exchanges (AppCode masked, AppSecret never sent); tracebacks.",
+            help=N_(
+                "Every image, every problem (not only the first 20), files folders left "
+                "out, HTTP exchanges (AppCode masked, AppSecret never sent); tracebacks."
+            ),
         ),
     ] = D.verbose,
 ) -> None:
@@ -335,7 +377,7 @@ def options_from(ctx: typer.Context, given: dict[str, Any]) -> EnhanceOptions:
     env.verbose = given["verbose"]
     json, print0, max_upload = given["json"], given["print0"], given["max_upload"]
     if json and print0:
-        raise typer.BadParameter("--json and --print0 do not go together", param_hint="--print0")
+        raise TranslatedUsageError(_("--json and --print0 do not go together"), ctx=ctx)
     resolved = settings.load(
         {
             name: value.value if isinstance(value, enum.Enum) else value
@@ -344,11 +386,10 @@ def options_from(ctx: typer.Context, given: dict[str, Any]) -> EnhanceOptions:
         }
     )
     for warning in resolved.warnings:
-        say(sys.stderr, f"warning: {warning}")
+        say(sys.stderr, _("warning: {warning}").format(warning=warning))
     if not math.isfinite(max_upload) or max_upload * MB > MAX_UPLOAD:
-        raise typer.BadParameter(
-            f"must be a number of MB up to {MAX_UPLOAD // MB}", param_hint="--max-upload"
-        )
+        message = _("must be a number of MB up to {limit}").format(limit=MAX_UPLOAD // MB)
+        raise TranslatedUsageError(f"--max-upload: {message}", ctx=ctx)
     converted: dict[str, Any] = {
         "max_upload": int(max_upload * MB),  # the flag is in MB
         "include": tuple(given["include"] or ()),

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import typer
 
-HELP = (
+from zuotang_cli.i18n import N_
+
+HELP = N_(
     "Write OUT_DIR/index.html: every done image beside its input under a before / after "
     "slider, with both sizes and the factor, the failures with their reasons, and a summary. "
     "One self-contained file (the images are linked, not copied). Prints its path."
 )
-EPILOG = (
+EPILOG = N_(
     "Examples:\n\n\b\n"
     "  zuotang gallery out/ --open\n"
     "  zuotang gallery enhanced/ --report run.jsonl\n"
@@ -23,12 +25,15 @@ EPILOG = (
 
 def gallery(
     out_dir: Path = typer.Argument(
-        ..., metavar="OUT_DIR", help="An output directory of zuotang enhance.", show_default=False
+        ...,
+        metavar="OUT_DIR",
+        help=N_("An output directory of zuotang enhance."),
+        show_default=False,
     ),
     report: Path | None = typer.Option(
-        None, help="The report to read [default: OUT_DIR/report.csv].", show_default=False
+        None, help=N_("The report to read [default: OUT_DIR/report.csv]."), show_default=False
     ),
-    open_page: bool = typer.Option(False, "--open", help="Open the page in the web browser."),
+    open_page: bool = typer.Option(False, "--open", help=N_("Open the page in the web browser.")),
 ) -> None:
     from zuotang_cli.outputs.gallery import gallery_from_report
 

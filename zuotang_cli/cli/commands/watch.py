@@ -11,18 +11,18 @@ import typer
 from zuotang_cli.app.options import DEFAULT_SETTLE, WatchOptions
 from zuotang_cli.cli.commands import enhance as enhance_cmd
 from zuotang_cli.cli.environment import environment
-from zuotang_cli.status import EXIT_CODES_HELP
+from zuotang_cli.i18n import N_
 
-HELP = (
+HELP = N_(
     "Watch folders and enhance every image that lands in them (a hot folder): what is "
     "there at start, then each new or replaced file once it is complete (its size and "
     "mtime unchanged for --settle seconds; partial names such as .part, .crdownload, ~$… "
     "and dotfiles are taken once renamed). The same journal, report, money rules and "
     "options as 'enhance': a copy, a touch or a rename of a done photo pays nothing; "
     "--qps, --paid-retries and --max-calls hold over the watcher's whole life. Ctrl-C or "
-    "SIGTERM stop it cleanly, every file taken with its report row.\n\n" + EXIT_CODES_HELP
+    "SIGTERM stop it cleanly, every file taken with its report row."
 )
-EPILOG = (
+EPILOG = N_(
     "Examples:\n\n\b\n"
     "  zuotang watch inbox/ -o enhanced/                  # until Ctrl-C\n"
     "  zuotang watch inbox/ -o enhanced/ --move-done done/ --max-calls-per-day 500\n"
@@ -35,31 +35,35 @@ Opt = typer.Option
 def _own(
     folders: Annotated[
         list[Path],
-        typer.Argument(metavar="DIR", help="Folders to watch.", show_default=False),
+        typer.Argument(metavar="DIR", help=N_("Folders to watch."), show_default=False),
     ],
     settle: Annotated[
         float,
         Opt(
             min=0.0,
-            help="Seconds a file's size and mtime must stay unchanged before it is taken.",
+            help=N_("Seconds a file's size and mtime must stay unchanged before it is taken."),
         ),
     ] = DEFAULT_SETTLE,
     poll: Annotated[
         bool,
         Opt(
             "--poll",
-            help="List the folders every 0.3 s instead of waiting for the OS's events (network "
-            "shares, where events do not arrive).",
+            help=N_(
+                "List the folders every 0.3 s instead of waiting for the OS's events (network "
+                "shares, where events do not arrive)."
+            ),
         ),
     ] = False,
     once: Annotated[
-        bool, Opt("--once", help="Take what the folders hold now, then exit (for cron).")
+        bool, Opt("--once", help=N_("Take what the folders hold now, then exit (for cron)."))
     ] = False,
     move_done: Annotated[
         Path | None,
         Opt(
             metavar="DIR",
-            help="Move each original whose result is saved (or was before) here, out of the inbox.",
+            help=N_(
+                "Move each original whose result is saved (or was before) here, out of the inbox."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -67,8 +71,10 @@ def _own(
         int | None,
         Opt(
             min=1,
-            help="At most N paid calls a day (local time); once reached, a line says so and "
-            "calls wait for the next day while files keep being taken in.",
+            help=N_(
+                "At most N paid calls a day (local time); once reached, a line says so and "
+                "calls wait for the next day while files keep being taken in."
+            ),
             show_default=False,
         ),
     ] = None,
