@@ -124,3 +124,10 @@ def test_the_summary_shows_the_download_rate_when_it_held_calls_back(tmp_path: P
     )
     assert not any("held back" in line for line in calm.lines())
     assert calm.as_dict()["downloads_held_s"] is None
+    # Held back for a moment only: the JSON says how long, the terminal says nothing.
+    moment = BatchResult(download_pace=Pace(0.3, 30.0, 2_500_000))
+    brief = summarize(
+        moment, Tally(), calls=3, elapsed=20.0, report=tmp_path / "r.csv", billing=Billing.EVERY_200
+    )
+    assert not any("held back" in line for line in brief.lines())
+    assert brief.as_dict()["downloads_held_s"] == 0.3

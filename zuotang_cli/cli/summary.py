@@ -199,7 +199,7 @@ class RunSummary:
                 ).format(n=n, unlisted=self.recovered_unlisted)
             )
         pace = self.download_pace
-        if pace is not None:
+        if pace is not None and pace.held_seconds >= 1:  # less: no line worth a reader
             lines.append(
                 _(
                     "downloads: new calls were held back {held} s so that no paid result's "
