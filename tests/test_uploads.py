@@ -435,3 +435,56 @@ def test_an_object_gone_from_the_bucket_is_uploaded_again_not_sent_dead(
     last, summary = run(emu, s3_server, *args)  # not kept this time: all removed
     assert last.returncode == ExitStatus.SUCCESS and summary["uploads_removed"] == len(PHOTOS)
     assert s3_server.objects(bucket) == []
+
+
+def test_a_run_of_urls_never_needs_the_bucket_of_its_config(
+    tmp_path: Path, emulator: Any, make_image: Callable[..., Path]
+) -> None:
+    """A bucket set once for local photos (ZUOTANG_UPLOAD_TO) is not checked, nor its
+    credentials asked for, by a run that sends URLs only."""
+    emu = emulator(url_only=True, qps=50)
+    urls = [emu.file_url("harbour-320x240.jpg"), emu.file_url("garden-480x640.png")]
+    env = {"ZUOTANG_UPLOAD_TO": "s3://photos/in", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}
+    proc = enhance(emu, *urls, "-o", str(tmp_path / "out"), env={**env, **NO_AWS_KEYS})
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    assert emu.stats()["billed"] == 2
+
+
+def test_local_paths_in_a_list_check_the_bucket_at_the_first_upload(
+    tmp_path: Path, emulator: Any, s3_server: S3Server, make_image: Callable[..., Path]
+) -> None:
+    """No local file among the arguments: the bucket (a fallback) is checked when a file
+    first needs it; its trouble is the row of every such file, and nothing is paid."""
+    emu = emulator(url_only=True, qps=50)
+    images = [make_image(tmp_path / f"{i}.png", (40 + i, 30)) for i in range(3)]
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{image}\n" for image in images))
+    proc, summary = run(
+        emu, s3_server, str(listing), "-o", str(tmp_path / "out"), "--upload-to", "s3://nope/in"
+    )
+    assert proc.returncode == ExitStatus.SOME_FAILED, proc.stderr
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    assert emu.stats()["billed"] == 0 and summary["paid_calls"] == 0
+
+
+def test_send_files_bucket_needs_a_bucket(tmp_path: Path, emulator: Any) -> None:
+    emu = emulator(qps=50)
+    proc = enhance(emu, emu.file_url("a.png"), "-o", str(tmp_path / "o"), "--send-files", "bucket")
+    one_line_refusal(proc, ExitStatus.USAGE, "--upload-to")
+
+
+def test_a_base64_body_over_the_gateway_limit_is_refused_unsent(
+    tmp_path: Path, emulator: Any, make_image: Callable[..., Path]
+) -> None:
+    """base64 makes the body a third bigger than the file: measured so, before any call."""
+    emu = emulator(qps=50)
+    image = make_image(tmp_path / "a.bmp", (300, 300), "BMP")  # 270 kB, 360 kB as base64
+    size_mb = image.stat().st_size / 1024 / 1024
+    limit = f"{size_mb * 1.2:.3f}"  # the file fits, its base64 does not
+    proc = enhance(
+        emu, str(image), "-o", str(tmp_path / "o"), "--send-files", "base64", "--max-upload", limit
+    )
+    assert proc.returncode == ExitStatus.SOME_FAILED
+    assert "upload-too-large" in proc.stderr and emu.stats()["calls"] == 0
+    proc = enhance(emu, str(image), "-o", str(tmp_path / "o2"), "--max-upload", limit)
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr  # multipart: it fits

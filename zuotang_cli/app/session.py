@@ -44,7 +44,7 @@ from zuotang_cli.engine.batch import (
 from zuotang_cli.engine.bucket import INSTALL_HINT, Target
 from zuotang_cli.engine.budget import SYSTEM_CLOCK, Clock
 from zuotang_cli.errors import UsageError
-from zuotang_cli.inputs.reader import check_sources, iter_inputs
+from zuotang_cli.inputs.reader import check_sources, iter_inputs, names_local_images
 from zuotang_cli.inputs.scan import Patterns, ScanTally
 from zuotang_cli.inputs.watch import DoneMover, Watcher
 from zuotang_cli.models import InputItem
@@ -181,6 +181,7 @@ def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
         upload_endpoint=options.upload_endpoint,
         keep_uploads=options.keep_uploads,
         upload_concurrency=options.upload_concurrency,
+        check_bucket_first=files is FileTransport.BUCKET or names_local_images(options.inputs),
         max_upload=options.max_upload,
         polls_use_gate=not options.polls_free,
         dry_run=options.dry_run,

@@ -114,6 +114,10 @@ class BatchConfig:
     """Leave uploaded objects in the bucket (by default each goes once its input is done)."""
     upload_concurrency: int = DEFAULT_UPLOADS_AT_ONCE
     """Uploads at once (apart from the calls' rate gate and concurrency)."""
+    check_bucket_first: bool = True
+    """Check the bucket when the run starts, before any call; False (no local file among
+    the arguments and the bucket only a fallback): at its first upload, so that a run of
+    URLs with a bucket in its config never needs the bucket's credentials."""
     max_upload: int = rules.MAX_UPLOAD_BYTES
     """Largest request body the gateway takes: bigger local files are refused unsent."""
     polls_use_gate: bool = True

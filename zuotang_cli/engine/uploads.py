@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 
 from zuotang_cli.engine.bucket import Bucket, Target, object_name, open_bucket
 from zuotang_cli.engine.state import BatchConfig, BatchResult, Work
-from zuotang_cli.errors import one_line
+from zuotang_cli.errors import ZuotangError, one_line
 from zuotang_cli.models import Outcome, Record
 from zuotang_cli.store.journal import Journal, Status, is_final_failure
 
@@ -62,6 +62,9 @@ class Uploads:
         self._seen: set[str] = set()
         """Objects uploaded, or found in the bucket, by this run."""
         self._failed_deletes = 0
+        self._checked: str | None = None
+        """The bucket's check: None not yet, "" passed, else its one line of trouble."""
+        self._checking = asyncio.Lock()
 
     @property
     def target(self) -> Target | None:
@@ -74,7 +77,9 @@ class Uploads:
             yield
             return
         async with open_bucket(self.target, self.config.upload_endpoint) as bucket:
-            await bucket.check()
+            if self.config.check_bucket_first:
+                await bucket.check()
+                self._checked = ""
             self.bucket = bucket
             try:
                 yield
@@ -89,6 +94,7 @@ class Uploads:
         bucket, item = self.bucket, work.item
         if bucket is None or item.path is None:
             raise UploadFailed(NO_BUCKET)
+        await self._check(bucket)
         key = bucket.target.key(object_name(_digest(work.key), item.path.suffix))
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -100,6 +106,18 @@ class Uploads:
         except Exception as exc:
             where = bucket.target.shown(key)
             raise UploadFailed(f"cannot sign a link to {where}: {one_line(exc)}") from None
+
+    async def _check(self, bucket: Bucket) -> None:
+        """The bucket checked once, before its first upload when not at the start."""
+        async with self._checking:
+            if self._checked is None:
+                try:
+                    await bucket.check()
+                    self._checked = ""
+                except ZuotangError as exc:
+                    self._checked = str(exc)
+        if self._checked:
+            raise UploadFailed(self._checked)
 
     async def _reusable(self, bucket: Bucket, key: str) -> bool:
         """Whether an earlier run's object can be sent as it is: booked as stored, not too
