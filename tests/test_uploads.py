@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import S3_SECRET, S3Server, free_port, start_s3_server
 from tests.helpers import APPCODE, enhance, start_zuotang, wait_until
 from zuotang_cli.status import ExitStatus
@@ -491,3 +493,42 @@ def test_a_base64_body_over_the_gateway_limit_is_refused_unsent(
     assert "upload-too-large" in proc.stderr and emu.stats()["calls"] == 0
     proc = enhance(emu, str(image), "-o", str(tmp_path / "o2"), "--max-upload", limit)
     assert proc.returncode == ExitStatus.SUCCESS, proc.stderr  # multipart: it fits
+
+
+def test_the_python_api_sends_files_through_the_bucket(
+    tmp_path: Path,
+    emulator: Any,
+    s3_server: S3Server,
+    make_image: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    import zuotang_cli
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value or "")
+    emu = emulator(url_only=True, qps=50)
+    bucket = s3_server.new_bucket()
+    folder = photos(make_image, tmp_path / "photos")
+    options = {"appcode": APPCODE, "endpoint": emu.endpoint, "output_dir": tmp_path / "out"}
+    outcome = asyncio.run(
+        zuotang_cli.enhance(
+            [folder], recursive=True, upload_to=f"s3://{bucket}/api", send_files="bucket", **options
+        )
+    )
+    assert outcome.exit_status == ExitStatus.SUCCESS
+    assert len(outcome.records) == len(PHOTOS) and emu.stats()["billed"] == len(PHOTOS)
+    assert s3_server.objects(bucket) == []
+    with pytest.raises(zuotang_cli.TroubleError, match="does not answer"):
+        asyncio.run(
+            zuotang_cli.enhance(
+                [folder],
+                recursive=True,
+                upload_to=f"s3://{bucket}/api",
+                upload_endpoint=f"http://127.0.0.1:{free_port()}",
+                force=True,
+                **options,
+            )
+        )
+    assert emu.stats()["billed"] == len(PHOTOS)
