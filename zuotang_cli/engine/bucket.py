@@ -13,7 +13,9 @@ fix, and a link is only ever handed to the call that sends it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import mimetypes
 import os
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
@@ -109,15 +111,17 @@ class Bucket:
             raise
         return True
 
-    async def put(self, key: str, path: Path, size: int) -> None:
-        with path.open("rb") as body:
-            await self._client.put_object(
-                Bucket=self.target.bucket,
-                Key=key,
-                Body=body,
-                ContentLength=size,
-                ContentType=_content_type(path),
-            )
+    async def put(self, key: str, path: Path) -> int:
+        """Upload the file at ``path`` as ``key``; its size.  The file is read in a thread
+        (at most the service's 15 MB: an upload can be retried from memory)."""
+        data = await asyncio.to_thread(path.read_bytes)
+        await self._client.put_object(
+            Bucket=self.target.bucket,
+            Key=key,
+            Body=data,
+            ContentType=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+        )
+        return len(data)
 
     async def link(self, key: str) -> str:
         """A fresh presigned GET link to ``key`` (signed locally: no request)."""
@@ -182,12 +186,6 @@ def _error_code(exc: BaseException) -> tuple[str, int | None]:
     meta = response.get("ResponseMetadata") or {}
     status = meta.get("HTTPStatusCode")
     return str(error.get("Code") or ""), status if isinstance(status, int) else None
-
-
-def _content_type(path: Path) -> str:
-    import mimetypes
-
-    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
 @contextlib.asynccontextmanager

@@ -133,10 +133,9 @@ class Uploads:
     async def _put(self, bucket: Bucket, key: str, work: Work) -> None:
         assert work.item.path is not None
         async with self._slots:
+            self.book.putting(key)  # before the first byte: a kill leaves it known
             try:
-                size = work.item.path.stat().st_size
-                self.book.putting(key)  # before the first byte: a kill leaves it known
-                await bucket.put(key, work.item.path, size)
+                size = await bucket.put(key, work.item.path)
             except OSError as exc:
                 raise UploadFailed(f"cannot read: {exc.strerror or exc}") from None
             except Exception as exc:
@@ -174,8 +173,9 @@ class Uploads:
         return entry is None or entry.status not in (Status.PAID, Status.PENDING, Status.SAVED)
 
     async def sweep(self) -> None:
-        """Delete every booked object no input of this run left to a re-run: what an
-        earlier (killed) run put there, and what this run's stop cut short."""
+        """Delete every booked object no input of this run left to a re-run (one that
+        failed for a reason another call may fix, or was interrupted): what an earlier,
+        killed run put there, and what no longer has an input that needs it."""
         bucket = self.bucket
         if bucket is None or self.config.keep_uploads:
             return
@@ -195,6 +195,7 @@ class Uploads:
             self._failed_deletes += 1
             return
         self.book.removed(key)
+        self._seen.discard(key)  # the same photo again (a hot folder): uploaded again
         self.result.uploads_removed += 1
         if self.log is not None:
             self.log(f"s3: DELETE {bucket.target.shown(key)}")
