@@ -470,6 +470,8 @@ def test_local_paths_in_a_list_check_the_bucket_at_the_first_upload(
     assert proc.returncode == ExitStatus.SOME_FAILED, proc.stderr
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
     assert emu.stats()["billed"] == 0 and summary["paid_calls"] == 0
+    # the files sent in the body before the switch, refused (400, unpaid); none after it
+    assert set(emu.stats()["by_status"]) == {"400"} and emu.stats()["calls"] <= len(images)
 
 
 def test_send_files_bucket_needs_a_bucket(tmp_path: Path, emulator: Any) -> None:
@@ -532,3 +534,31 @@ def test_the_python_api_sends_files_through_the_bucket(
             )
         )
     assert emu.stats()["billed"] == len(PHOTOS)
+
+
+def test_an_upload_that_fails_costs_no_call_and_the_rerun_sends_it(
+    tmp_path: Path, emulator: Any, s3_server: S3Server, make_image: Callable[..., Path]
+) -> None:
+    """An S3 server that lets its first three requests through (the bucket made, the
+    check before the run) and then refuses the credentials: every upload fails, is
+    retried, and ends its input as upload-failed, with no call made; the re-run, on a
+    bucket that takes them, sends them all."""
+    emu = emulator(url_only=True, qps=50)
+    images = [make_image(tmp_path / "in" / f"{i}.png", (40 + i, 30)) for i in range(3)]
+    strict = start_s3_server({"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    try:
+        bucket = strict.new_bucket()  # its first request; the check makes the other two
+        out = tmp_path / "out"
+        args = (str(tmp_path / "in"), "-o", str(out), "--upload-to", f"s3://{bucket}/in")
+        proc, summary = run(emu, strict, *args, "--retries", "1", "--send-files", "bucket")
+        assert proc.returncode == ExitStatus.SOME_FAILED, proc.stderr
+        assert "upload-failed" in proc.stderr and S3_SECRET not in proc.stderr
+        assert emu.stats()["calls"] == 0 and summary["paid_calls"] == 0
+    finally:
+        strict.process.terminate()
+        strict.process.wait(timeout=10)
+    s3_server.client().create_bucket(Bucket=bucket)  # the same bucket, now taking uploads
+    again, summary = run(emu, s3_server, *args, "--send-files", "bucket")
+    assert again.returncode == ExitStatus.SUCCESS, again.stderr
+    assert s3_server.objects(bucket) == []
+    assert summary["uploads"] == len(images) and emu.stats()["billed"] == len(images)

@@ -133,7 +133,8 @@ class Calls:
             try:
                 link = await self.shared.uploads.link(work)
             except UploadFailed as exc:
-                return Reply(Verdict.RETRY, ErrorClass.UPLOAD_FAILED, message=str(exc)), False
+                verdict = Verdict.FINAL if exc.final else Verdict.RETRY
+                return Reply(verdict, ErrorClass.UPLOAD_FAILED, message=str(exc)), False
         spec = self.shared.spec
         # a result of this call must not wait for a download slot until its link dies
         await self.backlog.room_for_a_call(lambda: self._in_call, self.shared.stopping)

@@ -32,7 +32,12 @@ NO_BUCKET = f"local files cannot be sent (the endpoint takes image_url only): {H
 
 
 class UploadFailed(Exception):
-    """An upload that did not happen; the input fails this run (a re-run tries again)."""
+    """An upload that did not happen: retried within the input's retries, unless
+    ``final`` (the bucket itself is wrong: no retry can help); a re-run tries again."""
+
+    def __init__(self, message: str, *, final: bool = False) -> None:
+        super().__init__(message)
+        self.final = final
 
 
 class Uploads:
@@ -93,7 +98,7 @@ class Uploads:
         holds it (booked in the journal as alive).  Raises :class:`UploadFailed`."""
         bucket, item = self.bucket, work.item
         if bucket is None or item.path is None:
-            raise UploadFailed(NO_BUCKET)
+            raise UploadFailed(NO_BUCKET, final=True)
         await self._check(bucket)
         key = bucket.target.key(object_name(_digest(work.key), item.path.suffix))
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -117,7 +122,7 @@ class Uploads:
                 except ZuotangError as exc:
                     self._checked = str(exc)
         if self._checked:
-            raise UploadFailed(self._checked)
+            raise UploadFailed(self._checked, final=True)
 
     async def _reusable(self, bucket: Bucket, key: str) -> bool:
         """Whether an earlier run's object can be sent as it is: booked as stored, not too
