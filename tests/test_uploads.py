@@ -562,3 +562,22 @@ def test_an_upload_that_fails_costs_no_call_and_the_rerun_sends_it(
     assert again.returncode == ExitStatus.SUCCESS, again.stderr
     assert s3_server.objects(bucket) == []
     assert summary["uploads"] == len(images) and emu.stats()["billed"] == len(images)
+
+
+def test_a_link_to_the_bucket_follows_the_body_encoding_of_url_calls(
+    tmp_path: Path, emulator: Any, s3_server: S3Server, make_image: Callable[..., Path]
+) -> None:
+    """An endpoint that reads multipart fields only: the bucket's links, sent as form
+    fields first, switch the body to multipart once, as URL calls do."""
+    emu = emulator(url_only=True, body_accept="multipart", qps=50)
+    bucket = s3_server.new_bucket()
+    folder = photos(make_image, tmp_path / "photos")
+    out = tmp_path / "out"
+    proc, summary = run(
+        emu, s3_server, str(folder), "-r", "-o", str(out), "--upload-to", f"s3://{bucket}",
+        "--send-files", "bucket",
+    )  # fmt: skip
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stderr
+    assert "sending multipart bodies" in proc.stderr and summary["uploads"] == len(PHOTOS)
+    assert emu.stats()["billed"] == len(PHOTOS) and set(billed(emu).values()) == {1}
+    assert s3_server.objects(bucket) == []

@@ -308,10 +308,8 @@ class Calls:
             return False
         if work.item.path is not None and not work.via_bucket:
             return self._files_refused(reply, unsupported)
-        if unsupported:
+        if unsupported:  # a URL, or a bucket's link: their fields as a form
             return self._switch_body(Body.FORM, reply, "refuses multipart bodies")
-        if work.item.path is not None:
-            return False  # a link was sent and not read: not a matter of encoding
         return self._switch_body(Body.MULTIPART, reply, "did not read the form fields")
 
     def _files_refused(self, reply: Reply, unsupported: bool) -> bool:
