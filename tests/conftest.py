@@ -6,12 +6,20 @@ for a condition) are plain functions in tests/helpers.py, imported from there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -147,3 +155,87 @@ def make_image(tmp_path: Path) -> ImageMaker:
         return target
 
     return make
+
+
+S3_KEY_ID = "AKIAZUOTANGTEST00001"
+S3_SECRET = "s3-SECRET-zuotang-test-key-4242"
+"""The tests' bucket credentials: recognizable, so a leak of the secret is easy to find."""
+
+
+@dataclass
+class S3Server:
+    """A real S3-compatible server (moto's server mode) in a process of its own on
+    loopback; ``env`` points a zuotang run at it with the tests' credentials."""
+
+    endpoint: str
+    process: subprocess.Popen[bytes]
+    _names = itertools.count(1)
+
+    @property
+    def env(self) -> dict[str, str | None]:
+        return {
+            "AWS_ACCESS_KEY_ID": S3_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
+
+    def client(self) -> Any:
+        """botocore's own synchronous client, to look at the bucket from the test."""
+        import botocore.session
+
+        return botocore.session.get_session().create_client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=S3_KEY_ID,
+            aws_secret_access_key=S3_SECRET,
+        )
+
+    def new_bucket(self) -> str:
+        name = f"photos-{next(self._names)}-{time.monotonic_ns() % 10**9}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def objects(self, bucket: str) -> list[str]:
+        listing = self.client().list_objects_v2(Bucket=bucket)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_s3_server(env: Mapping[str, str] | None = None) -> S3Server:
+    """moto's server on a free loopback port, started and answering."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(300):  # its start: at most 30 s on a busy machine
+        try:
+            httpx.get(f"{endpoint}/moto-api/", timeout=1.0)
+            return S3Server(endpoint, process)
+        except httpx.TransportError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("moto's S3 server did not start")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One S3-compatible server for the session (each test makes buckets of its own)."""
+    server = start_s3_server()
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import S3_SECRET, S3Server
 from tests.helpers import cli
 from zuotang_cli.status import ExitStatus
 
@@ -148,3 +149,36 @@ def test_paid_check_of_an_asynchronous_listing(emulator: Any) -> None:
     assert proc.returncode == ExitStatus.SUCCESS, proc.stdout
     assert "asynchronous" in rows(proc)["paid call"]
     assert emu.stats()["billed"] == 1
+
+
+def test_the_bucket_of_upload_to_is_checked_free(gateway: Any, s3_server: S3Server) -> None:
+    bucket = s3_server.new_bucket()
+    proc = doctor(
+        gateway, "--upload-to", f"s3://{bucket}/in", ZUOTANG_APPCODE=APPCODE, **s3_server.env
+    )
+    assert proc.returncode == ExitStatus.SUCCESS, proc.stdout + proc.stderr
+    assert rows(proc)["bucket"].startswith("ok") and f"s3://{bucket}/in" in rows(proc)["bucket"]
+    assert s3_server.objects(bucket) == []  # the probe object put and deleted
+    assert gateway.stats()["billed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("upload_to", "endpoint", "status", "words"),
+    [
+        ("s3://nope/in", None, ExitStatus.USAGE, "does not exist"),
+        ("s3://photos/in", "http://127.0.0.1:9", ExitStatus.TROUBLE, "does not answer"),
+    ],
+)
+def test_bucket_trouble_is_a_failed_row_and_its_exit_code(
+    gateway: Any,
+    s3_server: S3Server,
+    upload_to: str,
+    endpoint: str | None,
+    status: ExitStatus,
+    words: str,
+) -> None:
+    env = {**s3_server.env, "ZUOTANG_UPLOAD_TO": upload_to, "ZUOTANG_UPLOAD_ENDPOINT": endpoint}
+    proc = doctor(gateway, ZUOTANG_APPCODE=APPCODE, **env)
+    assert proc.returncode == status, proc.stdout + proc.stderr
+    assert rows(proc)["bucket"].startswith("FAIL") and words in rows(proc)["bucket"]
+    assert S3_SECRET not in proc.stdout + proc.stderr

@@ -300,6 +300,11 @@ CLI_FLAGS: dict[str, tuple[tuple[str, ...], Any]] = {
     "format": (("--format", "webp"), "webp"),
     "quality": (("--quality", "80"), 80),
     "strip_gps": (("--strip-gps",), True),
+    "send_files": (("--send-files", "bucket"), "bucket"),
+    "upload_to": (("--upload-to", "s3://photos/in"), "s3://photos/in"),
+    "upload_endpoint": (("--upload-endpoint", "http://127.0.0.1:9"), "http://127.0.0.1:9"),
+    "keep_uploads": (("--keep-uploads",), True),
+    "upload_concurrency": (("--upload-concurrency", "2"), 2),
 }
 """Every option that can change what a run does; the others only change what it prints."""
 PRINTING = {"json", "quiet", "verbose", "print0", "gallery", "stats_interval", "summary_json"}

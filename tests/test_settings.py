@@ -67,6 +67,9 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "app_secret": ("flag-secret-1", "env-secret-1", "file-secret-1", None),
     "auth": ("signature", "appcode", "signature", None),
     "lang": ("zh_CN", "en", "zh-CN", None),
+    "send_files": ("bucket", "base64", "multipart", None),
+    "upload_to": ("s3://flag/p", "s3://env/p", "s3://file/p", None),
+    "upload_endpoint": ("http://flag.test", "http://env.test", "http://file.test", None),
 }
 EXPECTED: dict[str, dict[Source, object | None]] = {
     "appcode": {Source.FLAG: "flagcode-1234", Source.ENV: "envcode-12345",
@@ -90,6 +93,12 @@ EXPECTED: dict[str, dict[Source, object | None]] = {
     "auth": {Source.FLAG: "signature", Source.ENV: "appcode", Source.FILE: "signature",
              Source.DEFAULT: None},
     "lang": {Source.FLAG: "zh_CN", Source.ENV: "en", Source.FILE: "zh-CN", Source.DEFAULT: None},
+    "send_files": {Source.FLAG: "bucket", Source.ENV: "base64", Source.FILE: "multipart",
+                   Source.DEFAULT: None},
+    "upload_to": {Source.FLAG: "s3://flag/p", Source.ENV: "s3://env/p",
+                  Source.FILE: "s3://file/p", Source.DEFAULT: None},
+    "upload_endpoint": {Source.FLAG: "http://flag.test", Source.ENV: "http://env.test",
+                        Source.FILE: "http://file.test", Source.DEFAULT: None},
 }  # fmt: skip
 
 # (flag given, env given, file given) -> the source that wins

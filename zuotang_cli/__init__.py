@@ -23,6 +23,7 @@ __all__ = [
     "Record",
     "Reply",
     "ScaleClient",
+    "TroubleError",
     "UsageError",
     "Verdict",
     "ZuotangError",
@@ -42,11 +43,12 @@ _LAZY = {
     "ZuotangError": "zuotang_cli.errors",
     "UsageError": "zuotang_cli.errors",
     "HaltError": "zuotang_cli.errors",
+    "TroubleError": "zuotang_cli.errors",
 }
 
 if TYPE_CHECKING:
     from zuotang_cli.app.client import BatchOutcome, ScaleClient, enhance
-    from zuotang_cli.errors import HaltError, UsageError, ZuotangError
+    from zuotang_cli.errors import HaltError, TroubleError, UsageError, ZuotangError
     from zuotang_cli.models import Outcome, Record
     from zuotang_cli.protocol.api import Reply, Verdict
     from zuotang_cli.status import ExitStatus

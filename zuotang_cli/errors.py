@@ -23,6 +23,12 @@ class HaltError(ZuotangError):
     exit_status = ExitStatus.HALTED
 
 
+class TroubleError(ZuotangError):
+    """Something on the way does not answer (a bucket's endpoint): try again later."""
+
+    exit_status = ExitStatus.TROUBLE
+
+
 class LocalError(ZuotangError):
     """The local disk failed us (full, read-only, gone): nothing more can be saved."""
 

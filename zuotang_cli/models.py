@@ -59,6 +59,7 @@ class ErrorClass(str, enum.Enum):
     """Refused before any call: the service would refuse the image (format, size)."""
     UNREADABLE = "unreadable"
     UPLOAD_TOO_LARGE = "upload-too-large"
+    UPLOAD_FAILED = "upload-failed"
     LINK_EXPIRED = "link-expired"
     LINK_REFUSED = "link-refused"
     BAD_RESULT_URL = "bad-result-url"

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
+from tests.conftest import S3_SECRET, S3Server, start_s3_server
 from tests.helpers import write_list
 from tests.reliability.support import (
     APPCODE,
@@ -258,4 +260,61 @@ def test_the_app_secret_never_leaks_from_signed_runs_or_doctor(
     trial.note(
         "the AppSecret (and the AppCode beside it) in no stream of 2 signed runs, doctor "
         "and config show, nor in their reports, journals and gallery"
+    )
+
+
+BUCKET_SECRETS = (S3_SECRET, "zuotang-SESSION-token-4242", "X-Amz-Signature", "X-Amz-Credential")
+"""The bucket's secret key and session token, and the marks of a presigned link."""
+
+
+def test_bucket_keys_and_presigned_links_never_leak(
+    trial: Trial, emulator: Any, s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Runs through the user's bucket (--upload-to): -v with faults and retries, --json and
+    the gallery, a bucket that refuses the credentials, one that does not answer.  The
+    secret key, the session token and any presigned link stay out of every stream and
+    every file (report, journal, gallery); objects are named s3://bucket/key."""
+    emu = emulator(url_only=True, qps=1000, faults={"500": 0.3, "reset": 0.1}, seed=5)
+    photos = tmp_path / "photos"
+    for i in range(6):
+        (photos / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40 + i, 30), (i * 30, 90, 120)).save(photos / f"d{i % 2}" / f"{i}.png")
+    env = {**{k: v for k, v in s3_server.env.items() if v is not None}}
+    env["AWS_SESSION_TOKEN"] = BUCKET_SECRETS[1]
+    bucket = f"s3://{s3_server.new_bucket()}/in"
+    strict = start_s3_server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    try:
+        refused_env = {**env, "AWS_ENDPOINT_URL_S3": strict.endpoint}
+        runs = [
+            enhance(trial, str(photos), "-r", "-o", str(tmp_path / "out"), "-v",
+                    "--upload-to", bucket, "--send-files", "bucket", "--retries", "6",
+                    endpoint=emu.endpoint, env=env),
+            enhance(trial, str(photos), "-r", "-o", str(tmp_path / "json"), "--json",
+                    "--gallery", "--upload-to", bucket, endpoint=emu.endpoint, env=env),
+            enhance(trial, str(photos), "-r", "-o", str(tmp_path / "refused"), "-v",
+                    "--upload-to", "s3://photos/in", endpoint=emu.endpoint, env=refused_env,
+                    traceback_expected=True),
+            enhance(trial, str(photos), "-r", "-o", str(tmp_path / "gone"), "-v",
+                    "--upload-to", bucket, "--upload-endpoint", "http://127.0.0.1:9",
+                    endpoint=emu.endpoint, env=env, traceback_expected=True),
+        ]  # fmt: skip
+    finally:
+        strict.process.terminate()
+        strict.process.wait(timeout=10)
+    trial.inputs += 4 * 6
+    codes = [run.returncode for run in runs]
+    assert codes[2:] == [ExitStatus.USAGE, ExitStatus.TROUBLE], runs[2].stderr + runs[3].stderr
+    assert codes[0] in (ExitStatus.SUCCESS, ExitStatus.SOME_FAILED), runs[0].stderr
+    assert "s3: PUT s3://" in runs[0].stderr  # -v names objects, never their links
+    for run in runs:
+        for secret in BUCKET_SECRETS:
+            assert secret not in run.stdout + run.stderr, secret
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for secret in BUCKET_SECRETS:
+                assert secret.encode() not in data, (secret, path)
+    trial.note(
+        "the bucket's secret key and session token, and every presigned link, in no stream "
+        "of 4 bucket runs (-v with faults, --json and gallery, refused, unreachable) nor file"
     )

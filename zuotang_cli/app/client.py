@@ -61,12 +61,14 @@ async def enhance(
     """
     from zuotang_cli.app.options import EnhanceOptions
     from zuotang_cli.app.session import Session
-    from zuotang_cli.protocol.rules import Billing, Body
+    from zuotang_cli.protocol.rules import Billing, Body, FileTransport
 
     if "billing" in options:
         options["billing"] = Billing(options["billing"])
     if options.get("body") is not None:
         options["body"] = Body(options["body"])
+    if options.get("send_files") is not None:
+        options["send_files"] = FileTransport(options["send_files"])
     try:
         settings = EnhanceOptions(
             inputs=[str(s) for s in sources],

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from zuotang_cli.app.credentials import Credentials
+from zuotang_cli.engine.bucket import Target, open_bucket
 from zuotang_cli.engine.http_pool import new_client
+from zuotang_cli.errors import ZuotangError
 from zuotang_cli.i18n import N_
 from zuotang_cli.i18n import gettext as _
 from zuotang_cli.models import ErrorClass, InputItem, InputKind
@@ -458,6 +460,20 @@ def _names_image_url(reply: Reply) -> bool:
     return reply.http_status == 400 and "image_url" in reply.message.lower()
 
 
+async def check_bucket(
+    target: Target, endpoint: str | None = None
+) -> tuple[Check, ExitStatus | None]:
+    """``--upload-to``'s bucket checked as a run checks it before its first call
+    (docs/uploads.md): an empty probe object put and deleted, a link's length."""
+    try:
+        async with open_bucket(target, endpoint) as bucket:
+            await bucket.check()
+    except ZuotangError as exc:
+        return Check("bucket", Result.FAIL, str(exc)), exc.exit_status
+    detail = f"{target}: writable under the prefix, its presigned links fit 512 characters"
+    return Check("bucket", Result.OK, detail), None
+
+
 def diagnose(
     credentials: Credentials,
     endpoint: str,
@@ -465,9 +481,11 @@ def diagnose(
     qps: float = 2.0,
     paid_check: str | None = None,
     announce: Callable[[str], object] | None = None,
+    bucket: Target | None = None,
+    bucket_endpoint: str | None = None,
 ) -> Diagnosis:
     """Run the checks (the one call the command makes); ``announce`` is told of the paid
-    call before it is made."""
+    call before it is made.  ``bucket``: also check ``--upload-to``'s bucket (free)."""
     if paid_check is not None and announce is not None:
         announce(
             _(
@@ -475,4 +493,7 @@ def diagnose(
                 "the free checks pass"
             ).format(image=visible(paid_check), endpoint=visible(endpoint))
         )
-    return asyncio.run(Doctor(credentials, endpoint, qps=qps).run(paid_check))
+    diagnosis = asyncio.run(Doctor(credentials, endpoint, qps=qps).run(paid_check))
+    if bucket is not None:
+        diagnosis.add(*asyncio.run(check_bucket(bucket, bucket_endpoint)))
+    return diagnosis

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zuotang_cli.protocol import rules
-from zuotang_cli.protocol.rules import DEFAULT_TIMEOUT, Billing, Body
+from zuotang_cli.protocol.rules import DEFAULT_TIMEOUT, Billing, Body, FileTransport
 
 MIN_QPS = 0.01
 MAX_QPS = 10_000.0
@@ -22,6 +22,9 @@ MAX_TIMEOUT = 86_400.0
 MAX_UPLOAD = 1024 * 1024 * 1024
 """Bytes: far above any gateway's limit (32 MB on a dedicated instance)."""
 MAX_CONCURRENCY = 100_000
+DEFAULT_UPLOAD_CONCURRENCY = 4
+"""Uploads to the user's bucket at once: a few keep the calls fed at any QPS the marketplace
+sells (an upload takes well under the seconds a call takes)."""
 MAX_COUNT = 1_000_000
 """Retries and paid retries of one input."""
 DEFAULT_STATS_INTERVAL = 60.0
@@ -51,6 +54,16 @@ class EnhanceOptions:
     billing: Billing = Billing.EVERY_200
     body: Body | None = None
     """None: form, switched to multipart when the endpoint does not read form fields."""
+    send_files: FileTransport | None = None
+    """How local files travel (docs/uploads.md); None: multipart ``image_file``, moved to
+    the bucket when the endpoint refuses files in the body and ``upload_to`` is set."""
+    upload_to: str | None = None
+    """``s3://BUCKET/PREFIX``: the user's bucket for local files."""
+    upload_endpoint: str | None = None
+    """The bucket's S3 endpoint (None: ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, AWS)."""
+    keep_uploads: bool = False
+    """Leave uploaded objects in the bucket."""
+    upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY
     paid_retries: int = 1
     max_upload: int = rules.MAX_UPLOAD_BYTES
     polls_free: bool = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import math
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -40,17 +41,18 @@ from zuotang_cli.engine.batch import (
     default_concurrency,
     default_download_concurrency,
 )
+from zuotang_cli.engine.bucket import INSTALL_HINT, Target
 from zuotang_cli.engine.budget import SYSTEM_CLOCK, Clock
 from zuotang_cli.errors import UsageError
 from zuotang_cli.i18n import gettext as _
-from zuotang_cli.inputs.reader import check_sources, iter_inputs
+from zuotang_cli.inputs.reader import check_sources, iter_inputs, names_local_images
 from zuotang_cli.inputs.scan import Patterns, ScanTally
 from zuotang_cli.inputs.watch import DoneMover, Watcher
 from zuotang_cli.models import InputItem
 from zuotang_cli.outputs.report import report_format
 from zuotang_cli.protocol import rules
 from zuotang_cli.protocol.api import CallSpec
-from zuotang_cli.protocol.rules import Body
+from zuotang_cli.protocol.rules import Body, FileTransport
 from zuotang_cli.store.finishing import DEFAULT_QUALITY, FORMATS, Finish
 from zuotang_cli.store.journal import Journal
 from zuotang_cli.store.layout import Layout
@@ -58,11 +60,13 @@ from zuotang_cli.store.lock import output_lock
 from zuotang_cli.store.naming import Naming, Template, TemplateError
 
 
-def check_endpoint(endpoint: str) -> str:
+def check_endpoint(endpoint: str, flag: str = "--endpoint") -> str:
     parts = urllib.parse.urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(
-            _("--endpoint must be an http(s) URL, not {endpoint!r}").format(endpoint=endpoint)
+            _("{flag} must be an http(s) URL, not {endpoint!r}").format(
+                flag=flag, endpoint=endpoint
+            )
         )
     return endpoint
 
@@ -98,6 +102,7 @@ _LIMITS: tuple[tuple[str, str, float, float], ...] = (
     ("paid_retries", "--paid-retries", 0, MAX_COUNT),
     ("max_calls", "--max-calls", 0, math.inf),
     ("quality", "--quality", 1, 100),
+    ("upload_concurrency", "--upload-concurrency", 1, MAX_CONCURRENCY),
 )
 """Each number of :class:`EnhanceOptions`: its flag and the range it must be in."""
 
@@ -165,9 +170,17 @@ def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
         if options.summary_json is not None:
             _check_writable(options.summary_json, "--summary-json")
     body = options.body or Body.FORM
+    files = options.send_files or FileTransport.MULTIPART
+    upload_to = check_uploads(options)
     config = BatchConfig(
         spec=CallSpec(
-            endpoint, chosen.appcode, options.type, options.scale, body, app_key=chosen.app_key
+            endpoint,
+            chosen.appcode,
+            options.type,
+            options.scale,
+            body,
+            files,
+            app_key=chosen.app_key,
         ),
         output_dir=output_dir,
         qps=options.qps,
@@ -181,6 +194,12 @@ def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
         billing=options.billing,
         paid_retries=options.paid_retries,
         body_fixed=options.body is not None,
+        files_fixed=options.send_files is not None,
+        upload_to=upload_to,
+        upload_endpoint=options.upload_endpoint,
+        keep_uploads=options.keep_uploads,
+        upload_concurrency=options.upload_concurrency,
+        check_bucket_first=files is FileTransport.BUCKET or names_local_images(options.inputs),
         max_upload=options.max_upload,
         polls_use_gate=not options.polls_free,
         dry_run=options.dry_run,
@@ -188,6 +207,22 @@ def prepare(options: EnhanceOptions) -> tuple[BatchConfig, str | None]:
         finish=finish,
     )
     return fit_to_open_files(config)
+
+
+def check_uploads(options: EnhanceOptions) -> Target | None:
+    """The bucket local files may go through (``--upload-to``), checked as far as it can be
+    without a request: its form, a bucket for ``--send-files bucket``, the S3 client
+    installed (the ``s3`` extra).  The bucket itself is checked when the batch starts."""
+    if options.upload_to is None:
+        if options.send_files is FileTransport.BUCKET:
+            raise UsageError("--send-files bucket needs --upload-to s3://BUCKET/PREFIX")
+        return None
+    if options.upload_endpoint is not None:
+        check_endpoint(options.upload_endpoint, "--upload-endpoint")
+    target = Target.parse(options.upload_to)
+    if not options.dry_run and importlib.util.find_spec("aiobotocore") is None:
+        raise UsageError(INSTALL_HINT)
+    return target
 
 
 def results_options(options: EnhanceOptions) -> tuple[Naming, Finish]:

@@ -54,6 +54,9 @@ NAMES = (
     "billing",
     "body",
     "lang",
+    "send_files",
+    "upload_to",
+    "upload_endpoint",
 )
 """The settings, in display order; also the keys the config file may hold."""
 ENV_VARS = {name: f"ZUOTANG_{name.upper()}" for name in NAMES}
@@ -71,6 +74,9 @@ DEFAULTS: dict[str, object | None] = {
     "billing": "every-200",
     "body": None,
     "lang": None,
+    "send_files": None,
+    "upload_to": None,
+    "upload_endpoint": None,
 }
 CONFIG_ENV_VAR = "ZUOTANG_CONFIG"
 CONFIG_NAME = "config.toml"
@@ -232,6 +238,15 @@ def _check_qps(raw: object, place: _Place) -> float:
     return value
 
 
+def _check_upload_to(raw: object, place: _Place) -> str:
+    """``s3://BUCKET/PREFIX`` (docs/uploads.md)."""
+    if isinstance(raw, str):
+        parts = urllib.parse.urlsplit(raw)
+        if parts.scheme == "s3" and parts.netloc and not parts.query and not parts.fragment:
+            return raw
+    raise _bad(place, f"must be s3://BUCKET/PREFIX, not {raw!r}")
+
+
 def _check_choice(choices: tuple[str, ...]) -> Callable[[object, _Place], str]:
     def check(raw: object, place: _Place) -> str:
         value = raw.value if isinstance(raw, enum.Enum) else raw
@@ -275,6 +290,9 @@ _CHECKS: dict[str, Callable[[object, _Place], object]] = {
     "billing": _check_choice(("every-200", "success-only")),
     "body": _check_choice(("form", "multipart")),
     "lang": _check_lang,
+    "send_files": _check_choice(tuple(choice.value for choice in rules.FileTransport)),
+    "upload_to": _check_upload_to,
+    "upload_endpoint": _check_endpoint,
 }
 
 
@@ -469,6 +487,23 @@ class Resolved:
     def body(self) -> str | None:
         """``form``, ``multipart``, or None: form, switched when the endpoint needs it."""
         value = self.settings["body"].value
+        return value if isinstance(value, str) else None
+
+    @property
+    def send_files(self) -> str | None:
+        """``multipart``, ``base64``, ``bucket``, or None: multipart, switched to the
+        bucket when the endpoint refuses files in the body and a bucket is given."""
+        value = self.settings["send_files"].value
+        return value if isinstance(value, str) else None
+
+    @property
+    def upload_to(self) -> str | None:
+        value = self.settings["upload_to"].value
+        return value if isinstance(value, str) else None
+
+    @property
+    def upload_endpoint(self) -> str | None:
+        value = self.settings["upload_endpoint"].value
         return value if isinstance(value, str) else None
 
     @property

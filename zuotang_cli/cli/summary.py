@@ -142,6 +142,9 @@ class RunSummary:
     recovered: int = 0
     recovered_unlisted: int = 0
     download_pace: Pace | None = None
+    uploads: int = 0
+    upload_bytes: int = 0
+    uploads_removed: int = 0
 
     # -- text --------------------------------------------------------------------------
 
@@ -197,6 +200,11 @@ class RunSummary:
                     "({unlisted} not in this run's list)",
                     n,
                 ).format(n=n, unlisted=self.recovered_unlisted)
+            )
+        if self.uploads or self.uploads_removed:
+            lines.append(
+                f"bucket: {plural(self.uploads, 'upload')} ({self.upload_bytes / 1e6:.2f} MB), "
+                f"{plural(self.uploads_removed, 'object')} removed"
             )
         pace = self.download_pace
         if pace is not None and pace.held_seconds >= 1:  # less: no line worth a reader
@@ -294,6 +302,9 @@ class RunSummary:
             if self.download_pace is None
             else round(self.download_pace.held_seconds, 3),
             "throttled": self.throttled,
+            "uploads": self.uploads,
+            "upload_bytes": self.upload_bytes,
+            "uploads_removed": self.uploads_removed,
             "billing": self.billing.value,
             "failures": [
                 {"reason": g.reason, "count": g.count, "example": g.example, "message": g.message}
@@ -357,4 +368,7 @@ def summarize(
         recovered=result.recovered,
         recovered_unlisted=result.recovered_unlisted,
         download_pace=result.download_pace,
+        uploads=result.uploads,
+        upload_bytes=result.upload_bytes,
+        uploads_removed=result.uploads_removed,
     )

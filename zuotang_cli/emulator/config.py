@@ -127,6 +127,9 @@ class EmulatorConfig:
     """Body encodings the service reads: ``both``, ``form`` or ``multipart``."""
     gateway_multipart: bool = True
     """False: the gateway refuses multipart bodies (400 Unsupported Multipart)."""
+    url_only: bool = False
+    """The listing's default: only ``image_url`` is read; a call sending ``image_file`` or
+    ``image_base64`` is refused as one missing ``image_url`` (400)."""
     body_limit: int = MAX_BODY_BYTES
     """Bodies over this many bytes get the gateway's 413 (8 MiB serverless, 32 MiB dedicated)."""
     breaker_seconds: float = 90.0
@@ -226,6 +229,7 @@ class EmulatorConfig:
         polls_count_qps: bool = True,
         body_accept: str = "both",
         gateway_multipart: bool = True,
+        url_only: bool = False,
         body_limit: int = MAX_BODY_BYTES,
         breaker_seconds: float = 90.0,
         breaker_retry_after: bool = False,
@@ -260,6 +264,7 @@ class EmulatorConfig:
             polls_count_qps=polls_count_qps,
             body_accept=body_accept,
             gateway_multipart=gateway_multipart,
+            url_only=url_only,
             body_limit=body_limit,
             breaker_seconds=breaker_seconds,
             breaker_retry_after=breaker_retry_after,

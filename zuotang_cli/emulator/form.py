@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -50,7 +52,10 @@ class ScaleCall:
     def billing_key(self) -> str:
         if self.upload is not None:
             return "sha256:" + hashlib.sha256(self.upload).hexdigest()
-        return self.image_url or ""
+        url = self.image_url or ""
+        if "x-amz-signature=" in url.lower():  # a presigned link: signed anew each call
+            return url.partition("?")[0]  # the object it names is the input
+        return url
 
 
 async def drain(request: Request) -> None:
@@ -138,9 +143,13 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-def check_fields(fields: Fields) -> ScaleCall:
+def check_fields(fields: Fields, *, url_only: bool = False) -> ScaleCall:
     """The call the fields ask for. Raises BadRequest, checking ``type`` first (as the
-    marketplace document lists it), then ``scale_factor``, then the image source."""
+    marketplace document lists it), then ``scale_factor``, then the image source.
+
+    ``url_only``: the listing's default, where file and base64 uploads are not enabled:
+    ``image_file`` and ``image_base64`` are not read, so a call carrying only them is
+    refused as one missing ``image_url``."""
     kind = _text(fields, "type")
     if kind is None or kind == "":
         raise BadRequest("type is required (clean or face)")
@@ -151,9 +160,7 @@ def check_fields(fields: Fields) -> ScaleCall:
         raise BadRequest(f"scale_factor must be 1, 2 or 4, not {factor_text!r}")
     requested = FACTORS.get(factor_text)
     image_url = _text(fields, "image_url") or None
-    upload = fields.get("image_file")
-    if upload is not None and not isinstance(upload, bytes):
-        raise BadRequest("image_file must be a file part of a multipart/form-data body")
+    upload = None if url_only else _upload(fields)
     if upload is not None and image_url is not None:
         raise BadRequest("give either image_url or image_file, not both")
     if upload is not None:
@@ -162,6 +169,22 @@ def check_fields(fields: Fields) -> ScaleCall:
         raise BadRequest("image_url is required")
     _check_url(image_url)
     return ScaleCall(kind, requested, image_url=image_url, sync=wants_sync(fields))
+
+
+def _upload(fields: Fields) -> bytes | None:
+    """The image sent in the body: a multipart ``image_file`` or ``image_base64``."""
+    upload = fields.get("image_file")
+    if upload is not None and not isinstance(upload, bytes):
+        raise BadRequest("image_file must be a file part of a multipart/form-data body")
+    encoded = _text(fields, "image_base64")
+    if encoded:
+        if upload is not None:
+            raise BadRequest("give either image_file or image_base64, not both")
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("image_base64 is not valid base64") from None
+    return upload
 
 
 def _text(fields: Fields, name: str) -> str | None:

@@ -114,7 +114,7 @@ async def _service(call: Call, emu: EmulatorState) -> Answer:
         fields = await read_fields(call.request, body, config.body_accept)
         if wants_sync(fields):
             emu.stats.sync_requested += 1
-        scale_call = check_fields(fields)
+        scale_call = check_fields(fields, url_only=config.url_only)
     except BadRequest as exc:
         return Answer(replies.bad_request(str(exc), call.request_id))
     if config.fail_first and scale_call.billing_key not in emu.inputs_seen:

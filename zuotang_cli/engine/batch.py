@@ -39,7 +39,6 @@ from zuotang_cli.engine.rows import (
 from zuotang_cli.engine.saving import Saver
 from zuotang_cli.engine.shared import Hooks, Shared
 from zuotang_cli.engine.state import (
-    BODY_SETTING,
     FEED_STEP,
     LAST_ROWS_WAIT,
     STOP_READ_GRACE,
@@ -53,7 +52,7 @@ from zuotang_cli.engine.state import (
 from zuotang_cli.errors import LocalError
 from zuotang_cli.models import ErrorClass, InputItem, Outcome, Record, Row
 from zuotang_cli.protocol.api import Reply
-from zuotang_cli.protocol.rules import Billing, Body
+from zuotang_cli.protocol.rules import Billing
 from zuotang_cli.store import planner
 from zuotang_cli.store.download import DOWNLOAD_RATE_WINDOW, Downloader
 from zuotang_cli.store.journal import NAMING_SETTING, Entry, Journal, entry_key
@@ -101,14 +100,10 @@ class Batch:
             config = dataclasses.replace(config, naming=Naming(legacy=True))
         self.config = config
         self.journal = journal
-        spec = config.spec
-        remembered = None if config.body_fixed else journal.setting(BODY_SETTING)
-        if remembered in (Body.FORM.value, Body.MULTIPART.value):
-            spec = dataclasses.replace(spec, body=Body(remembered))
         self.shared = Shared(
             config,
             journal,
-            spec,
+            config.spec,
             self._halt,
             Hooks(on_start=on_start, http_log=http_log, notice=notice, on_halt=on_halt),
         )
@@ -215,6 +210,7 @@ class Batch:
                 follow_redirects=True,
                 event_hooks=hooks,
             ) as downloads,
+            self.shared.uploads.running(),  # the bucket checked before any call
         ):
             backlog = Backlog(downloads_at_once)
             self._calls.client, self._calls.backlog = calls, backlog
@@ -432,7 +428,7 @@ class Batch:
     def _unsendable(self, item: InputItem) -> bool:
         """Whether a local file cannot be sent this run (its row is then out)."""
         cfg = self.config
-        row = unsendable(item, self.shared.multipart_refused, cfg.max_upload)
+        row = unsendable(item, self.shared.multipart_refused, cfg.max_upload, self.shared.spec)
         if row is not None:
             self._emit(row)
         return row is not None

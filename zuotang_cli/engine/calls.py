@@ -15,6 +15,7 @@ import time
 import httpx
 
 from zuotang_cli import reasons
+from zuotang_cli.engine import uploads
 from zuotang_cli.engine.backlog import Backlog
 from zuotang_cli.engine.rows import (
     ENDPOINT_REFUSALS,
@@ -23,13 +24,14 @@ from zuotang_cli.engine.rows import (
     unfetchable,
 )
 from zuotang_cli.engine.shared import Shared
-from zuotang_cli.engine.state import BODY_SETTING, UNREACHABLE_AFTER, Work
+from zuotang_cli.engine.state import BODY_SETTING, FILES_SETTING, UNREACHABLE_AFTER, Work
+from zuotang_cli.engine.uploads import UploadFailed
 from zuotang_cli.i18n import N_
 from zuotang_cli.i18n import gettext as _
 from zuotang_cli.models import ErrorClass, Outcome, Record
 from zuotang_cli.protocol import api
 from zuotang_cli.protocol.api import Reply, Verdict
-from zuotang_cli.protocol.rules import Billing, Body
+from zuotang_cli.protocol.rules import Billing, Body, FileTransport
 from zuotang_cli.status import ExitStatus
 from zuotang_cli.store.download import TOO_MANY_OPEN_FILES
 
@@ -133,7 +135,16 @@ class Calls:
     async def _attempt(self, work: Work, record: Record) -> tuple[Reply, bool] | None:
         """One call through the gate (and, for an asynchronous task, its fetches): the
         reply that decides, and whether the attempt was (or may have been) paid."""
-        cfg, item, spec = self.config, work.item, self.shared.spec
+        cfg, item = self.config, work.item
+        work.via_bucket = item.path is not None and self.shared.spec.files is FileTransport.BUCKET
+        link = None
+        if work.via_bucket:  # uploaded just in time, outside the gate; a fresh link
+            try:
+                link = await self.shared.uploads.link(work)
+            except UploadFailed as exc:
+                verdict = Verdict.FINAL if exc.final else Verdict.RETRY
+                return Reply(verdict, ErrorClass.UPLOAD_FAILED, message=str(exc)), False
+        spec = self.shared.spec
         # a result of this call must not wait for a download slot until its link dies
         await self.backlog.room_for_a_call(lambda: self._in_call, self.shared.stopping)
         ticket = await self.gate.wait()
@@ -149,7 +160,12 @@ class Calls:
         self._in_call += 1
         try:
             reply = await api.call_once(
-                self.client, spec, item, on_sent=ticket.sent, on_body_sent=work.went_out
+                self.client,
+                spec,
+                item,
+                on_sent=ticket.sent,
+                on_body_sent=work.went_out,
+                image_url=link,
             )
         finally:
             self._in_call -= 1
@@ -296,23 +312,46 @@ class Calls:
 
     def _body_refused(self, work: Work, reply: Reply) -> bool:
         """React to a reply saying the body encoding cannot work; True: send it again."""
-        if reply.error_class is ErrorClass.UNSUPPORTED_MULTIPART:
-            if work.item.path is not None:
-                self.shared.multipart_refused = (
-                    "the gateway refuses multipart bodies (Unsupported Multipart), so local "
-                    "files cannot be sent: host them and pass their URLs"
-                )
-                return False
+        unsupported = reply.error_class is ErrorClass.UNSUPPORTED_MULTIPART
+        if not unsupported and reply.error_class is not ErrorClass.PARAMS_NOT_SEEN:
+            return False
+        if work.item.path is not None and not work.via_bucket:
+            return self._files_refused(reply, unsupported)
+        if unsupported:  # a URL, or a bucket's link: their fields as a form
             return self._switch_body(Body.FORM, reply, N_("refuses multipart bodies"))
-        if reply.error_class is not ErrorClass.PARAMS_NOT_SEEN:
-            return False
-        if work.item.path is not None:
-            self.shared.multipart_refused = (
-                "the endpoint did not read the fields of a multipart upload, so local "
-                f"files cannot be sent: {reply.message}"
-            )
-            return False
         return self._switch_body(Body.MULTIPART, reply, N_("did not read the form fields"))
+
+    def _files_refused(self, reply: Reply, unsupported: bool) -> bool:
+        """The endpoint did not take a local file in the body: through the bucket from
+        now on when one is given (said once, remembered for the output directory: True,
+        send it again), else the files cannot be sent this run."""
+        said = (
+            N_("the gateway refuses multipart bodies (Unsupported Multipart)")
+            if unsupported
+            else N_("the endpoint did not read the file sent in the body ({message})")
+        )
+        why = said.format(message=reply.message)  # English: the report's reason
+        target = self.config.upload_to
+        if target is None or self.config.files_fixed:
+            how = (
+                uploads.HOW_TO_SEND
+                if target is None
+                else f"--send-files bucket sends them through {target}"
+            )
+            self.shared.multipart_refused = f"{why}, so local files cannot be sent: {how}"
+            return False
+        if self.shared.spec.files is not FileTransport.BUCKET:
+            self.shared.spec = dataclasses.replace(self.shared.spec, files=FileTransport.BUCKET)
+            self.result.files_switched = True
+            self.journal.remember(FILES_SETTING, FileTransport.BUCKET.value)
+            if self.shared.hooks.notice is not None:
+                self.shared.hooks.notice(
+                    _(
+                        "{why}: local files go through {target} from now on (remembered for "
+                        "this output directory; --send-files sets it)"
+                    ).format(why=_(said).format(message=reply.message), target=target)
+                )
+        return True
 
     def _switch_body(self, body: Body, reply: Reply, why: str) -> bool:
         if self.shared.spec.body is body:

@@ -53,7 +53,14 @@ class Job:
         """When this input's first call, fetch or download began (monotonic)."""
 
     async def run(self) -> Record:
-        """The input's final row; every failure becomes one (a bug costs one input)."""
+        """The input's final row; every failure becomes one (a bug costs one input).  Its
+        object in the user's bucket goes once the row is final, unless a re-run needs it."""
+        record = await self._row()
+        with contextlib.suppress(Exception):  # a failed delete: the sweep tries again
+            await self.shared.uploads.finished(self.work, record)
+        return record
+
+    async def _row(self) -> Record:
         try:
             return await self._process()
         except asyncio.CancelledError:  # SIGTERM, a second Ctrl-C: say what was left undone
@@ -235,7 +242,9 @@ class Job:
             )
             work.paid_note = ""
         if reply.verdict is not Verdict.SUCCESS:
-            if reply.error_class is ErrorClass.UNSUPPORTED_MULTIPART and work.item.path:
+            refused = (ErrorClass.UNSUPPORTED_MULTIPART, ErrorClass.PARAMS_NOT_SEEN)
+            if reply.error_class in refused and work.item.path and not work.via_bucket:
+                # the endpoint would not take the file in the body (nothing was paid)
                 record.outcome = Outcome.NOT_ATTEMPTED
                 record.message = self.shared.multipart_refused or reply.message
             return None, 0.0

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 
 from zuotang_cli.models import ErrorClass, InputItem, Outcome, Record
 from zuotang_cli.protocol import rules
-from zuotang_cli.protocol.api import MULTIPART_OVERHEAD, Reply, Verdict
+from zuotang_cli.protocol.api import MULTIPART_OVERHEAD, CallSpec, Reply, Verdict
+from zuotang_cli.protocol.rules import FileTransport
 from zuotang_cli.sanitize import Secrets
 from zuotang_cli.store.journal import Journal
 from zuotang_cli.store.planner import Action, Plan
@@ -140,23 +142,30 @@ def not_attempted(item: InputItem, reason: str) -> Record:
     )
 
 
-def unsendable(item: InputItem, multipart_refused: str | None, max_upload: int) -> Record | None:
-    """The row of a local file that cannot be sent this run (the gateway refuses multipart
-    bodies, or the file makes a body over its limit), or None."""
+def unsendable(
+    item: InputItem, multipart_refused: str | None, max_upload: int, spec: CallSpec
+) -> Record | None:
+    """The row of a local file that cannot be sent this run (the gateway refuses it in
+    the body and no bucket is given, or the file makes a body over its limit), or None.
+    A file sent through the bucket has no body limit (the service's own 15 MB applies)."""
     if multipart_refused is not None:
         return not_attempted(item, multipart_refused)
     assert item.path is not None
+    if spec.files is FileTransport.BUCKET:
+        return None
     try:
         size = item.path.stat().st_size
     except OSError:
         return None  # the call reports it unreadable
+    if spec.files is FileTransport.BASE64:
+        size = 4 * math.ceil(size / 3)  # the form field's base64 text
     if size + MULTIPART_OVERHEAD <= max_upload:
         return None
     limit = max_upload / (1024 * 1024)
     message = (
         f"{size / (1024 * 1024):.1f} MB makes a request body over the gateway's "
-        f"{limit:g} MB limit: host the file and pass its URL (or --max-upload on a "
-        "dedicated gateway)"
+        f"{limit:g} MB limit: host the file and pass its URL, send it through your bucket "
+        "(--upload-to), or raise --max-upload on a dedicated gateway"
     )
     return Record(
         input=item.source,

@@ -6,14 +6,17 @@ the calls (:mod:`~zuotang_cli.engine.calls`), the saving of results
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zuotang_cli.engine.budget import CallBudget, DailyBudget
 from zuotang_cli.engine.ratelimit import RateGate
-from zuotang_cli.engine.state import BatchConfig, BatchResult
+from zuotang_cli.engine.state import BODY_SETTING, FILES_SETTING, BatchConfig, BatchResult
+from zuotang_cli.engine.uploads import NO_BUCKET, Uploads
 from zuotang_cli.models import ErrorClass, InputItem
 from zuotang_cli.protocol.api import CallSpec, Reply, Verdict
+from zuotang_cli.protocol.rules import Body, FileTransport
 from zuotang_cli.status import ExitStatus
 from zuotang_cli.store.journal import Journal
 
@@ -53,6 +56,9 @@ class Shared:
     """Why local files cannot be sent this run (the gateway refuses multipart)."""
 
     def __post_init__(self) -> None:
+        self._remembered()
+        hooks = self.hooks
+        self.uploads = Uploads(self.config, self.journal, self.result, hooks.notice, hooks.http_log)
         self.gate = RateGate(self.config.qps)
         daily = None
         if self.config.max_calls_per_day is not None:
@@ -65,6 +71,21 @@ class Shared:
                 notice=self.hooks.notice,
             )
         self.budget = CallBudget(self.config.max_calls, daily)
+
+    def _remembered(self) -> None:
+        """What the output directory's endpoint was found to need, unless the user chose:
+        the body encoding of URL calls, and local files through the bucket."""
+        config, journal = self.config, self.journal
+        body = None if config.body_fixed else journal.setting(BODY_SETTING)
+        if body in (Body.FORM.value, Body.MULTIPART.value):
+            self.spec = dataclasses.replace(self.spec, body=Body(body))
+        files = None if config.files_fixed else journal.setting(FILES_SETTING)
+        if files == FileTransport.BUCKET.value and config.upload_to is not None:
+            self.spec = dataclasses.replace(self.spec, files=FileTransport.BUCKET)
+        elif files == FileTransport.BUCKET.value or (
+            self.spec.files is FileTransport.BUCKET and config.upload_to is None
+        ):
+            self.multipart_refused = NO_BUCKET
 
     def halt_on_disk_error(self, message: str) -> None:
         """A result that cannot be saved is money lost: start no more calls."""

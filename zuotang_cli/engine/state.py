@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zuotang_cli.engine.backlog import Pace
+from zuotang_cli.engine.bucket import DEFAULT_UPLOADS_AT_ONCE, Target
 from zuotang_cli.engine.budget import SYSTEM_CLOCK, Clock
 from zuotang_cli.models import InputItem, Outcome, Record
 from zuotang_cli.protocol import rules
@@ -56,6 +57,9 @@ LAST_ROWS_WAIT = 1.0
 
 BODY_SETTING = "body"
 """The journal's memory of the body encoding an output directory's endpoint reads."""
+FILES_SETTING = "send-files"
+"""The journal's memory of how local files reach an output directory's endpoint (``bucket``
+once it refused them in the body: docs/uploads.md)."""
 
 
 def default_concurrency(qps: float) -> int:
@@ -100,6 +104,20 @@ class BatchConfig:
     timeout after the request went out), counted over all runs."""
     body_fixed: bool = False
     """The user chose ``spec.body``: never switch it, nor take the journal's memory."""
+    files_fixed: bool = False
+    """The user chose ``spec.files``: never switch it, nor take the journal's memory."""
+    upload_to: Target | None = None
+    """The user's bucket for local files (``--upload-to``): docs/uploads.md."""
+    upload_endpoint: str | None = None
+    """``--upload-endpoint`` (None: the S3 client's own: ``AWS_ENDPOINT_URL_S3``...)."""
+    keep_uploads: bool = False
+    """Leave uploaded objects in the bucket (by default each goes once its input is done)."""
+    upload_concurrency: int = DEFAULT_UPLOADS_AT_ONCE
+    """Uploads at once (apart from the calls' rate gate and concurrency)."""
+    check_bucket_first: bool = True
+    """Check the bucket when the run starts, before any call; False (no local file among
+    the arguments and the bucket only a fallback): at its first upload, so that a run of
+    URLs with a bucket in its config never needs the bucket's credentials."""
     max_upload: int = rules.MAX_UPLOAD_BYTES
     """Largest request body the gateway takes: bigger local files are refused unsent."""
     polls_use_gate: bool = True
@@ -159,6 +177,8 @@ class Work:
     """Why its result got another name than the one it asked for, for its row."""
     source_head: bytes | None = None
     """The source's first bytes, when ``--probe`` read them (its metadata, for finishing)."""
+    via_bucket: bool = False
+    """Its latest call sent a link to the user's bucket (not the file's bytes)."""
 
     def went_out(self) -> None:
         self.call_out = True
@@ -193,6 +213,13 @@ class BatchResult:
     """Fetches of asynchronous tasks."""
     body_switched: bool = False
     """The endpoint did not read form bodies: URL calls went multipart."""
+    files_switched: bool = False
+    """The endpoint refused local files in the body: they went through the bucket."""
+    uploads: int = 0
+    """Local files uploaded to the user's bucket in this run."""
+    upload_bytes: int = 0
+    uploads_removed: int = 0
+    """Objects deleted from the bucket (this run's and those an earlier run left)."""
     expired_links: int = 0
     """Paid results lost because their link (or task) expired before they were saved."""
     recovered: int = 0

@@ -243,6 +243,18 @@ def _read_head(path: Path) -> bytes:
 # The stream of items
 
 
+def names_local_images(sources: Sequence[str]) -> bool:
+    """Whether an argument is a local image or a folder (not a URL, a list, stdin): the
+    run will send local files, known before anything is read."""
+    for source in sources:
+        if source == "-" or looks_like_url(source):
+            continue
+        path = Path(source)
+        if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+            return True
+    return False
+
+
 def check_sources(sources: Sequence[str]) -> None:
     """Refuse, before anything is called, a path argument that does not exist: a mistyped
     list file must be a usage error (exit 2) that cron alerts on, not a routine failure."""

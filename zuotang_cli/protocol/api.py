@@ -9,6 +9,7 @@ errors itself with ``X-Ca-Error-*`` headers and no JSON; the service answers JSO
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import datetime
 import enum
@@ -26,7 +27,7 @@ import httpx
 from zuotang_cli.errors import one_line
 from zuotang_cli.models import ErrorClass, InputItem
 from zuotang_cli.protocol import rules, signing
-from zuotang_cli.protocol.rules import Billing, Body
+from zuotang_cli.protocol.rules import Billing, Body, FileTransport
 from zuotang_cli.protocol.signing import AppKey, Clock
 from zuotang_cli.sanitize import Secrets
 from zuotang_cli.status import ExitStatus
@@ -338,7 +339,10 @@ class CallSpec:
     type: str
     scale: int | None
     body: Body = Body.FORM
-    """How URL calls are encoded; local files are always multipart ``image_file``."""
+    """How URL calls are encoded."""
+    files: FileTransport = FileTransport.MULTIPART
+    """How local files travel: multipart ``image_file``, form ``image_base64``, or a
+    presigned link to the user's bucket as ``image_url`` (docs/uploads.md)."""
     app_key: AppKey | None = None
     """Set: every request is signed with it (docs/credentials.md), no AppCode sent."""
     clock: Clock = field(default_factory=Clock, compare=False)
@@ -398,7 +402,7 @@ class CallSpec:
     def __repr__(self) -> str:  # never show the AppCode
         return (
             f"CallSpec(endpoint={self.endpoint!r}, type={self.type!r}, scale={self.scale!r}, "
-            f"body={self.body.value!r}, signed={self.signed})"
+            f"body={self.body.value!r}, files={self.files.value!r}, signed={self.signed})"
         )
 
 
@@ -409,25 +413,48 @@ MULTIPART_OVERHEAD = 1024
 
 
 def build_request(
-    client: httpx.AsyncClient, spec: CallSpec, item: InputItem, content: bytes | None = None
+    client: httpx.AsyncClient,
+    spec: CallSpec,
+    item: InputItem,
+    content: bytes | None = None,
+    *,
+    image_url: str | None = None,
 ) -> httpx.Request:
-    """The POST for one input: form-urlencoded (or multipart, per ``spec.body``) for URLs,
-    multipart ``image_file`` for files."""
+    """The POST for one input: form-urlencoded (or multipart, per ``spec.body``) for URLs
+    and for a local file sent by its link (``image_url``: a presigned link to the user's
+    bucket); for other files, per ``spec.files``, multipart ``image_file`` or a form with
+    ``image_base64``."""
     headers = spec.headers()
-    if item.url is not None:
-        fields = {"image_url": item.url, **spec.fields()}
-        if spec.body is Body.MULTIPART:
-            parts = {name: (None, value) for name, value in fields.items()}
-            return client.build_request("POST", spec.endpoint, headers=headers, files=parts)
-        body = urllib.parse.urlencode(fields)
-        headers["Content-Type"] = "application/x-www-form-urlencoded; charset=UTF-8"
-        return client.build_request("POST", spec.endpoint, headers=headers, content=body)
+    url = item.url if image_url is None else image_url
+    if url is not None:
+        return _fields_request(client, spec, {"image_url": url, **spec.fields()}, headers)
     assert item.path is not None and content is not None
+    if spec.files is FileTransport.BASE64:
+        fields = {"image_base64": base64.b64encode(content).decode("ascii"), **spec.fields()}
+        return _fields_request(client, spec, fields, headers, form=True)
     mime = mimetypes.guess_type(item.path.name)[0] or "application/octet-stream"
     files = {"image_file": (item.path.name, content, mime)}
     return client.build_request(
         "POST", spec.endpoint, headers=headers, data=spec.fields(), files=files
     )
+
+
+def _fields_request(
+    client: httpx.AsyncClient,
+    spec: CallSpec,
+    fields: dict[str, str],
+    headers: dict[str, str],
+    *,
+    form: bool = False,
+) -> httpx.Request:
+    """A body of text fields: multipart when ``spec.body`` says so (and not ``form``),
+    else form-urlencoded."""
+    if spec.body is Body.MULTIPART and not form:
+        parts = {name: (None, value) for name, value in fields.items()}
+        return client.build_request("POST", spec.endpoint, headers=headers, files=parts)
+    body = urllib.parse.urlencode(fields)
+    headers["Content-Type"] = "application/x-www-form-urlencoded; charset=UTF-8"
+    return client.build_request("POST", spec.endpoint, headers=headers, content=body)
 
 
 async def call_once(
@@ -438,22 +465,24 @@ async def call_once(
     *,
     deadline: float | None = None,
     on_body_sent: Callable[[], None] | None = None,
+    image_url: str | None = None,
 ) -> Reply:
     """Send one attempt and classify it; network trouble becomes a RETRY reply.
 
     ``on_sent`` is called once the request headers are on the wire (the moment the
     gateway's flow control sees the call); the rate gate needs it.  ``on_body_sent``
     once the whole request is out (from then on the call may be billed).  ``deadline``:
-    see :func:`_exchange`.
+    see :func:`_exchange`.  ``image_url``: a local file's presigned link, sent instead of
+    its bytes.
     """
     content = None
-    if item.path is not None:
+    if item.path is not None and image_url is None:
         try:
             content = await asyncio.to_thread(item.path.read_bytes)
         except OSError as exc:
             message = f"cannot read: {exc.strerror}"
             return Reply(Verdict.FINAL, ErrorClass.UNREADABLE, message=message)
-    request = build_request(client, spec, item, content)
+    request = build_request(client, spec, item, content, image_url=image_url)
     signed = spec.authorize(request)
     reply = await _exchange(client, request, _Progress(on_sent, on_body_sent), deadline)
     return scrub(beside_ours(reply, signed), spec.secrets)

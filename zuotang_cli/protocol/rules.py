@@ -108,10 +108,28 @@ class Billing(str, enum.Enum):
 
 
 class Body(str, enum.Enum):
-    """How the fields of a URL call are encoded (local files always go as multipart)."""
+    """How the fields of a URL call are encoded (local files: :class:`FileTransport`)."""
 
     FORM = "form"
     MULTIPART = "multipart"
+
+
+class FileTransport(str, enum.Enum):
+    """How a local file travels to the service (docs/uploads.md)."""
+
+    MULTIPART = "multipart"
+    """The file's bytes as the multipart field ``image_file``."""
+    BASE64 = "base64"
+    """The file's bytes as the form field ``image_base64`` (sellers who enabled it)."""
+    BUCKET = "bucket"
+    """Uploaded to the user's own S3-compatible bucket; its presigned link sent as
+    ``image_url`` (the one way every listing takes)."""
+
+
+UPLOAD_LINK_TTL = 3600
+"""Seconds a presigned link to an uploaded file lives (at least 15 minutes: the service
+fetches it within 10 s of the call, but a call may wait for the rate gate, a throttle or
+a retry first).  A fresh link is signed for every attempt."""
 
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024

@@ -49,6 +49,8 @@ from zuotang_cli.models import ErrorClass, InputItem, InputKind, Outcome, Record
 from zuotang_cli.protocol import rules
 from zuotang_cli.store.download import file_checksum
 from zuotang_cli.store.layout import Layout
+from zuotang_cli.store.uploads import SCHEMA as UPLOADS_SCHEMA
+from zuotang_cli.store.uploads import UploadBook
 
 LINK_MARGIN = 120.0
 """A link is treated as expired this long before its hour is up (transit, clocks)."""
@@ -133,7 +135,8 @@ class Entry:
         return self.image is not None and (self.link_expires or 0.0) > now
 
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
     status TEXT NOT NULL,
@@ -167,6 +170,8 @@ CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT NOT NULL
 );
 """
+    + UPLOADS_SCHEMA
+)
 FORMAT = 4
 """The journal's format: 2 keeps outputs relative to the output directory, reserves
 output names, and knows local inputs by their content; 3 keys URLs by their RFC 3986
@@ -315,6 +320,8 @@ class Journal:
         self._root = str(self.root)
         self.names = Names(self._exec)
         """Output names reserved, digests of local inputs."""
+        self.uploads = UploadBook(self._exec)
+        """Objects put in the user's bucket (``--upload-to``), until deleted."""
         self._prefix = os.path.join(self._root, "")  # noqa: PTH118 - the root, a separator
 
     @classmethod

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 HELP = N_(
     "Check, before a batch spends anything, that the credentials are accepted, the "
     "endpoint path is right, the clock agrees with the gateway's, the body encoding is "
-    "read and whether asynchronous tasks can be fetched. Every check uses requests the "
+    "read and whether asynchronous tasks can be fetched, and --upload-to's bucket (set "
+    "there or in the config). Every check uses requests the "
     "service refuses (not billed); --paid-check makes one paid call, said beforehand. "
     "Prints a table: check, result, what to do.\n\n"
     "Exit codes: 0 all well; 2 wrong endpoint or no credentials; 3 credentials refused; "
-    "4 unreachable; 1 the paid check's image failed."
+    "4 unreachable (the endpoint, or the bucket's); 1 the paid check's image failed."
 )
 EPILOG = N_(
     "Examples:\n\n\b\n"
@@ -52,6 +53,17 @@ def doctor(
     qps: Annotated[
         float | None, Opt(min=0.01, help=N_("As enhance --qps: the probes are spaced by it."))
     ] = None,
+    upload_to: Annotated[
+        str | None,
+        Opt(
+            metavar="s3://BUCKET/PREFIX",
+            help="As enhance --upload-to: also check the bucket (free).",
+            show_default=False,
+        ),
+    ] = None,
+    upload_endpoint: Annotated[
+        str | None, Opt(metavar="URL", help="As enhance --upload-endpoint.", show_default=False)
+    ] = None,
     paid_check: Annotated[
         str | None,
         Opt(
@@ -67,6 +79,7 @@ def doctor(
     from zuotang_cli.app import credentials, settings
     from zuotang_cli.app.doctor import diagnose
     from zuotang_cli.cli.progress import say
+    from zuotang_cli.engine.bucket import Target
 
     flags = {
         "appcode": appcode,
@@ -74,6 +87,8 @@ def doctor(
         "auth": auth.value if auth is not None else None,
         "endpoint": endpoint,
         "qps": qps,
+        "upload_to": upload_to,
+        "upload_endpoint": upload_endpoint,
     }
     resolved = settings.load(flags)
     for warning in resolved.warnings:
@@ -87,6 +102,8 @@ def doctor(
         qps=resolved.qps,
         paid_check=paid_check,
         announce=lambda line: say(sys.stderr, line),
+        bucket=Target.parse(resolved.upload_to) if resolved.upload_to else None,
+        bucket_endpoint=resolved.upload_endpoint,
     )
     typer.echo(render(diagnosis.checks), nl=False)
     raise typer.Exit(diagnosis.exit_status)

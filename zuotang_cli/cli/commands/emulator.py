@@ -111,6 +111,12 @@ def emulator(
         True,
         help=N_("Without it the gateway refuses multipart bodies (400 Unsupported Multipart)."),
     ),
+    url_only: bool = typer.Option(
+        False,
+        "--url-only",
+        help="The listing's default: only image_url is read (image_file and image_base64 "
+        "refused as a missing image_url).",
+    ),
     body_limit: int = typer.Option(
         8 * 1024 * 1024,
         help=N_("Bodies over this many bytes get 413 (8 MiB serverless; 33554432 dedicated)."),
@@ -172,6 +178,7 @@ def emulator(
             polls_count_qps=polls_count_qps,
             body_accept=body_accept,
             gateway_multipart=gateway_multipart,
+            url_only=url_only,
             body_limit=body_limit,
             breaker_seconds=breaker_seconds,
             breaker_retry_after=breaker_retry_after,

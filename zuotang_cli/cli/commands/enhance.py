@@ -16,7 +16,7 @@ from zuotang_cli.cli.environment import environment
 from zuotang_cli.cli.typer_classes import TranslatedUsageError
 from zuotang_cli.i18n import N_
 from zuotang_cli.i18n import gettext as _
-from zuotang_cli.protocol.rules import Billing, Body
+from zuotang_cli.protocol.rules import Billing, Body, FileTransport
 
 HELP = N_(
     "Enhance / upscale images through the Zuotang API: URLs, list files ('-' for stdin), "
@@ -49,6 +49,12 @@ class BillingChoice(str, enum.Enum):
 class BodyChoice(str, enum.Enum):
     form = "form"
     multipart = "multipart"
+
+
+class SendFilesChoice(str, enum.Enum):
+    multipart = "multipart"
+    base64 = "base64"
+    bucket = "bucket"
 
 
 class AuthChoice(str, enum.Enum):
@@ -216,6 +222,41 @@ def enhance(
             show_default=False,
         ),
     ] = None,
+    send_files: Annotated[
+        SendFilesChoice | None,
+        Opt(
+            help="How local files travel: multipart (image_file), base64 (image_base64, for "
+            "sellers who enabled it) or bucket (a presigned link to --upload-to) [default: "
+            "multipart, moved to the bucket when the endpoint refuses files and a bucket is "
+            "given].",
+            show_default=False,
+        ),
+    ] = None,
+    upload_to: Annotated[
+        str | None,
+        Opt(
+            metavar="s3://BUCKET/PREFIX",
+            help="Your own S3-compatible bucket (OSS, S3, MinIO, COS) for local files: each "
+            "is uploaded, sent as a presigned link, deleted once done. Credentials: AWS_* or "
+            "ALIBABA_CLOUD_ACCESS_KEY_* variables, or an AWS profile.",
+            show_default=False,
+        ),
+    ] = None,
+    upload_endpoint: Annotated[
+        str | None,
+        Opt(
+            metavar="URL",
+            help="The bucket's S3 endpoint, e.g. https://s3.oss-cn-hangzhou.aliyuncs.com "
+            "[default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS].",
+            show_default=False,
+        ),
+    ] = None,
+    keep_uploads: Annotated[
+        bool, Opt("--keep-uploads", help="Leave the uploaded files in the bucket.")
+    ] = D.keep_uploads,
+    upload_concurrency: Annotated[
+        int, Opt(min=1, help="Uploads to the bucket at once (apart from --qps).")
+    ] = D.upload_concurrency,
     max_upload: Annotated[
         float,
         Opt(
@@ -405,6 +446,9 @@ def options_from(ctx: typer.Context, given: dict[str, Any]) -> EnhanceOptions:
         "qps": resolved.qps,
         "billing": Billing(resolved.billing),
         "body": Body(resolved.body) if resolved.body else None,
+        "send_files": FileTransport(resolved.send_files) if resolved.send_files else None,
+        "upload_to": resolved.upload_to,
+        "upload_endpoint": resolved.upload_endpoint,
         "format": given["format"].value if given["format"] is not None else None,
     }
     as_given = {n: v for n, v in given.items() if n in _FIELDS and n not in converted}
