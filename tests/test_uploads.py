@@ -313,7 +313,11 @@ def test_kill_9_mid_run_then_a_rerun_pays_nothing_twice_and_leaves_no_object(
     with sqlite3.connect(Layout(out).journal) as db:
         in_flight = db.execute("SELECT count(*) FROM entries WHERE status = 'calling'").fetchone()
         (saved,) = db.execute("SELECT count(*) FROM entries WHERE status = 'saved'").fetchone()
-        (stored,) = db.execute("SELECT count(*) FROM uploads WHERE state = 'stored'").fetchone()
+        stored = [o for (o,) in db.execute("SELECT object FROM uploads WHERE state = 'stored'")]
+        saved_keys = [k for (k,) in db.execute("SELECT key FROM entries WHERE status = 'saved'")]
+    # A kill between saving an input and deleting its object leaves that object booked:
+    # only the stored objects of inputs not saved yet are there for the re-run to send.
+    waiting = [o for o in stored if not any(k.endswith(Path(o).stem) for k in saved_keys)]
     wait_until(lambda: emu.stats()["in_flight"] == 0, 10)  # the calls the kill left answered
     billed_before = emu.stats()["billed"]
 
@@ -327,7 +331,7 @@ def test_kill_9_mid_run_then_a_rerun_pays_nothing_twice_and_leaves_no_object(
     assert emu.stats()["billed"] - billed_before <= len(names) - billed_before + in_flight[0]
     assert s3_server.objects(bucket) == []
     # what the killed run had stored is sent again by its link, not uploaded again
-    assert stored >= 1 and summary["uploads"] <= len(names) - saved - stored
+    assert stored and summary["uploads"] <= len(names) - saved - len(waiting)
     with sqlite3.connect(Layout(out).journal) as db:
         assert db.execute("SELECT count(*) FROM uploads").fetchone() == (0,)
 

@@ -121,8 +121,9 @@ def known(text: str, templates: Iterable[str]) -> str:
         return translated
     for template in templates:
         match = _pattern(template).fullmatch(text)
-        if match is not None:
-            return gettext(template).format(**match.groupdict())
+        if match is not None:  # its values may be reasons themselves
+            values = {name: known(value, templates) for name, value in match.groupdict().items()}
+            return gettext(template).format(**values)
     return text
 
 

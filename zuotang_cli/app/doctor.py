@@ -469,9 +469,9 @@ async def check_bucket(
         async with open_bucket(target, endpoint) as bucket:
             await bucket.check()
     except ZuotangError as exc:
-        return Check("bucket", Result.FAIL, str(exc)), exc.exit_status
-    detail = f"{target}: writable under the prefix, its presigned links fit 512 characters"
-    return Check("bucket", Result.OK, detail), None
+        return Check(N_("bucket"), Result.FAIL, str(exc)), exc.exit_status
+    detail = _("{target}: writable under the prefix, its presigned links fit 512 characters")
+    return Check(N_("bucket"), Result.OK, detail.format(target=target)), None
 
 
 def diagnose(

@@ -215,13 +215,13 @@ def check_uploads(options: EnhanceOptions) -> Target | None:
     installed (the ``s3`` extra).  The bucket itself is checked when the batch starts."""
     if options.upload_to is None:
         if options.send_files is FileTransport.BUCKET:
-            raise UsageError("--send-files bucket needs --upload-to s3://BUCKET/PREFIX")
+            raise UsageError(_("--send-files bucket needs --upload-to s3://BUCKET/PREFIX"))
         return None
     if options.upload_endpoint is not None:
         check_endpoint(options.upload_endpoint, "--upload-endpoint")
     target = Target.parse(options.upload_to)
     if not options.dry_run and importlib.util.find_spec("aiobotocore") is None:
-        raise UsageError(INSTALL_HINT)
+        raise UsageError(_(INSTALL_HINT))
     return target
 
 

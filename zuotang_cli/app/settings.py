@@ -244,7 +244,7 @@ def _check_upload_to(raw: object, place: _Place) -> str:
         parts = urllib.parse.urlsplit(raw)
         if parts.scheme == "s3" and parts.netloc and not parts.query and not parts.fragment:
             return raw
-    raise _bad(place, f"must be s3://BUCKET/PREFIX, not {raw!r}")
+    raise _bad(place, _("must be s3://BUCKET/PREFIX, not {raw!r}").format(raw=raw))
 
 
 def _check_choice(choices: tuple[str, ...]) -> Callable[[object, _Place], str]:

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from zuotang_cli import i18n
+from zuotang_cli import i18n, reasons
 from zuotang_cli.cli.environment import Environment
 from zuotang_cli.cli.progress import say, write_stderr
 from zuotang_cli.errors import ZuotangError
@@ -104,5 +104,5 @@ def _fail(env: Environment, exc: BaseException, message: str, status: ExitStatus
     if env.verbose and sys.stderr is not None:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         write_stderr(sys.stderr, "".join(f"{visible(line)}\n" for line in text.splitlines()))
-    _error(message)
+    _error(reasons.shown(message))  # an engine's reason kept English until shown
     sys.exit(status)

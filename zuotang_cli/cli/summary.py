@@ -203,8 +203,15 @@ class RunSummary:
             )
         if self.uploads or self.uploads_removed:
             lines.append(
-                f"bucket: {plural(self.uploads, 'upload')} ({self.upload_bytes / 1e6:.2f} MB), "
-                f"{plural(self.uploads_removed, 'object')} removed"
+                _("bucket: {uploads} ({size} MB), {removed} removed").format(
+                    uploads=ngettext("{n} upload", "{n} uploads", self.uploads).format(
+                        n=self.uploads
+                    ),
+                    size=f"{self.upload_bytes / 1e6:.2f}",
+                    removed=ngettext("{n} object", "{n} objects", self.uploads_removed).format(
+                        n=self.uploads_removed
+                    ),
+                )
             )
         pace = self.download_pace
         if pace is not None and pace.held_seconds >= 1:  # less: no line worth a reader

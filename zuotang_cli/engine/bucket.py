@@ -23,11 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zuotang_cli import reasons
 from zuotang_cli.errors import TroubleError, UsageError, one_line
+from zuotang_cli.i18n import N_
+from zuotang_cli.i18n import gettext as _
 from zuotang_cli.protocol import rules
 from zuotang_cli.sanitize import Secrets
 
-INSTALL_HINT = "uploads need the S3 client: pip install 'zuotang[s3]'"
+INSTALL_HINT = N_("uploads need the S3 client: pip install 'zuotang[s3]'")
+"""Marked for the catalog: shown translated where the run ends on it."""
 PROBE_NAME = ".zuotang-probe"
 """The empty object the check before the run puts under the prefix, and deletes."""
 OSS_CREDENTIALS = ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET")
@@ -46,7 +50,9 @@ class Target:
         """``s3://BUCKET/PREFIX``; :class:`UsageError` for anything else."""
         parts = urllib.parse.urlsplit(text)
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-            raise UsageError(f"--upload-to must be s3://BUCKET/PREFIX, not {text!r}")
+            raise UsageError(
+                _("--upload-to must be s3://BUCKET/PREFIX, not {text!r}").format(text=text)
+            )
         return cls(parts.netloc, parts.path.strip("/"))
 
     def key(self, name: str) -> str:
@@ -132,9 +138,9 @@ class Bucket:
         )
         if len(url) > rules.MAX_URL_LENGTH:
             raise UsageError(
-                f"the presigned links of {self.target} are {len(url)} characters, over the "
-                f"service's {rules.MAX_URL_LENGTH}: use a shorter bucket name, prefix or "
-                "endpoint (temporary credentials make long links: a session token)"
+                reasons.BUCKET_LINKS_TOO_LONG.format(
+                    where=self.target, length=len(url), limit=rules.MAX_URL_LENGTH
+                )
             )
         return url
 
@@ -146,35 +152,20 @@ class Bucket:
         where = str(self.target)
         code, status = _error_code(exc)
         if code in ("NoSuchBucket",) or (status == 404 and code in ("", "404", "NotFound")):
-            return UsageError(f"the bucket of --upload-to {where} does not exist: create it")
+            return UsageError(reasons.BUCKET_MISSING.format(where=where))
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId"):
-            return UsageError(
-                f"the bucket of --upload-to {where} refused the credentials ({code}): check "
-                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or ALIBABA_CLOUD_ACCESS_KEY_*)"
-            )
+            return UsageError(reasons.BUCKET_CREDENTIALS_REFUSED.format(where=where, code=code))
         if code in ("AccessDenied", "Forbidden", "403", "AllAccessDisabled") or status == 403:
-            return UsageError(
-                f"access denied to {where}: allow these credentials PutObject, GetObject "
-                "and DeleteObject on the prefix (README, Local photos)"
-            )
+            return UsageError(reasons.BUCKET_DENIED.format(where=where))
         if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "301") or status == 301:
-            return UsageError(
-                f"the bucket of --upload-to {where} is in another region: set AWS_REGION "
-                "(or --upload-endpoint) to the bucket's region"
-            )
+            return UsageError(reasons.BUCKET_ELSEWHERE.format(where=where))
         name = type(exc).__name__
         if name == "NoCredentialsError":
-            return UsageError(
-                f"no credentials for --upload-to {where}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET"
-            )
+            return UsageError(reasons.BUCKET_NO_CREDENTIALS.format(where=where))
         if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
-            return TroubleError(
-                f"the bucket's endpoint does not answer ({where}): check --upload-endpoint "
-                "or AWS_ENDPOINT_URL_S3 and the network, then run again"
-            )
+            return TroubleError(reasons.BUCKET_UNREACHABLE.format(where=where))
         detail = self.secrets.mask(one_line(exc))
-        return UsageError(f"the bucket of --upload-to {where} refused: {detail}")
+        return UsageError(reasons.BUCKET_REFUSED.format(where=where, detail=detail))
 
 
 def _error_code(exc: BaseException) -> tuple[str, int | None]:
@@ -199,7 +190,7 @@ async def open_bucket(
         from aiobotocore.session import get_session
         from botocore.config import Config
     except ImportError:
-        raise UsageError(INSTALL_HINT) from None
+        raise UsageError(_(INSTALL_HINT)) from None
     env = os.environ if env is None else env
     given = _credentials(env)
     config = Config(

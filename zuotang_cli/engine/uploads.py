@@ -18,17 +18,16 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
+from zuotang_cli import reasons
 from zuotang_cli.engine.bucket import Bucket, Target, object_name, open_bucket
 from zuotang_cli.engine.state import BatchConfig, BatchResult, Work
 from zuotang_cli.errors import ZuotangError, one_line
+from zuotang_cli.i18n import ngettext
 from zuotang_cli.models import Outcome, Record
 from zuotang_cli.store.journal import Journal, Status, is_final_failure
 
-HOW_TO_SEND = (
-    "give a bucket of your own with --upload-to s3://BUCKET/PREFIX (README, Local photos), "
-    "or host them and pass their URLs"
-)
-NO_BUCKET = f"local files cannot be sent (the endpoint takes image_url only): {HOW_TO_SEND}"
+HOW_TO_SEND = reasons.HOW_TO_SEND_FILES
+NO_BUCKET = reasons.NO_BUCKET.format(how=HOW_TO_SEND)
 
 
 class UploadFailed(Exception):
@@ -146,7 +145,7 @@ class Uploads:
             except Exception as exc:
                 problem = bucket.explain(exc)
                 raise UploadFailed(
-                    f"upload to {bucket.target.shown(key)} failed: {problem}"
+                    reasons.UPLOAD_FAILED.format(object=bucket.target.shown(key), problem=problem)
                 ) from None
         self.book.stored(key, size, time.time())
         self.result.uploads += 1
@@ -189,8 +188,13 @@ class Uploads:
                 await self._delete(bucket, key)
         if self._failed_deletes and self.notice is not None:
             self.notice(
-                f"{self._failed_deletes} object(s) could not be deleted from {bucket.target}: "
-                "the next run tries again (a lifecycle rule on the prefix is the safety net)"
+                ngettext(
+                    "{n} object could not be deleted from {where}: the next run tries again "
+                    "(a lifecycle rule on the prefix is the safety net)",
+                    "{n} objects could not be deleted from {where}: the next run tries again "
+                    "(a lifecycle rule on the prefix is the safety net)",
+                    self._failed_deletes,
+                ).format(n=self._failed_deletes, where=bucket.target)
             )
 
     async def _delete(self, bucket: Bucket, key: str) -> None:

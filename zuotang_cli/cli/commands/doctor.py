@@ -57,12 +57,12 @@ def doctor(
         str | None,
         Opt(
             metavar="s3://BUCKET/PREFIX",
-            help="As enhance --upload-to: also check the bucket (free).",
+            help=N_("As enhance --upload-to: also check the bucket (free)."),
             show_default=False,
         ),
     ] = None,
     upload_endpoint: Annotated[
-        str | None, Opt(metavar="URL", help="As enhance --upload-endpoint.", show_default=False)
+        str | None, Opt(metavar="URL", help=N_("As enhance --upload-endpoint."), show_default=False)
     ] = None,
     paid_check: Annotated[
         str | None,

@@ -114,8 +114,10 @@ def emulator(
     url_only: bool = typer.Option(
         False,
         "--url-only",
-        help="The listing's default: only image_url is read (image_file and image_base64 "
-        "refused as a missing image_url).",
+        help=N_(
+            "The listing's default: only image_url is read (image_file and image_base64 "
+            "refused as a missing image_url)."
+        ),
     ),
     body_limit: int = typer.Option(
         8 * 1024 * 1024,

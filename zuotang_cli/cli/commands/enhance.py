@@ -225,10 +225,12 @@ def enhance(
     send_files: Annotated[
         SendFilesChoice | None,
         Opt(
-            help="How local files travel: multipart (image_file), base64 (image_base64, for "
-            "sellers who enabled it) or bucket (a presigned link to --upload-to) [default: "
-            "multipart, moved to the bucket when the endpoint refuses files and a bucket is "
-            "given].",
+            help=N_(
+                "How local files travel: multipart (image_file), base64 (image_base64, for "
+                "sellers who enabled it) or bucket (a presigned link to --upload-to) [default: "
+                "multipart, moved to the bucket when the endpoint refuses files and a bucket "
+                "is given]."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -236,9 +238,11 @@ def enhance(
         str | None,
         Opt(
             metavar="s3://BUCKET/PREFIX",
-            help="Your own S3-compatible bucket (OSS, S3, MinIO, COS) for local files: each "
-            "is uploaded, sent as a presigned link, deleted once done. Credentials: AWS_* or "
-            "ALIBABA_CLOUD_ACCESS_KEY_* variables, or an AWS profile.",
+            help=N_(
+                "Your own S3-compatible bucket (OSS, S3, MinIO, COS) for local files: each is "
+                "uploaded, sent as a presigned link, deleted once done. Credentials: AWS_* or "
+                "ALIBABA_CLOUD_ACCESS_KEY_* variables, or an AWS profile."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -246,16 +250,18 @@ def enhance(
         str | None,
         Opt(
             metavar="URL",
-            help="The bucket's S3 endpoint, e.g. https://s3.oss-cn-hangzhou.aliyuncs.com "
-            "[default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS].",
+            help=N_(
+                "The bucket's S3 endpoint, e.g. https://s3.oss-cn-hangzhou.aliyuncs.com "
+                "[default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS]."
+            ),
             show_default=False,
         ),
     ] = None,
     keep_uploads: Annotated[
-        bool, Opt("--keep-uploads", help="Leave the uploaded files in the bucket.")
+        bool, Opt("--keep-uploads", help=N_("Leave the uploaded files in the bucket."))
     ] = D.keep_uploads,
     upload_concurrency: Annotated[
-        int, Opt(min=1, help="Uploads to the bucket at once (apart from --qps).")
+        int, Opt(min=1, help=N_("Uploads to the bucket at once (apart from --qps)."))
     ] = D.upload_concurrency,
     max_upload: Annotated[
         float,
