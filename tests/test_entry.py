@@ -18,11 +18,12 @@ from zuotang_cli.status import ExitStatus
 SIGNAL_DURING_IMPORT = """
 import importlib.abc, os, signal, sys
 
+SENT = {"typer": signal.{name}, "zuotang_cli.cli.progress": signal.{then}}
+
 class SignalOnImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "typer":
-            sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.{name})
+        if SENT.get(name):
+            os.kill(os.getpid(), SENT.pop(name))
         return None
 
 sys.meta_path.insert(0, SignalOnImport())
@@ -32,11 +33,15 @@ main()
 
 
 @pytest.mark.parametrize(
-    ("name", "expected"),
-    [("SIGINT", ExitStatus.INTERRUPTED), ("SIGTERM", ExitStatus.TERMINATED)],
+    ("name", "then", "expected"),
+    [
+        ("SIGINT", "0", ExitStatus.INTERRUPTED),
+        ("SIGTERM", "0", ExitStatus.TERMINATED),
+        ("SIGINT", "signal.SIGTERM", ExitStatus.TERMINATED),  # a second one: still ours
+    ],
 )
 def test_a_stop_signal_during_the_imports_ends_the_run_before_any_call(
-    emulator: Any, tmp_path: Path, name: str, expected: ExitStatus
+    emulator: Any, tmp_path: Path, name: str, then: str, expected: ExitStatus
 ) -> None:
     emu = emulator()
     listed = write_list(tmp_path / "urls.txt", [emu.file_url(f"f{i}.png") for i in range(5)])
@@ -44,7 +49,7 @@ def test_a_stop_signal_during_the_imports_ends_the_run_before_any_call(
     proc = cli(
         *("enhance", str(listed), "-o", str(out)),
         env=enhance_env(emu.endpoint, "code"),
-        entry=("-c", SIGNAL_DURING_IMPORT.replace("{name}", name)),
+        entry=("-c", SIGNAL_DURING_IMPORT.replace("{name}", name).replace("signal.{then}", then)),
     )
     assert proc.returncode == expected, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -38,10 +38,16 @@ def main() -> None:
     try:
         from zuotang_cli.cli.main import main as run
         from zuotang_cli.status import ExitStatus
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if caught:
+    except BaseException:
+        _restore(previous)
+        raise
+    if caught:  # still recording: a second signal cannot kill the exit half-way
         sigterm = getattr(signal, "SIGTERM", None)
         sys.exit(ExitStatus.TERMINATED if sigterm in caught else ExitStatus.INTERRUPTED)
+    _restore(previous)
     run()
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
