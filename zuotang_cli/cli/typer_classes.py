@@ -113,47 +113,39 @@ def _translated_errors(call: Callable[[], _T]) -> _T:
         raise TranslatedUsageError(exc.format_message(), ctx=ctx) from exc
 
 
-class Command(typer.core.TyperCommand):
-    """A Typer command whose "Usage:" and library-made option help are translated."""
+class _Translated:
+    """What Typer's command and group classes both get: usage errors framed in the active
+    language, "Usage:" translated, and the option help made by the library."""
+
+    help: str | None
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return _translated_errors(lambda: super(Command, self).parse_args(ctx, args))
+        parent = super()
+        return _translated_errors(lambda: parent.parse_args(ctx, args))  # type: ignore[attr-defined]
 
     def get_short_help_str(self, limit: int = 45) -> str:
-        shown = super().get_short_help_str(limit)
+        shown: str = super().get_short_help_str(limit)  # type: ignore[misc]
         if shown.endswith("...") and len(shown) <= 3 + limit // 2:
             return short_help(self.help, limit)
         return shown
 
     def format_usage(self, ctx: Any, formatter: Any) -> None:
-        pieces = " ".join(self.collect_usage_pieces(ctx))
+        pieces = " ".join(self.collect_usage_pieces(ctx))  # type: ignore[attr-defined]
         formatter.write_usage(ctx.command_path, pieces, prefix=_("Usage: "))
 
     def get_params(self, ctx: Any) -> list[Any]:
-        return _translated(super().get_params(ctx))
+        return _translated(super().get_params(ctx))  # type: ignore[misc]
 
 
-class Group(typer.core.TyperGroup):
+class Command(_Translated, typer.core.TyperCommand):
+    """A Typer command whose "Usage:" and library-made option help are translated."""
+
+
+class Group(_Translated, typer.core.TyperGroup):
     """The same for a group of commands (``zuotang``, ``zuotang config``)."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return _translated_errors(lambda: super(Group, self).parse_args(ctx, args))
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         return _translated_errors(lambda: super(Group, self).resolve_command(ctx, args))
-
-    def get_short_help_str(self, limit: int = 45) -> str:
-        shown = super().get_short_help_str(limit)
-        if shown.endswith("...") and len(shown) <= 3 + limit // 2:
-            return short_help(self.help, limit)
-        return shown
-
-    def format_usage(self, ctx: Any, formatter: Any) -> None:
-        pieces = " ".join(self.collect_usage_pieces(ctx))
-        formatter.write_usage(ctx.command_path, pieces, prefix=_("Usage: "))
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _translated(super().get_params(ctx))
 
 
 def typer_app(**settings: Any) -> typer.Typer:
