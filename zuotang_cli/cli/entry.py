@@ -12,6 +12,8 @@ exit 130 (143 for SIGTERM), as a signal before the batch does (docs/architecture
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 from types import FrameType
@@ -41,9 +43,14 @@ def main() -> None:
     except BaseException:
         _restore(previous)
         raise
-    if caught:  # still recording: a second signal cannot kill the exit half-way
+    if caught:
+        # Still recording, and out without the interpreter's shutdown, which puts the
+        # default handlers back: a second signal cannot kill the exit half-way.
         sigterm = getattr(signal, "SIGTERM", None)
-        sys.exit(ExitStatus.TERMINATED if sigterm in caught else ExitStatus.INTERRUPTED)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                stream.flush()
+        os._exit(ExitStatus.TERMINATED if sigterm in caught else ExitStatus.INTERRUPTED)
     _restore(previous)
     run()
 
