@@ -18,7 +18,7 @@ from zuotang_cli.status import ExitStatus
 SIGNAL_DURING_IMPORT = """
 import importlib.abc, os, signal, sys
 
-SENT = {"typer": signal.{name}, "zuotang_cli.cli.progress": signal.{then}}
+SENT = {"typer": FIRST, "zuotang_cli.engine.batch": THEN}
 
 class SignalOnImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -33,15 +33,16 @@ main()
 
 
 @pytest.mark.parametrize(
-    ("name", "then", "expected"),
+    ("first", "then", "expected"),
     [
-        ("SIGINT", "0", ExitStatus.INTERRUPTED),
-        ("SIGTERM", "0", ExitStatus.TERMINATED),
-        ("SIGINT", "signal.SIGTERM", ExitStatus.TERMINATED),  # a second one: still ours
+        ("signal.SIGINT", "0", ExitStatus.INTERRUPTED),
+        ("signal.SIGTERM", "0", ExitStatus.TERMINATED),
+        ("signal.SIGINT", "signal.SIGTERM", ExitStatus.TERMINATED),  # a second one: still ours
+        ("0", "signal.SIGTERM", ExitStatus.TERMINATED),  # in the batch's own imports
     ],
 )
 def test_a_stop_signal_during_the_imports_ends_the_run_before_any_call(
-    emulator: Any, tmp_path: Path, name: str, then: str, expected: ExitStatus
+    emulator: Any, tmp_path: Path, first: str, then: str, expected: ExitStatus
 ) -> None:
     emu = emulator()
     listed = write_list(tmp_path / "urls.txt", [emu.file_url(f"f{i}.png") for i in range(5)])
@@ -49,7 +50,7 @@ def test_a_stop_signal_during_the_imports_ends_the_run_before_any_call(
     proc = cli(
         *("enhance", str(listed), "-o", str(out)),
         env=enhance_env(emu.endpoint, "code"),
-        entry=("-c", SIGNAL_DURING_IMPORT.replace("{name}", name).replace("signal.{then}", then)),
+        entry=("-c", SIGNAL_DURING_IMPORT.replace("FIRST", first).replace("THEN", then)),
     )
     assert proc.returncode == expected, proc.stderr
     assert "Traceback" not in proc.stderr

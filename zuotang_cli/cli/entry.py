@@ -23,6 +23,10 @@ _STOP_SIGNALS = tuple(
     sig for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if sig is not None
 )
 
+_BATCHES = frozenset({"enhance", "watch"})
+"""The commands whose run installs its own handler (after its imports, which a command
+imports when it starts: these are imported here, while signals are recorded)."""
+
 
 def main() -> None:
     """``zuotang``: import the CLI with stop signals recorded, then run it."""
@@ -40,6 +44,9 @@ def main() -> None:
     try:
         from zuotang_cli.cli.main import main as run
         from zuotang_cli.status import ExitStatus
+
+        if _BATCHES.intersection(sys.argv[1:]):
+            import zuotang_cli.cli.run  # noqa: F401  the batch's imports, the heaviest, too
     except BaseException:
         _restore(previous)
         raise
