@@ -212,6 +212,8 @@ def free_port() -> int:
 
 def start_s3_server(env: Mapping[str, str] | None = None) -> S3Server:
     """moto's server on a free loopback port, started and answering."""
+    from tests.helpers import wait_until  # here: after its assertions are set to be rewritten
+
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -220,16 +222,22 @@ def start_s3_server(env: Mapping[str, str] | None = None) -> S3Server:
         env={**os.environ, **(env or {})},
     )
     endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(300):  # its start: at most 30 s on a busy machine
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError("moto's S3 server ended at its start")
         try:
             httpx.get(f"{endpoint}/moto-api/", timeout=1.0)
-            return S3Server(endpoint, process)
         except httpx.TransportError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("moto's S3 server did not start")
+            return False
+        return True
+
+    try:
+        wait_until(answers, timeout=30, interval=0.1)  # its start, on a busy machine
+    except BaseException:
+        process.kill()
+        raise
+    return S3Server(endpoint, process)
 
 
 @pytest.fixture(scope="session")
